@@ -1,0 +1,27 @@
+"""JudgeEye app entry point: `judgeeye app` (or `streamlit run app.py`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from judgeeye.projects import ensure_sample_project
+
+st.set_page_config(page_title="JudgeEye", page_icon=":material/visibility:", layout="wide")
+
+
+@st.cache_resource(show_spinner="Preparing the store…")
+def _first_start() -> int | None:
+    """Once per server process: upgrade the schema and import the sample into an empty store."""
+    return ensure_sample_project()
+
+
+_first_start()
+
+pages = {
+    "Projects": [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
+        st.Page("pages/codebooks.py", title="Codebooks", icon=":material/menu_book:"),
+    ],
+}
+st.navigation(pages).run()

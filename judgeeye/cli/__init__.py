@@ -1,0 +1,5 @@
+"""The `judgeeye` command: everything the app does, headless."""
+
+from judgeeye.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,40 @@
+"""Shared CLI plumbing: turning library errors into one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from judgeeye.codebook import CodebookError
+from judgeeye.datasets import DatasetError, DatasetValidationError
+from judgeeye.projects import ProjectNotFound
+
+USER_ERRORS = (DatasetError, DatasetValidationError, ProjectNotFound, CodebookError, FileNotFoundError)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input ends the command with its message on stderr and exit status 2, no traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    """A plain aligned text table (no extra dependency; pipes and logs stay readable)."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    columns = columns or list(rows[0])
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    typer.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    sys.stdout.flush()

@@ -1,0 +1,167 @@
+"""Root of the `judgeeye` command: projects, import, app; sub-commands live beside this file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from judgeeye.cli.codebook_cmd import codebook_app
+from judgeeye.cli.common import echo_table, user_errors
+from judgeeye.store import redact_url, session_scope
+from judgeeye.store.db import database_url
+
+app = typer.Typer(
+    name="judgeeye",
+    help="LLM raters that agree with humans: import ratings, infer traces, review, refine, train, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(codebook_app, name="codebook")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _parse_named(values: list[str] | None) -> dict[str, str]:
+    """`NAME=COLUMN` or `COLUMN` (the column's own name) pairs, in order."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        name, _, column = value.partition("=")
+        out[name.strip()] = (column or name).strip()
+    return out
+
+
+def _parse_scale(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in text.replace(":", "-").split("-", 1))
+    except ValueError:
+        raise typer.BadParameter(f"scale must look like 1-5, got {text!r}") from None
+    if lo >= hi:
+        raise typer.BadParameter(f"scale minimum must be below its maximum, got {text!r}")
+    return lo, hi
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise typer.BadParameter(f"splits must be three non-negative ratios summing to 1, e.g. 0.7,0.1,0.2; got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+@app.command("projects")
+def projects_cmd() -> None:
+    """List projects with their pipeline status."""
+    from judgeeye.projects import pipeline_status
+
+    with session_scope() as session:
+        rows = [
+            {
+                "id": s.id, "name": s.name, "dimension": s.dimension, "scale": s.scale,
+                "items": s.items, "gold": s.gold_items, "dropped": s.dropped,
+                "codebook": f"v{s.current_codebook}/{s.codebook_versions}" if s.current_codebook else s.codebook_versions,
+                "sampled": s.candidates, "accepted": s.accepted, "reviewed": s.reviewed,
+                "training": s.training_runs,
+            }
+            for s in pipeline_status(session)
+        ]
+    echo_table(rows)
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file (a folder for SummEval's split files).")],
+    loader: Annotated[Optional[str], typer.Option(help="Built-in format: hanna, summeval, wmt_sqm, helpsteer2, aes2, prometheus.")] = None,
+    dimension: Annotated[Optional[str], typer.Option(help="What is rated, e.g. HANNA 'complexity'.")] = None,
+    project: Annotated[Optional[str], typer.Option(help="Project name (default: from the loader and dimension).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="csv, jsonl or parquet (default: by extension).")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Generic import: the id column.")] = None,
+    text: Annotated[Optional[list[str]], typer.Option(help="Generic import: a text field, COLUMN or NAME=COLUMN; repeat.")] = None,
+    rater: Annotated[Optional[list[str]], typer.Option(help="Generic import: one annotator's rating column, COLUMN or NAME=COLUMN; repeat.")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Generic import: one aggregated label column (instead of --rater).")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="Generic import: rating scale, e.g. 1-5.")] = None,
+    task: Annotated[str, typer.Option(help="Generic import: task name.")] = "rating",
+    generation_type: Annotated[str, typer.Option(help="Generic import: what the items are (story, essay, ...).")] = "text",
+    max_std: Annotated[float, typer.Option(help="Drop items whose raters' standard deviation exceeds this.")] = 1.0,
+    splits: Annotated[str, typer.Option(help="train,validation,test ratios.")] = "0.7,0.1,0.2",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 42,
+    codebook: Annotated[Optional[str], typer.Option(help="A built-in codebook name or a codebook JSON file (default: the original for the loader and dimension).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Validate and report; write nothing.")] = False,
+) -> None:
+    """Import a rating dataset into a new project (one transaction: all or nothing)."""
+    from judgeeye.codebook import list_builtin, load_builtin, load_codebook_file
+    from judgeeye.datasets import ColumnMapping, GoldRule, SplitRule, apply_gold, load_builtin as load_dataset, read_table
+    from judgeeye.projects import import_with_codebook
+
+    with user_errors():
+        if loader:
+            if not dimension:
+                raise typer.BadParameter("--dimension is required with --loader")
+            dataset = load_dataset(loader, path, dimension)
+        else:
+            if not (id_column and text and scale and (rater or label)):
+                raise typer.BadParameter(
+                    "a generic import needs --id-column, --text, --scale and either --rater or --label "
+                    "(or use --loader for a built-in format)"
+                )
+            lo, hi = _parse_scale(scale)
+            mapping = ColumnMapping(
+                id_column=id_column, text_columns=_parse_named(text),
+                rating_columns=_parse_named(rater) or None, label_column=label,
+                scale_min=lo, scale_max=hi, task=task, dimension=dimension or "quality",
+                generation_type=generation_type,
+            )
+            dataset = read_table(path, mapping, fmt=fmt)
+        spec = None
+        if codebook:
+            spec = load_builtin(codebook) if codebook in list_builtin() else load_codebook_file(Path(codebook))
+        gold_rule = GoldRule(max_std=max_std)
+        split_rule = SplitRule(ratios=_parse_ratios(splits), seed=seed)
+        name = project or f"{dataset.loader or path.stem} {dataset.dimension}"
+        if dry_run:
+            _, stats = apply_gold(dataset, gold_rule)
+            typer.echo(f"{path}: {len(dataset.items)} items valid; {stats.n_gold} gold, "
+                       f"{stats.n_dropped} dropped (rater std > {max_std}); nothing written (--dry-run)")
+            return
+        with session_scope() as session:
+            report = import_with_codebook(session, dataset, project_name=name, codebook=spec,
+                                          gold_rule=gold_rule, split_rule=split_rule)
+    stats = report.gold_stats
+    typer.echo(f"imported project {name!r} (id {report.project_id}) from {path}")
+    typer.echo(f"  items {stats.n_items}, gold {stats.n_gold}, dropped {stats.n_dropped} "
+               f"(raters' std > {max_std}), without rating {getattr(stats, 'n_no_rating', 0)}")
+    typer.echo("  gold labels: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.histogram.items())))
+    typer.echo("  splits: " + ", ".join(f"{k} {v}" for k, v in report.split_counts.items()))
+
+
+@app.command("app")
+def app_cmd(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    no_sample: Annotated[bool, typer.Option(help="Do not import the bundled sample project into an empty store.")] = False,
+) -> None:
+    """Start the Streamlit app (imports the sample project on a first start)."""
+    from judgeeye.projects import ensure_sample_project
+
+    script = REPO_ROOT / "app.py"
+    if not script.exists():
+        typer.echo(f"error: {script} not found; run from a source checkout (pip install -e .)", err=True)
+        raise typer.Exit(2)
+    if not no_sample:
+        created = ensure_sample_project()
+        if created:
+            typer.echo(f"first start: imported the sample project (id {created})")
+    typer.echo(f"store: {redact_url(database_url())}")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+           "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+def main() -> None:
+    app()

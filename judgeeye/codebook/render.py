@@ -1,0 +1,268 @@
+"""Codebook <-> text: rater prompts, the plain-text codebook, and reading a codebook back.
+
+``render_codebook`` gives the text that refinement prompts use as ``{original_codebook}``;
+``parse_codebook_text`` reads an LLM's ``<codebook>...</codebook>`` answer back into a spec.
+Item text is always inserted verbatim (never through ``str.format``), so braces, markup or a fake
+``<rating>`` inside an item cannot change the prompt around it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from judgeeye.codebook.model import CodebookSpec, RubricLevel
+
+RATING_SCALE_HEADER = "Rating scale:"
+ITEM_INTRO = "Here is the item to rate."
+
+
+class CodebookParseError(ValueError):
+    """An LLM's codebook text could not be read back (e.g. it has no rubric levels)."""
+
+
+# --------------------------------------------------------------------------- rendering
+def render_rubric(spec: CodebookSpec) -> str:
+    """The "Rating scale" section: a header, then one ``N: text`` line per level."""
+    lines = [RATING_SCALE_HEADER]
+    lines += [f"{lv.level}: {lv.text}" for lv in spec.rubric]
+    return "\n".join(lines)
+
+
+def render_guidelines(spec: CodebookSpec) -> str:
+    """Instructions and rating scale, without the output format."""
+    return f"{spec.instructions.strip()}\n\n{render_rubric(spec)}"
+
+
+def render_codebook(spec: CodebookSpec) -> str:
+    """The whole codebook as text: instructions, rating scale, output format."""
+    return f"{render_guidelines(spec)}\n\n{spec.rendered_output_format()}"
+
+
+def field_tag(name: str) -> str:
+    """A field name made safe as a tag name: ``"Human story"`` -> ``human_story``."""
+    tag = re.sub(r"[^a-z0-9_]+", "_", str(name).strip().lower())
+    tag = re.sub(r"_+", "_", tag).strip("_")
+    if not tag:
+        return "field"
+    if tag[0].isdigit():
+        tag = f"field_{tag}"
+    return tag
+
+
+def _unique_tag(base: str, value: str, used: set[str]) -> str:
+    """``base``, or a variant whose closing tag neither occurs in ``value`` nor is already used."""
+    lowered = value.lower()
+    tag, n = base, 1
+    while tag in used or f"</{tag}>" in lowered:
+        n += 1
+        tag = f"{base}_{n}"
+    used.add(tag)
+    return tag
+
+
+def render_item(fields: dict[str, object]) -> str:
+    """The item's fields, each verbatim in a ``<tag>\\n...\\n</tag>`` block, in the given order."""
+    used: set[str] = set()
+    blocks = []
+    for name, value in fields.items():
+        text = "" if value is None else str(value)
+        tag = _unique_tag(field_tag(name), text, used)
+        blocks.append(f"<{tag}>\n{text}\n</{tag}>")
+    return "\n\n".join(blocks)
+
+
+def render_prompt_text(spec: CodebookSpec, fields: dict[str, object]) -> str:
+    """The rater's prompt as one string: guidelines, the item, then the output format."""
+    return "\n\n".join(
+        [render_guidelines(spec), ITEM_INTRO, render_item(fields), spec.rendered_output_format()]
+    )
+
+
+def render_prompt(
+    spec: CodebookSpec, fields: dict[str, object], *, system: str | None = None
+) -> list[dict[str, str]]:
+    """Chat messages for a rater: an optional system message and one user message."""
+    messages: list[dict[str, str]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": render_prompt_text(spec, fields)})
+    return messages
+
+
+# --------------------------------------------------------------------------- parsing
+_CODEBOOK_BLOCK = re.compile(r"<codebook>(.*?)</codebook>", re.I | re.S)
+_CODEBOOK_OPEN = re.compile(r"<codebook>", re.I)
+
+# A rubric line: optional bullet / heading / bold, optional "Score" / "Rating" / "Level" [of],
+# the number, an optional "(worst)"-style label, then a separator (. : ) - – — =).
+_LEVEL_LINE = re.compile(
+    r"""^\s*(?:[-*•+]\s+|\#{1,6}\s*)?
+        (?:\*\*|__)?\s*
+        (?:(?:score|rating|level|grade)s?\s*(?:of\s+)?)?
+        [\[(]?\s*(?P<level>-?\d+)(?!\d|\.\d)\s*[\])]?
+        (?:\s*(?:points?|pts)\b)?
+        \s*(?P<label>\([^)\n]{1,40}\))?
+        \s*(?:\*\*|__)?\s*
+        (?:[.:)=]|\s[-–—]|[-–—]\s|\*\*(?=\s)|__(?=\s))
+        \s*(?:\*\*|__)?\s*
+        (?P<text>.*)$""",
+    re.I | re.X,
+)
+_RUBRIC_HEADER = re.compile(
+    r"^\W*(?:the\s+)?(?:rating\s+scale|rating\s+rubric|scoring\s+rubrics?|score\s+rubrics?|rubrics?"
+    r"|scale|scoring\s+guide|score\s+levels?|rating\s+levels?|levels?)\W*$",
+    re.I,
+)
+_RUBRIC_HINT = re.compile(r"\b(?:rating|score|scoring|rubric|scale|level|criteri)", re.I)
+
+
+@dataclass
+class _Level:
+    line: int  # index of the level line
+    end: int  # index after its last continuation line
+    level: int
+    text: str
+    keyword: bool  # written as "Score 3" / "Level 3"
+
+
+def _extract_codebook(text: str) -> str:
+    blocks = _CODEBOOK_BLOCK.findall(text)
+    if blocks:
+        # The answer proper is the last complete block (earlier ones may be quoted in reasoning).
+        return blocks[-1]
+    opens = list(_CODEBOOK_OPEN.finditer(text))
+    if opens:  # an unterminated block (answer cut off): take what follows the last opening tag
+        return text[opens[-1].end():]
+    return text
+
+
+def _find_levels(lines: list[str], scale_min: int, scale_max: int) -> list[_Level]:
+    found: list[_Level] = []
+    i = 0
+    while i < len(lines):
+        m = _LEVEL_LINE.match(lines[i])
+        if not m or not scale_min <= int(m.group("level")) <= scale_max:
+            i += 1
+            continue
+        parts = []
+        if m.group("label"):
+            parts.append(m.group("label").strip())
+        first = re.sub(r"\s*(?:\*\*|__)\s*$", "", m.group("text").strip())
+        if first:
+            parts.append(first)
+        j = i + 1
+        while j < len(lines) and lines[j].strip():
+            nxt = _LEVEL_LINE.match(lines[j])
+            if nxt and scale_min <= int(nxt.group("level")) <= scale_max:
+                break
+            parts.append(lines[j].rstrip())
+            j += 1
+        if not first and not m.group("label") and j == i + 1:
+            # "### Score 5" with the description after a blank line
+            k = j
+            while k < len(lines) and not lines[k].strip():
+                k += 1
+            while k < len(lines) and lines[k].strip() and not _LEVEL_LINE.match(lines[k]):
+                parts.append(lines[k].rstrip())
+                k += 1
+            j = k
+        text = "\n".join(parts).strip()
+        keyword = bool(re.match(r"^\s*(?:[-*•+]\s+|#{1,6}\s*)?(?:\*\*|__)?\s*[a-z]", lines[i], re.I))
+        if text:
+            found.append(_Level(i, j, int(m.group("level")), text, keyword))
+        i = j
+    return found
+
+
+def _runs(levels: list[_Level], lines: list[str]) -> list[list[_Level]]:
+    """Group level lines into runs: only blank lines between them, levels strictly monotonic."""
+    runs: list[list[_Level]] = []
+    for lv in levels:
+        if runs:
+            run = runs[-1]
+            prev = run[-1]
+            gap_blank = all(not lines[k].strip() for k in range(prev.end, lv.line))
+            direction = 0 if len(run) < 2 else (1 if run[1].level > run[0].level else -1)
+            step = lv.level - prev.level
+            monotonic = step != 0 and (direction == 0 or (step > 0) == (direction > 0))
+            if gap_blank and monotonic and lv.level not in {x.level for x in run}:
+                run.append(lv)
+                continue
+        runs.append([lv])
+    return runs
+
+
+def _header_before(run: list[_Level], lines: list[str]) -> tuple[int | None, bool]:
+    """Index of the nearest non-blank line before the run, and whether it talks about rating."""
+    k = run[0].line - 1
+    while k >= 0 and not lines[k].strip():
+        k -= 1
+    if k < 0:
+        return None, False
+    return k, bool(_RUBRIC_HINT.search(lines[k]))
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def parse_codebook_text(
+    text: str, scale_min: int, scale_max: int, base: CodebookSpec
+) -> CodebookSpec:
+    """Read a codebook back from an LLM answer containing ``<codebook>...</codebook>``.
+
+    Rubric lines start with the level number (``1.``, ``1:``, ``- 1:``, ``Score 1:``,
+    ``SCORE OF 6:``, ``**Level 1**:`` ...). The rubric is the longest run of consecutive level
+    lines (ties: the one under a rating/score/rubric header, then the later one); everything
+    else is the instructions. A generic header just above the rubric (e.g. ``Rating scale:``)
+    and a paragraph repeating ``base``'s output format are dropped, since rendering adds them
+    back. Name, task, dimension, generation type, output format and sources come from ``base``.
+
+    Raises :class:`CodebookParseError` when no rubric levels are found.
+    """
+    body = _extract_codebook(text)
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    levels = _find_levels(lines, scale_min, scale_max)
+    if not levels:
+        raise CodebookParseError(
+            f"no rubric levels found in the codebook text: expected lines starting with a level "
+            f"number from {scale_min} to {scale_max} (e.g. '{scale_min}: ...', "
+            f"'Score {scale_max}: ...')"
+        )
+
+    def rank(item: tuple[int, list[_Level]]) -> tuple[int, int, int, int]:
+        index, run = item
+        _, hinted = _header_before(run, lines)
+        keyword = sum(lv.keyword for lv in run) == len(run)
+        return (len(run), int(hinted or keyword), int(keyword), index)
+
+    _, rubric_run = max(enumerate(_runs(levels, lines)), key=rank)
+
+    start, end = rubric_run[0].line, rubric_run[-1].end
+    header, _ = _header_before(rubric_run, lines)
+    if header is not None and _RUBRIC_HEADER.match(lines[header].strip()):
+        start = header
+    before = "\n".join(lines[:start]).strip()
+    after = "\n".join(lines[end:]).strip()
+
+    if after:
+        drop = {_norm(base.rendered_output_format()), _norm(base.output_format)}
+        paragraphs = re.split(r"\n\s*\n", after)
+        after = "\n\n".join(p.strip() for p in paragraphs if _norm(p) not in drop).strip()
+    instructions = "\n\n".join(part for part in (before, after) if part)
+    if not instructions:
+        instructions = base.instructions
+
+    return CodebookSpec(
+        name=base.name,
+        task=base.task,
+        dimension=base.dimension,
+        generation_type=base.generation_type,
+        scale_min=scale_min,
+        scale_max=scale_max,
+        instructions=instructions,
+        rubric=[RubricLevel(level=lv.level, text=lv.text) for lv in rubric_run],
+        output_format=base.output_format,
+        sources=list(base.sources),
+    )

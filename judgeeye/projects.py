@@ -1,0 +1,226 @@
+"""Projects as the user sees them: lookup, pipeline status, importing with a codebook, the sample.
+
+The CLI and the app's pages both call these, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from judgeeye.codebook import CodebookSpec, RubricLevel, create_version, list_builtin, load_builtin
+from judgeeye.datasets import (
+    DatasetError,
+    GoldRule,
+    ImportReport,
+    ParsedDataset,
+    SplitRule,
+    import_dataset,
+    load_builtin as load_builtin_dataset,
+)
+from judgeeye.store import (
+    Candidate,
+    Codebook,
+    Item,
+    Project,
+    SamplingRun,
+    Selection,
+    TrainingRun,
+    session_scope,
+)
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+SAMPLE_FILE = ASSETS_DIR / "sample" / "hanna_sample.csv"
+SAMPLE_PROJECT = "HANNA story complexity (sample)"
+
+
+class ProjectNotFound(LookupError):
+    pass
+
+
+@dataclass
+class PipelineStatus:
+    """One row of the home page: how far a project has come through the pipeline."""
+
+    id: int
+    name: str
+    task: str
+    dimension: str
+    scale: str
+    items: int = 0
+    gold_items: int = 0
+    dropped: int = 0
+    codebook_versions: int = 0
+    current_codebook: int | None = None
+    sampling_runs: int = 0
+    candidates: int = 0
+    accepted: int = 0
+    items_with_accepted: int = 0
+    reviewed: int = 0
+    training_runs: int = 0
+    splits: dict[str, int] = field(default_factory=dict)
+
+
+def find_project(session: Session, ref: str | int) -> Project:
+    """A project by id or exact name; the error lists what exists."""
+    project = None
+    if isinstance(ref, int) or str(ref).isdigit():
+        project = session.get(Project, int(ref))
+    if project is None:
+        project = session.scalar(select(Project).where(Project.name == str(ref)))
+    if project is None:
+        names = session.scalars(select(Project.name).order_by(Project.id)).all()
+        known = ", ".join(repr(n) for n in names) or "none yet"
+        raise ProjectNotFound(f"no project {ref!r}; projects: {known}")
+    return project
+
+
+def _counts(session: Session, stmt) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    return {pid: n for pid, n in session.execute(stmt).all()}
+
+
+def pipeline_status(session: Session) -> list[PipelineStatus]:
+    """Every project's status in a handful of aggregate queries (not one per project)."""
+    projects = session.scalars(select(Project).order_by(Project.id)).all()
+    rows = {
+        p.id: PipelineStatus(
+            id=p.id,
+            name=p.name,
+            task=p.task,
+            dimension=p.dimension,
+            scale=f"{p.scale_min}-{p.scale_max}",
+        )
+        for p in projects
+    }
+    current = {p.id: p.current_codebook_id for p in projects}
+    for (pid, status), n in session.execute(
+        select(Item.project_id, Item.gold_status, func.count()).group_by(Item.project_id, Item.gold_status)
+    ).all():
+        rows[pid].items += n
+        if status == "gold":
+            rows[pid].gold_items = n
+        elif status == "dropped_disagreement":
+            rows[pid].dropped = n
+    for (pid, split), n in session.execute(
+        select(Item.project_id, Item.split, func.count())
+        .where(Item.split.is_not(None))
+        .group_by(Item.project_id, Item.split)
+    ).all():
+        rows[pid].splits[split] = n
+    for pid, n in _counts(session, select(Codebook.project_id, func.count()).group_by(Codebook.project_id)).items():
+        rows[pid].codebook_versions = n
+    for cid, pid, version in session.execute(select(Codebook.id, Codebook.project_id, Codebook.version)).all():
+        if current.get(pid) == cid:
+            rows[pid].current_codebook = version
+    for pid, n in _counts(
+        session, select(SamplingRun.project_id, func.count()).group_by(SamplingRun.project_id)
+    ).items():
+        rows[pid].sampling_runs = n
+    cand = (
+        select(
+            SamplingRun.project_id,
+            func.count(Candidate.id),
+            func.coalesce(func.sum(case((Candidate.accepted, 1), else_=0)), 0),
+            func.count(func.distinct(case((Candidate.accepted, Candidate.item_id)))),
+        )
+        .join(Candidate, Candidate.run_id == SamplingRun.id)
+        .group_by(SamplingRun.project_id)
+    )
+    for pid, n, acc, items_acc in session.execute(cand).all():
+        rows[pid].candidates, rows[pid].accepted, rows[pid].items_with_accepted = n, int(acc), items_acc
+    reviewed = (
+        select(Item.project_id, func.count(func.distinct(Selection.item_id)))
+        .join(Selection, Selection.item_id == Item.id)
+        .where(Selection.state == "submitted")
+        .group_by(Item.project_id)
+    )
+    for pid, n in _counts(session, reviewed).items():
+        rows[pid].reviewed = n
+    for pid, n in _counts(
+        session, select(TrainingRun.project_id, func.count()).group_by(TrainingRun.project_id)
+    ).items():
+        rows[pid].training_runs = n
+    return list(rows.values())
+
+
+def default_codebook_spec(dataset: ParsedDataset) -> CodebookSpec:
+    """The codebook for a freshly imported dataset: the built-in original if one exists for
+    this loader and dimension, else a minimal one that names the dimension and the scale ends
+    (origin 'default', to be written by a guideline author)."""
+    builtin = builtin_codebook_for(dataset.loader, dataset.dimension)
+    if builtin is not None:
+        return builtin
+    lo, hi = dataset.scale_min, dataset.scale_max
+    levels = [RubricLevel(level=lo, text=f"{lo}: lowest {dataset.dimension}")]
+    levels += [
+        RubricLevel(level=v, text=f"{v}: between {lo} (lowest) and {hi} (highest)") for v in range(lo + 1, hi)
+    ]
+    levels.append(RubricLevel(level=hi, text=f"{hi}: highest {dataset.dimension}"))
+    return CodebookSpec(
+        name=f"{dataset.task} {dataset.dimension}",
+        task=dataset.task,
+        dimension=dataset.dimension,
+        generation_type=dataset.generation_type,
+        scale_min=lo,
+        scale_max=hi,
+        instructions=(
+            f"Read the {dataset.generation_type} below and rate its {dataset.dimension} "
+            f"on a scale from {lo} to {hi}."
+        ),
+        rubric=levels,
+        sources=["generated default: no original codebook was given for this dataset"],
+    )
+
+
+BUILTIN_CODEBOOK_BY_LOADER = {"hanna": "hanna", "aes2": "aes2", "summeval": "summeval",
+                              "wmt_sqm": "wmt20_zhen", "helpsteer2": "helpsteer2"}
+
+
+def builtin_codebook_for(loader: str, dimension: str) -> CodebookSpec | None:
+    prefix = BUILTIN_CODEBOOK_BY_LOADER.get(loader)
+    if prefix is None:
+        return None
+    for name in list_builtin():
+        if name.startswith(prefix + "_") and name.endswith("_" + dimension):
+            return load_builtin(name)
+    return None
+
+
+def import_with_codebook(
+    session: Session,
+    dataset: ParsedDataset,
+    *,
+    project_name: str,
+    codebook: CodebookSpec | None = None,
+    gold_rule: GoldRule | None = None,
+    split_rule: SplitRule | None = None,
+    author: str | None = None,
+) -> ImportReport:
+    """Create the project, its items and codebook version 1 in the caller's transaction."""
+    spec = codebook or default_codebook_spec(dataset)
+    if (spec.scale_min, spec.scale_max) != (dataset.scale_min, dataset.scale_max):
+        raise DatasetError(
+            file=str(spec.name), row=None, field="scale",
+            message=f"codebook scale {spec.scale_min}-{spec.scale_max} differs from the data's "
+            f"{dataset.scale_min}-{dataset.scale_max}",
+        )
+    report = import_dataset(
+        session, dataset, project_name=project_name, gold_rule=gold_rule, split_rule=split_rule
+    )
+    create_version(session, report.project_id, spec, origin="original", author=author,
+                   note="imported with the dataset")
+    return report
+
+
+def ensure_sample_project(url: str | None = None) -> int | None:
+    """On a first start (an empty store) import the bundled HANNA sample, so a newcomer sees
+    data at once. Returns the new project's id, or None when the store already has projects."""
+    with session_scope(url) as session:
+        if session.scalar(select(func.count()).select_from(Project)):
+            return None
+        dataset = load_builtin_dataset("hanna", SAMPLE_FILE, "complexity")
+        report = import_with_codebook(session, dataset, project_name=SAMPLE_PROJECT, author="judgeeye")
+        return report.project_id

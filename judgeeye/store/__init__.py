@@ -1,0 +1,35 @@
+"""The store: every JudgeEye record, in SQLite by default or any SQLAlchemy database."""
+
+from judgeeye.store.db import (
+    data_dir,
+    database_url,
+    dispose_engines,
+    get_engine,
+    redact_url,
+    session_scope,
+    upgrade_schema,
+)
+from judgeeye.store.models import (
+    Annotator,
+    Base,
+    Candidate,
+    Codebook,
+    Critique,
+    Item,
+    Job,
+    Prediction,
+    Project,
+    RaterRun,
+    SamplingRun,
+    Selection,
+    SelectionEvent,
+    TrainingMetric,
+    TrainingRun,
+)
+
+__all__ = [
+    "Annotator", "Base", "Candidate", "Codebook", "Critique", "Item", "Job", "Prediction",
+    "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "TrainingMetric",
+    "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "redact_url",
+    "session_scope", "upgrade_schema",
+]

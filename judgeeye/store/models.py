@@ -1,0 +1,305 @@
+"""SQLAlchemy 2 models: the whole JudgeEye data model (DESIGN.md "Data model").
+
+Schema changes go through Alembic migrations in ``judgeeye/store/migrations``; a test checks
+that these models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Project(Base):
+    """A rating task on one dimension, e.g. HANNA story complexity on a 1-5 scale."""
+
+    __tablename__ = "project"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task: Mapped[str] = mapped_column(String(200))
+    dimension: Mapped[str] = mapped_column(String(100))
+    generation_type: Mapped[str] = mapped_column(String(100), default="text")
+    scale_min: Mapped[int] = mapped_column(Integer)
+    scale_max: Mapped[int] = mapped_column(Integer)
+    text_fields: Mapped[list[Any]] = mapped_column(default=list)
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    gold_rule: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    current_codebook_id: Mapped[int | None] = mapped_column(
+        ForeignKey("codebook.id", use_alter=True, ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    items: Mapped[list[Item]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class Item(Base):
+    """One thing to rate, with every annotator's rating and the derived gold label."""
+
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id"),
+        Index("ix_item_project_split", "project_id", "split"),
+        Index("ix_item_project_gold_status", "project_id", "gold_status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ratings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    gold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rating_std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # "gold" (usable), "dropped_disagreement" (std above the threshold), "no_rating"
+    gold_status: Mapped[str] = mapped_column(String(40), default="gold")
+    split: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+    project: Mapped[Project] = relationship(back_populates="items")
+
+
+class Codebook(Base):
+    """One immutable version of a project's annotation codebook."""
+
+    __tablename__ = "codebook"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("codebook.id"), nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    instructions: Mapped[str] = mapped_column(Text)
+    rubric: Mapped[list[Any]] = mapped_column(default=list)
+    output_format: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(60), default="original")
+    author: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Annotator(Base):
+    """A person using JudgeEye; role decides what they may do."""
+
+    __tablename__ = "annotator"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """Long work run by a worker subprocess; the store is the single source of its state."""
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_status", "status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), nullable=True
+    )
+    # queued, running, succeeded, failed, cancelled
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SamplingRun(Base):
+    """k traces per item from one engine under one codebook version."""
+
+    __tablename__ = "sampling_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    codebook_id: Mapped[int] = mapped_column(ForeignKey("codebook.id"))
+    engine: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    k: Mapped[int] = mapped_column(Integer, default=16)
+    temperature: Mapped[float] = mapped_column(Float, default=1.0)
+    top_p: Mapped[float] = mapped_column(Float, default=1.0)
+    max_tokens: Mapped[int] = mapped_column(Integer, default=1024)
+    splits: Mapped[list[Any]] = mapped_column(default=list)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Candidate(Base):
+    """One sampled trace; written the moment it is generated, never rewritten."""
+
+    __tablename__ = "candidate"
+    __table_args__ = (
+        UniqueConstraint("run_id", "item_id", "target", "sample_index"),
+        Index("ix_candidate_run_accepted", "run_id", "accepted"),
+        Index("ix_candidate_item", "item_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sampling_run.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    # "gold" or "annotator:<name>" (per-annotator traces, paper section 5)
+    target: Mapped[str] = mapped_column(String(120), default="gold")
+    target_label: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sample_index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20), default="sampled")  # sampled | post_hoc
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+    answer: Mapped[str] = mapped_column(Text, default="")
+    predicted: Mapped[float | None] = mapped_column(Float, nullable=True)
+    parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Selection(Base):
+    """An annotator's current choice for an item (select-and-validate)."""
+
+    __tablename__ = "selection"
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id", ondelete="CASCADE"))
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidate.id"), nullable=True)
+    edited_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # pending, draft, submitted, skipped
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    codebook_id: Mapped[int | None] = mapped_column(ForeignKey("codebook.id"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SelectionEvent(Base):
+    """Append-only log of every change to a selection."""
+
+    __tablename__ = "selection_event"
+    __table_args__ = (Index("ix_selection_event_selection", "selection_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    selection_id: Mapped[int] = mapped_column(ForeignKey("selection.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Critique(Base):
+    """A critique sentence extracted from a trace, with its embedding and cluster."""
+
+    __tablename__ = "critique"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("candidate.id", ondelete="CASCADE"), nullable=True
+    )
+    codebook_id: Mapped[int | None] = mapped_column(ForeignKey("codebook.id"), nullable=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    level: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    cluster: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    representative: Mapped[bool] = mapped_column(Boolean, default=False)
+    x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    y: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TrainingRun(Base):
+    """A LoRA fine-tuning run (SFT, labels-only or TRACT) and where its adapter lives."""
+
+    __tablename__ = "training_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    adapter_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    best_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_metric: Mapped[float | None] = mapped_column(Float, nullable=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrainingMetric(Base):
+    """One logged value (loss, learning rate, validation tau) at one step."""
+
+    __tablename__ = "training_metric"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step", "name"),
+        Index("ix_training_metric_run", "run_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_run.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RaterRun(Base):
+    """One rater (engine + model + codebook + read-out) over one split."""
+
+    __tablename__ = "rater_run"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    codebook_id: Mapped[int] = mapped_column(ForeignKey("codebook.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    rater: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    split: Mapped[str] = mapped_column(String(20), default="test")
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    """A rater's rating of one item, with its reasoning."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (UniqueConstraint("rater_run_id", "item_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_run_id: Mapped[int] = mapped_column(ForeignKey("rater_run.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+    answer: Mapped[str] = mapped_column(Text, default="")
+    rating: Mapped[float | None] = mapped_column(Float, nullable=True)
+    score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

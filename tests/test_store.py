@@ -1,0 +1,88 @@
+"""The store on a real SQLite file: migrations, pragmas, rollback, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select, text
+
+from judgeeye.store import Base, Job, Project, dispose_engines, get_engine, session_scope
+from judgeeye.store.db import schema_revision
+
+
+def test_migrations_match_models(store_url: str) -> None:
+    engine = get_engine(store_url)
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diffs == [], f"models and migrations disagree; add an Alembic revision: {diffs}"
+
+
+def test_sqlite_is_configured_for_concurrent_use(store_url: str) -> None:
+    if not store_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    with get_engine(store_url).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_existing_database_upgrades_in_place(store_url: str) -> None:
+    with session_scope(store_url) as s:
+        s.add(Project(name="kept", task="t", dimension="d", scale_min=1, scale_max=5))
+    dispose_engines()  # a new process opening an existing database
+    engine = get_engine(store_url)
+    assert schema_revision(engine) is not None
+    with session_scope(store_url) as s:
+        assert s.scalar(select(Project.name)) == "kept"
+
+
+def test_downgrade_and_upgrade_round_trip(store_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from judgeeye.store.db import upgrade_schema
+
+    engine = get_engine(store_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", "judgeeye/store/migrations")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    with engine.connect() as conn:
+        assert schema_revision(engine) is None
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    upgrade_schema(engine)
+    assert schema_revision(engine) is not None
+
+
+def test_session_scope_rolls_back_on_error(store_url: str) -> None:
+    with pytest.raises(RuntimeError):
+        with session_scope(store_url) as s:
+            s.add(Project(name="half", task="t", dimension="d", scale_min=1, scale_max=5))
+            s.flush()
+            raise RuntimeError("boom")
+    with session_scope(store_url) as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == 0
+
+
+def _writer(url: str, worker: int, n: int) -> None:
+    dispose_engines()
+    for i in range(n):
+        with session_scope(url) as s:
+            s.add(Job(kind="test", params={"worker": worker, "i": i}))
+
+
+def test_concurrent_writers_lose_nothing(store_url: str) -> None:
+    get_engine(store_url)  # schema first, like the app does before starting workers
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(store_url, w, 60)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with session_scope(store_url) as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 240
