@@ -5,17 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 from judgeeye.projects import ensure_sample_project
+from judgeeye.store import database_url
 
 st.set_page_config(page_title="JudgeEye", page_icon=":material/visibility:", layout="wide")
 
 
 @st.cache_resource(show_spinner="Preparing the store…")
-def _first_start() -> int | None:
-    """Once per server process: upgrade the schema and import the sample into an empty store."""
-    return ensure_sample_project()
+def _first_start(url: str) -> int | None:
+    """Once per server process and store: upgrade the schema, import the sample into an empty store."""
+    return ensure_sample_project(url)
 
 
-_first_start()
+_first_start(database_url())
 
 pages = {
     "Projects": [

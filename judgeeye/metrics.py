@@ -242,7 +242,9 @@ def icc3_1(ratings: ArrayLike) -> float:
 
     ``ratings`` is n_items x k_raters. From the two-way ANOVA mean squares,
     (MSR - MSE) / (MSR + (k-1) MSE): raters may differ by a constant offset
-    without being penalised, unlike absolute-agreement ICC2.
+    without being penalised, unlike absolute-agreement ICC2. NaN when all
+    ratings are constant; one constant rater among two gives exactly 0 (MSR = MSE).
+    pingouin calls this "ICC3" / "ICC(C,1)".
     """
     x = np.asarray(ratings, dtype=float)
     if x.ndim != 2:

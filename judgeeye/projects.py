@@ -96,7 +96,7 @@ def pipeline_status(session: Session) -> list[PipelineStatus]:
         for p in projects
     }
     current = {p.id: p.current_codebook_id for p in projects}
-    for (pid, status), n in session.execute(
+    for pid, status, n in session.execute(
         select(Item.project_id, Item.gold_status, func.count()).group_by(Item.project_id, Item.gold_status)
     ).all():
         rows[pid].items += n
@@ -104,7 +104,7 @@ def pipeline_status(session: Session) -> list[PipelineStatus]:
             rows[pid].gold_items = n
         elif status == "dropped_disagreement":
             rows[pid].dropped = n
-    for (pid, split), n in session.execute(
+    for pid, split, n in session.execute(
         select(Item.project_id, Item.split, func.count())
         .where(Item.split.is_not(None))
         .group_by(Item.project_id, Item.split)

@@ -20,8 +20,12 @@ def _spec(session, project_ref: str, version: int | None):  # type: ignore[no-un
     from judgeeye.codebook import current_version, get_version, to_spec
     from judgeeye.projects import find_project
 
+    from judgeeye.codebook import CodebookNotFoundError
+
     project = find_project(session, project_ref)
     row = get_version(session, project.id, version) if version else current_version(session, project.id)
+    if row is None:
+        raise CodebookNotFoundError(f"project {project.name!r} has no codebook version {version or '(current)'}")
     return project, row, to_spec(row, project)
 
 

@@ -117,7 +117,7 @@ def import_cmd(
                 scale_min=lo, scale_max=hi, task=task, dimension=dimension or "quality",
                 generation_type=generation_type,
             )
-            dataset = read_table(path, mapping, fmt=fmt)
+            dataset = read_table(path, mapping, format=fmt)
         spec = None
         if codebook:
             spec = load_builtin(codebook) if codebook in list_builtin() else load_codebook_file(Path(codebook))
@@ -125,19 +125,20 @@ def import_cmd(
         split_rule = SplitRule(ratios=_parse_ratios(splits), seed=seed)
         name = project or f"{dataset.loader or path.stem} {dataset.dimension}"
         if dry_run:
-            _, stats = apply_gold(dataset, gold_rule)
+            stats = apply_gold(dataset, gold_rule).stats
             typer.echo(f"{path}: {len(dataset.items)} items valid; {stats.n_gold} gold, "
                        f"{stats.n_dropped} dropped (rater std > {max_std}); nothing written (--dry-run)")
             return
         with session_scope() as session:
             report = import_with_codebook(session, dataset, project_name=name, codebook=spec,
                                           gold_rule=gold_rule, split_rule=split_rule)
-    stats = report.gold_stats
+    stats = report.gold
     typer.echo(f"imported project {name!r} (id {report.project_id}) from {path}")
     typer.echo(f"  items {stats.n_items}, gold {stats.n_gold}, dropped {stats.n_dropped} "
-               f"(raters' std > {max_std}), without rating {getattr(stats, 'n_no_rating', 0)}")
-    typer.echo("  gold labels: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.histogram.items())))
-    typer.echo("  splits: " + ", ".join(f"{k} {v}" for k, v in report.split_counts.items()))
+               f"(raters' std > {max_std}), without rating {stats.n_no_rating}")
+    typer.echo("  gold labels: " + ", ".join(f"{k}: {v}" for k, v in stats.to_dict()["histogram"].items()))
+    order = ("train", "validation", "test")
+    typer.echo("  splits: " + ", ".join(f"{k} {report.splits.get(k, 0)}" for k in order))
 
 
 @app.command("app")

@@ -30,6 +30,21 @@ class DiffOp:
     a: str
     b: str
 
+    @property
+    def kind(self) -> OpKind:
+        """Alias of ``op``."""
+        return self.op
+
+    @property
+    def old(self) -> str:
+        """The old text (alias of ``a``)."""
+        return self.a
+
+    @property
+    def text(self) -> str:
+        """The text to show: the new text, or the old one for a ``delete``."""
+        return self.a if self.op == "delete" else self.b
+
     def to_dict(self) -> dict[str, str]:
         return {"op": self.op, "a": self.a, "b": self.b}
 
@@ -43,6 +58,11 @@ class SectionDiff:
     a_text: str | None
     b_text: str | None
     ops: list[DiffOp] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """Alias of ``title`` (e.g. "Level 3")."""
+        return self.title
 
     @property
     def status(self) -> SectionStatus:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from judgeeye.codebook.model import CodebookSpec
+from judgeeye.codebook.model import CodebookError, CodebookSpec
 
 
-class CodebookFileError(ValueError):
+class CodebookFileError(CodebookError, ValueError):
     """A codebook file that cannot be read; the message names the file and the bad field(s)."""
 
     def __init__(self, path: str | os.PathLike[str], problems: list[tuple[str, str]]):

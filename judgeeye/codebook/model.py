@@ -20,6 +20,14 @@ DEFAULT_OUTPUT_FORMAT = (
 )
 
 
+class CodebookError(Exception):
+    """Base of every error this package raises on bad input (the CLI shows its message)."""
+
+
+class CodebookNotFoundError(CodebookError, LookupError):
+    """No such project, codebook version or built-in codebook."""
+
+
 class RubricLevel(BaseModel):
     """One rating level of the scale and what it means."""
 

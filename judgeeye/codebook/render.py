@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from judgeeye.codebook.model import CodebookSpec, RubricLevel
+from judgeeye.codebook.model import CodebookError, CodebookSpec, RubricLevel
 
 RATING_SCALE_HEADER = "Rating scale:"
 ITEM_INTRO = "Here is the item to rate."
 
 
-class CodebookParseError(ValueError):
+class CodebookParseError(CodebookError, ValueError):
     """An LLM's codebook text could not be read back (e.g. it has no rubric levels)."""
 
 
@@ -145,12 +145,10 @@ def _find_levels(lines: list[str], scale_min: int, scale_max: int) -> list[_Leve
         if not m or not scale_min <= int(m.group("level")) <= scale_max:
             i += 1
             continue
-        parts = []
-        if m.group("label"):
-            parts.append(m.group("label").strip())
         first = re.sub(r"\s*(?:\*\*|__)\s*$", "", m.group("text").strip())
-        if first:
-            parts.append(first)
+        label = (m.group("label") or "").strip()
+        head = f"{label} {first}".strip()
+        parts = [head] if head else []
         j = i + 1
         while j < len(lines) and lines[j].strip():
             nxt = _LEVEL_LINE.match(lines[j])
@@ -158,7 +156,7 @@ def _find_levels(lines: list[str], scale_min: int, scale_max: int) -> list[_Leve
                 break
             parts.append(lines[j].rstrip())
             j += 1
-        if not first and not m.group("label") and j == i + 1:
+        if not head and j == i + 1:
             # "### Score 5" with the description after a blank line
             k = j
             while k < len(lines) and not lines[k].strip():
