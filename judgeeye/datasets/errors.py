@@ -53,6 +53,16 @@ class DatasetError(ValueError):
         """Every problem carried by this exception (one, here)."""
         return [self]
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # keep file/row/field when the error crosses a process boundary (job workers)
+        return _rebuild, (type(self), self.message, self.file, self.row, self.field)
+
+
+def _rebuild(
+    cls: type[DatasetError], message: str, file: str | None, row: int | None, field: str | None
+) -> DatasetError:
+    return cls(message, file=file, row=row, field=field)
+
 
 class DatasetValidationError(DatasetError):
     """Several problems found in one pass; nothing was imported.
@@ -72,6 +82,9 @@ class DatasetValidationError(DatasetError):
     @property
     def errors(self) -> list[DatasetError]:
         return list(self._errors)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return _rebuild_many, (self._errors, self.truncated)
 
     def _render(self) -> str:
         n = len(self._errors)
@@ -117,3 +130,7 @@ class ErrorCollector:
     def raise_if_any(self) -> None:
         if self.errors:
             raise DatasetValidationError(self.errors)
+
+
+def _rebuild_many(errors: list[DatasetError], truncated: bool) -> DatasetValidationError:
+    return DatasetValidationError(errors, truncated=truncated)

@@ -108,8 +108,10 @@ def import_dataset(
     _check_items(dataset)
 
     outcome = apply_gold(dataset, gold_rule)
-    gold_ids = [it.external_id for it, r in zip(dataset.items, outcome.results) if r.status == "gold"]
-    gold_labels = [r.gold for r in outcome.results if r.status == "gold"]
+    pairs = zip(dataset.items, outcome.results)
+    gold = [(it.external_id, r.gold) for it, r in pairs if r.status == "gold"]
+    gold_ids = [ext for ext, _ in gold]
+    gold_labels = [label for _, label in gold]
     splits = assign_splits(gold_ids, gold_labels, split_rule)  # type: ignore[arg-type]
 
     project = Project(
@@ -133,8 +135,11 @@ def import_dataset(
     session.flush()
 
     rows = _item_rows(project.id, dataset, outcome, splits)
+    # render_nulls: keep None values in the parameters so every row has the same keys and the
+    # ORM sends one executemany per batch (otherwise it splits at every change of None-pattern).
+    stmt = insert(Item).execution_options(render_nulls=True)
     for start in range(0, len(rows), BATCH_SIZE):
-        session.execute(insert(Item), rows[start : start + BATCH_SIZE])
+        session.execute(stmt, rows[start : start + BATCH_SIZE])
     session.flush()
 
     return ImportReport(
@@ -204,5 +209,7 @@ def preview(
         rec["std"] = None if res.std is None else round(res.std, 3)
         rec["status"] = res.status
         records.append(rec)
-    columns = ["external_id", *dataset.text_fields, *(raters or ["ratings"]), "gold", "std", "status"]
+    columns = [
+        "external_id", *dataset.text_fields, *(raters or ["ratings"]), "gold", "std", "status"
+    ]
     return pd.DataFrame.from_records(records, columns=columns)

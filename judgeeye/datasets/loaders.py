@@ -393,7 +393,8 @@ def load_wmt_sqm(
         if g["ok"] and not g["ratings"]:
             errors.add(f"segment {ext} has no rating at all", row=g["row"], field="score")
             continue
-        items.append(ParsedItem(ext, {"source": g["source"], "translation": g["target"]}, g["ratings"]))
+        fields = {"source": g["source"], "translation": g["target"]}
+        items.append(ParsedItem(ext, fields, g["ratings"]))
     errors.raise_if_any()
     return _dataset(
         items, source=table.file, loader="wmt_sqm", dimension=dimension,

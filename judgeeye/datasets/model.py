@@ -104,7 +104,9 @@ class ColumnMapping(BaseModel):
         if self.label_column is not None and not self.label_column.strip():
             raise ValueError("label_column must not be empty")
         if self.scale_min >= self.scale_max:
-            raise ValueError(f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})")
+            raise ValueError(
+                f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})"
+            )
         return self
 
     @property

@@ -52,6 +52,11 @@ def check_columns(
     """Add one error per required column the table lacks (row = the header line)."""
     have = set(table.columns)
     shown = ", ".join(table.columns[:30]) + (" ..." if len(table.columns) > 30 else "")
+    if len(table.columns) == 1 and table.format in ("csv", "tsv"):
+        for sep in (";", "\t", "|", ","):
+            if sep in table.columns[0]:
+                shown += f" (one column: is the separator '{sep}'? pass sep={sep!r})"
+                break
     for col in required:
         if col not in have:
             errors.add(
@@ -180,7 +185,8 @@ def table_to_dataset(
     errors.raise_if_any()
 
     used = set(mapping.required_columns())
-    info = {"columns": table.columns, "ignored_columns": [c for c in table.columns if c not in used]}
+    ignored = [c for c in table.columns if c not in used]
+    info: dict[str, Any] = {"columns": table.columns, "ignored_columns": ignored}
     info.update(meta or {})
     return ParsedDataset(
         source_file=table.file,

@@ -21,7 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from judgeeye.datasets.errors import MAX_ERRORS, DatasetError, DatasetValidationError, ErrorCollector
+from judgeeye.datasets.errors import (
+    MAX_ERRORS,
+    DatasetError,
+    DatasetValidationError,
+    ErrorCollector,
+)
 from judgeeye.datasets.values import cell_text
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
@@ -70,7 +75,9 @@ def detect_format(path: str | Path, format: str | None = None) -> str:
         fmt = {"ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet", "tab": "tsv"}.get(fmt, fmt)
         if fmt not in FORMATS:
             raise DatasetError(
-                f"unknown format '{format}'; use one of {', '.join(FORMATS)}", file=path, field="format"
+                f"unknown format '{format}'; use one of {', '.join(FORMATS)}",
+                file=path,
+                field="format",
             )
         return fmt
     p = Path(path)
@@ -281,7 +288,8 @@ def _header(
             continue
         if name in seen:
             errors.add(
-                f"column '{name}' appears twice in the header (columns {seen[name] + 1} and {i + 1})",
+                f"column '{name}' appears twice in the header "
+                f"(columns {seen[name] + 1} and {i + 1})",
                 row=row,
                 field=name,
             )
@@ -394,9 +402,7 @@ def _read_json(file: str, text: str, bad_bytes: bool, errors: ErrorCollector) ->
             raise DatasetError(
                 "expected a JSON array of objects, found a single object", file=file, row=1
             )
-        table = _read_json_lines(file, text, bad_bytes, errors)
-        table.format = "json"
-        return table
+        return _read_json_lines(file, text, bad_bytes, errors)  # .json holding JSON Lines
     decoder = json.JSONDecoder()
     records: list[dict[str, Any]] = []
     numbers: list[int] = []

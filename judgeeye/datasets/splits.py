@@ -57,7 +57,9 @@ class SplitRule(BaseModel):
         return max(1, math.ceil(1 / smallest - 1e-9))
 
 
-def _deal(n_before: int, n: int, names: list[str], ratios: np.ndarray, taken: np.ndarray) -> list[str]:
+def _deal(
+    n_before: int, n: int, names: list[str], ratios: np.ndarray, taken: np.ndarray
+) -> list[str]:
     """Assign the next ``n`` positions to splits so running totals track the ratios.
 
     At each position the split furthest below its target count gets it (ties: first split), so
