@@ -23,15 +23,43 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def store_url(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh database (JUDGEEYE_DB, else SQLite in tmp) that the library uses by default."""
+    """A fresh, empty database that the library uses by default (via JUDGEEYE_DB).
+
+    SQLite in tmp unless JUDGEEYE_TEST_PG names a PostgreSQL server (e.g.
+    ``postgresql+psycopg://postgres@127.0.0.1/postgres``): then each test gets its own database.
+    """
     from judgeeye.store import dispose_engines
 
-    base = os.environ.get("JUDGEEYE_TEST_DB")  # e.g. a PostgreSQL server URL for a second CI pass
-    url = base or f"sqlite:///{data_dir / 'test.db'}"
+    server = os.environ.get("JUDGEEYE_TEST_PG")
+    if server:
+        url, drop = _postgres_database(server)
+    else:
+        url, drop = f"sqlite:///{data_dir / 'test.db'}", None
     monkeypatch.setenv("JUDGEEYE_DB", url)
     dispose_engines()
     yield url
     dispose_engines()
+    if drop:
+        drop()
+
+
+def _postgres_database(server: str):  # type: ignore[no-untyped-def]
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"je_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(server).set(database=name).render_as_string(hide_password=False), drop
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
