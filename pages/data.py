@@ -52,7 +52,8 @@ def _parse(path: str, mtime: float, loader: str | None, dimension: str | None, m
     return read_table(path, ColumnMapping.model_validate_json(mapping_json))
 
 
-with import_tab:
+def import_flow() -> None:
+    """Pick a file, choose how to read it, check it, import it; returns early until ready."""
     st.markdown("**1 · File**")
     source = st.radio("Source", ["Upload a file", "A file uploaded before", "Bundled sample (HANNA, 300 stories)"],
                       horizontal=True, key="data_source")
@@ -71,7 +72,7 @@ with import_tab:
     else:
         path = SAMPLE_FILE
     if path is None:
-        st.stop()
+        return
 
     st.markdown("**2 · Format**")
     kind = st.radio("How to read it", ["Built-in format", "Map columns"], horizontal=True, key="data_kind",
@@ -104,7 +105,7 @@ with import_tab:
             gen_type = c5.text_input("Items are", "text", key="map_gentype")
             if not text_cols or not (rater_cols or label_col):
                 st.info("Choose at least one text field and the rating column(s).")
-                st.stop()
+                return
             mapping_json = ColumnMapping(
                 id_column=id_col, text_columns={c: c for c in text_cols},
                 rating_columns={c: c for c in rater_cols} or None,
@@ -115,10 +116,10 @@ with import_tab:
     except DatasetError as exc:
         st.error(f"**{Path(str(exc.file or path)).name}** cannot be imported; nothing was written. Fix these and upload again:")
         st.dataframe(_error_table(exc), hide_index=True, width="stretch")
-        st.stop()
+        return
     except ValueError as exc:  # an impossible column mapping
         st.error(str(exc))
-        st.stop()
+        return
 
     st.markdown("**3 · Gold standard and splits**")
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -149,7 +150,7 @@ with import_tab:
     if st.button("Import", type="primary", key="import_go"):
         if abs(train + val + test - 1) > 1e-6:
             st.error("Train, validation and test must add up to 1.")
-            st.stop()
+            return
         spec = load_builtin(cb_choice) if cb_choice in list_builtin() else None
         try:
             with session_scope() as session:
@@ -164,6 +165,10 @@ with import_tab:
             st.session_state["project_id"] = report.project_id
             st.success(f"Imported **{report.n_gold}** gold items into project #{report.project_id} "
                        f"({report.n_dropped} dropped; splits {report.splits}).")
+
+
+with import_tab:
+    import_flow()
 
 with browse_tab:
     project = project_picker()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from judgeeye.display import escape_markdown
 from judgeeye.projects import pipeline_status
 from judgeeye.store import session_scope
 
@@ -38,11 +39,12 @@ st.dataframe(table, hide_index=True, width="stretch")
 st.subheader("Pipeline")
 for s in statuses:
     with st.container(border=True):
-        st.markdown(f"**{s.name}** · {s.task} · {s.dimension} ({s.scale})", help=None)
+        st.markdown(f"**{escape_markdown(s.name)}** · {escape_markdown(s.task)} · {escape_markdown(s.dimension)} ({s.scale})")
         cols = st.columns(6)
         cols[0].metric("Gold items", s.gold_items, help=f"{s.dropped} dropped: raters disagreed (std > threshold)")
-        cols[1].metric("Splits", " / ".join(str(s.splits.get(k, 0)) for k in ("train", "validation", "test")),
-                       help="train / validation / test")
+        cols[1].metric("Test items", s.splits.get("test", 0),
+                       help=f"train {s.splits.get('train', 0)} · validation {s.splits.get('validation', 0)} "
+                       f"· test {s.splits.get('test', 0)}")
         cols[2].metric("Codebook versions", s.codebook_versions)
         cols[3].metric("Traces sampled", s.candidates, help=f"{s.sampling_runs} sampling runs")
         cols[4].metric("Accepted traces", s.accepted,

@@ -112,3 +112,13 @@ def test_pages_say_what_to_do_with_an_empty_store(store_url: str) -> None:
     at = AppTest.from_file(str(REPO / "pages" / "codebooks.py"), default_timeout=30).run()
     assert not at.exception
     assert any("No projects yet" in i.value for i in at.info)
+
+
+def test_browse_tab_lists_items_even_before_a_file_is_chosen(store_url: str) -> None:
+    at = _page(_app(), "pages/data.py")
+    assert not at.exception
+    frames = [d.value for d in at.dataframe]
+    assert any(len(f) == 300 and "gold" in f.columns for f in frames)
+    at.selectbox(key="browse_status").set_value("dropped_disagreement").run()
+    dropped = [d.value for d in at.dataframe if "status" in d.value.columns][0]
+    assert len(dropped) > 0 and set(dropped["status"]) == {"dropped_disagreement"}
