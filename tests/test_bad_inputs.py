@@ -156,21 +156,6 @@ def test_extra_columns_are_accepted() -> None:
 # --------------------------------------------------------------------------- nothing is written
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path):
-    """A real SQLite file with the current schema (migrations; models if none exist yet)."""
-    from judgeeye.store import Base, dispose_engines, get_engine
-    from judgeeye.store.db import has_table
-
-    dispose_engines()
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = get_engine(url)
-    if not has_table(engine, "item"):
-        Base.metadata.create_all(engine)
-    yield url
-    dispose_engines()
-
-
 def _counts(url: str) -> tuple[int, int]:
     from judgeeye.store import Item, Project, session_scope
 
@@ -179,29 +164,29 @@ def _counts(url: str) -> tuple[int, int]:
 
 
 def test_failed_imports_leave_the_database_unchanged(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy.exc import IntegrityError
 
     from judgeeye.store import session_scope
 
-    with session_scope(sqlite_url) as s:
+    with session_scope(store_url) as s:
         import_dataset(s, read_table(GOOD / "generic_extra_columns.csv", PER_ANNOTATOR),
                        project_name="existing")
-    before = _counts(sqlite_url)
+    before = _counts(store_url)
     assert before == (1, 4)
 
     # 1. a bad file: validation fails before anything is written
-    with pytest.raises(DatasetValidationError), session_scope(sqlite_url) as s:
+    with pytest.raises(DatasetValidationError), session_scope(store_url) as s:
         import_dataset(s, read_table(BAD / "out_of_scale.csv", PER_ANNOTATOR), project_name="new")
-    assert _counts(sqlite_url) == before
+    assert _counts(store_url) == before
 
     # 2. a name that is taken
-    with pytest.raises(DatasetError), session_scope(sqlite_url) as s:
+    with pytest.raises(DatasetError), session_scope(store_url) as s:
         import_dataset(s, read_table(GOOD / "generic.jsonl", ColumnMapping(
             id_column="id", text_columns=["text"], rating_columns={"a": "r1", "b": "r2"},
             scale_min=1, scale_max=5)), project_name="existing")
-    assert _counts(sqlite_url) == before
+    assert _counts(store_url) == before
 
     # 3. a failure in the middle of writing: the project row and the first item batches are
     #    already in the transaction when the database rejects a later batch; all is rolled back.
@@ -210,6 +195,6 @@ def test_failed_imports_leave_the_database_unchanged(
     items = [ParsedItem(f"id{i}", {"text": "t"}, {"a": 3.0}) for i in range(6)]
     items.append(ParsedItem("id0", {"text": "t"}, {}))  # unrated (no split); id violates uniqueness
     ds = ParsedDataset("x.csv", "generic", "t", "d", "text", 1, 5, ["text"], items, "per_annotator")
-    with pytest.raises(IntegrityError), session_scope(sqlite_url) as s:
+    with pytest.raises(IntegrityError), session_scope(store_url) as s:
         import_dataset(s, ds, project_name="half-written")
-    assert _counts(sqlite_url) == before
+    assert _counts(store_url) == before

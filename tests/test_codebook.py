@@ -391,15 +391,12 @@ def test_parse_without_levels_raises():
 
 # --------------------------------------------------------------------------- versions
 @pytest.fixture
-def db(tmp_path):
+def db(store_url):
     from sqlalchemy.orm import sessionmaker
 
-    from judgeeye.store import Base, Project, get_engine
-    from judgeeye.store.db import has_table
+    from judgeeye.store import Project, get_engine
 
-    engine = get_engine(f"sqlite:///{tmp_path / 'judgeeye.db'}")
-    if not has_table(engine, "codebook"):  # no migration for it yet
-        Base.metadata.create_all(engine)
+    engine = get_engine(store_url)
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     with factory() as session:
         project = Project(
@@ -471,14 +468,10 @@ def test_stale_save_refused_with_diff(db):
     assert ok.version == 3 and re.search("My edit", to_spec(ok).instructions)
 
 
-def test_versions_with_session_scope(tmp_path):
-    from judgeeye.store import Base, Project, get_engine, session_scope
-    from judgeeye.store.db import has_table
+def test_versions_with_session_scope(store_url):
+    from judgeeye.store import Project, session_scope
 
-    url = f"sqlite:///{tmp_path / 'scope.db'}"
-    engine = get_engine(url)
-    if not has_table(engine, "codebook"):
-        Base.metadata.create_all(engine)
+    url = store_url
     with session_scope(url) as s:
         project = Project(name="p", task="t", dimension="d", scale_min=0, scale_max=4)
         s.add(project)
@@ -489,4 +482,3 @@ def test_versions_with_session_scope(tmp_path):
     with session_scope(url) as s:
         row = current_version(s, pid)
         assert row is not None and row.version == 1 and to_spec(row).levels == [0]
-    engine.dispose()

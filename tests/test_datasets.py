@@ -49,21 +49,6 @@ PER_ANNOTATOR = ColumnMapping(
 )
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path):
-    """A real SQLite file with the current schema (migrations; models if none exist yet)."""
-    from judgeeye.store import Base, dispose_engines, get_engine
-    from judgeeye.store.db import has_table
-
-    dispose_engines()
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = get_engine(url)
-    if not has_table(engine, "item"):
-        Base.metadata.create_all(engine)
-    yield url
-    dispose_engines()
-
-
 # --------------------------------------------------------------------------- errors
 
 
@@ -422,18 +407,18 @@ def _counts(url: str) -> tuple[int, int]:
         return s.scalar(select(func.count(Project.id))), s.scalar(select(func.count(Item.id)))
 
 
-def test_import_writes_project_and_items(sqlite_url: str) -> None:
+def test_import_writes_project_and_items(store_url: str) -> None:
     from judgeeye.store import Item, Project, session_scope
 
     ds = load_builtin("hanna", DATA / "hanna_per_annotator.csv", "complexity")
-    with session_scope(sqlite_url) as s:
+    with session_scope(store_url) as s:
         report = import_dataset(s, ds, project_name="HANNA complexity",
                                 split_rule=SplitRule(ratios=(0.6, 0.2, 0.2)))
     assert isinstance(report, ImportReport)
     assert (report.n_items, report.n_gold, report.n_dropped, report.n_no_rating) == (8, 7, 1, 0)
     assert sum(report.splits.values()) == 7
     assert report.to_dict()["gold"]["histogram"] == {"1": 2, "2": 1, "3": 3, "4": 1}
-    with session_scope(sqlite_url) as s:
+    with session_scope(store_url) as s:
         project = s.get(Project, report.project_id)
         assert (project.task, project.dimension) == ("hanna", "complexity")
         assert project.generation_type == "story"
@@ -457,20 +442,20 @@ def test_import_writes_project_and_items(sqlite_url: str) -> None:
         assert set(boundary.fields) == {"prompt", "human_story", "story"}
 
 
-def test_import_refuses_an_existing_project_name(sqlite_url: str) -> None:
+def test_import_refuses_an_existing_project_name(store_url: str) -> None:
     from judgeeye.store import session_scope
 
     ds = load_builtin("aes2", DATA / "aes2_train_sample.csv", "holistic")
-    with session_scope(sqlite_url) as s:
+    with session_scope(store_url) as s:
         import_dataset(s, ds, project_name="essays")
-    before = _counts(sqlite_url)
-    with pytest.raises(DatasetError) as exc, session_scope(sqlite_url) as s:
+    before = _counts(store_url)
+    with pytest.raises(DatasetError) as exc, session_scope(store_url) as s:
         import_dataset(s, ds, project_name=" essays ")
     assert exc.value.field == "project" and "already exists" in exc.value.message
-    assert _counts(sqlite_url) == before
+    assert _counts(store_url) == before
 
 
-def test_import_uses_one_insert_per_batch(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_uses_one_insert_per_batch(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from judgeeye.store import get_engine, session_scope
 
     monkeypatch.setattr(importer_mod, "BATCH_SIZE", 1000)
@@ -485,14 +470,14 @@ def test_import_uses_one_insert_per_batch(sqlite_url: str, monkeypatch: pytest.M
         if statement.lstrip().upper().startswith("INSERT INTO ITEM"):
             inserts.append(executemany)
 
-    engine = get_engine(sqlite_url)
+    engine = get_engine(store_url)
     event.listen(engine, "before_cursor_execute", count)
     try:
-        with session_scope(sqlite_url) as s:
+        with session_scope(store_url) as s:
             report = import_dataset(s, ds, project_name="big")
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert report.n_items == 3500 and _counts(sqlite_url) == (1, 3500)
+    assert report.n_items == 3500 and _counts(store_url) == (1, 3500)
     assert inserts == [True] * 4  # 4 batches, each one executemany
 
 
@@ -547,7 +532,7 @@ def test_shared_hanna_ddof_reproduces_the_paper() -> None:
 
 @shared
 @needs_shared
-def test_shared_files_load_and_import(sqlite_url: str) -> None:
+def test_shared_files_load_and_import(store_url: str) -> None:
     from judgeeye.store import session_scope
 
     summeval = load_builtin("summeval", SHARED / "summeval", "coherence")
@@ -558,10 +543,10 @@ def test_shared_files_load_and_import(sqlite_url: str) -> None:
         assert len(ds) == 320 and ds.meta["items_without_rubric"] == 0
     hanna_csv = SHARED / "hanna" / "hanna_reconstructed_per_annotator.csv"
     hanna = load_builtin("hanna", hanna_csv, "complexity")
-    with session_scope(sqlite_url) as s:
+    with session_scope(store_url) as s:
         report = import_dataset(s, hanna, project_name="HANNA complexity")
     assert (report.n_items, report.n_gold, report.n_dropped) == (1056, 783, 273)
     assert report.splits == {"train": 548, "validation": 78, "test": 157}
-    assert _counts(sqlite_url) == (1, 1056)
+    assert _counts(store_url) == (1, 1056)
     # the gold labels round-trip through JSON/the store
     assert json.loads(json.dumps(report.to_dict()))["gold"]["n_gold"] == 783
