@@ -24,5 +24,8 @@ pages = {
         st.Page("pages/data.py", title="Data", icon=":material/upload_file:"),
         st.Page("pages/codebooks.py", title="Codebooks", icon=":material/menu_book:"),
     ],
+    "Traces": [
+        st.Page("pages/sample.py", title="Sample", icon=":material/psychology:"),
+    ],
 }
 st.navigation(pages).run()

@@ -55,6 +55,33 @@ class EngineConfig(BaseModel):
     #: extra keyword arguments for the request body / generate()
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def parse(cls, spec: str, **overrides: Any) -> EngineConfig:
+        """Build a config from a short spec, as the CLI takes it:
+        ``embedded`` · ``hf:Qwen/Qwen3-0.6B`` (any HF id, directory or .gguf) ·
+        ``openai:MODEL@http://127.0.0.1:8000/v1``."""
+        spec = spec.strip()
+        fields: dict[str, Any]
+        if spec in ("", EMBEDDED_MODEL):
+            fields = {"kind": "transformers", "model": EMBEDDED_MODEL}
+        elif spec.startswith(("hf:", "transformers:")):
+            fields = {"kind": "transformers", "model": spec.split(":", 1)[1]}
+        elif spec.startswith("openai:"):
+            model, sep, url = spec[len("openai:"):].partition("@")
+            if not sep or not model or not url:
+                raise ValueError(f"openai engine spec must look like openai:MODEL@BASE_URL, got {spec!r}")
+            fields = {"kind": "openai", "model": model, "base_url": url}
+        else:
+            raise ValueError(f"unknown engine {spec!r}: use 'embedded', 'hf:MODEL' or 'openai:MODEL@URL'")
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**fields)
+
+    def spec(self) -> str:
+        """The short spec :meth:`parse` reads back (model, server; not the tuning options)."""
+        if self.kind == "openai":
+            return f"openai:{self.model}@{self.base_url}"
+        return EMBEDDED_MODEL if self.model == EMBEDDED_MODEL else f"hf:{self.model}"
+
     def label(self) -> str:
         """A short human name, e.g. 'transformers:embedded' or 'openai:Qwen3-8B@127.0.0.1:8000'."""
         name = self.model.rsplit("/", 1)[-1] if self.kind == "transformers" else self.model

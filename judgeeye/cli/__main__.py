@@ -1,0 +1,3 @@
+from judgeeye.cli import main
+
+main()

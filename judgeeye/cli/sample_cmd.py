@@ -1,0 +1,214 @@
+"""`judgeeye sample`, `judgeeye runs [show RUN]`, `judgeeye jobs ...`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from sqlalchemy import select
+
+from judgeeye.cli.common import echo_table, user_errors
+from judgeeye.store import Job, SamplingRun, session_scope
+
+runs_app = typer.Typer(help="Sampling runs and their statistics.", invoke_without_command=True)
+jobs_app = typer.Typer(help="Background jobs: list, follow, cancel, run a worker.", no_args_is_help=True)
+
+
+def _parse_adaptive(text: str | None) -> tuple[int | None, int]:
+    if not text:
+        return None, 1
+    try:
+        r, m = (int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--adaptive takes ROUND,ACCEPTED, e.g. 4,1; got {text!r}") from None
+    return r, m
+
+
+def sample(
+    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
+    codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
+    engine: Annotated[str, typer.Option(help="embedded · hf:MODEL (HF id, directory or .gguf) · openai:MODEL@BASE_URL")] = "embedded",
+    api_key_env: Annotated[Optional[str], typer.Option(help="openai: NAME of the environment variable with the API key.")] = None,
+    adapter: Annotated[Optional[str], typer.Option(help="transformers: a PEFT adapter directory.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
+    k: Annotated[int, typer.Option(help="Candidates per item.")] = 16,
+    temperature: Annotated[float, typer.Option()] = 1.0,
+    top_p: Annotated[float, typer.Option()] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per candidate.")] = 512,
+    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) to sample (repeat); default train.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N items.")] = None,
+    adaptive: Annotated[Optional[str], typer.Option(help="ROUND,ACCEPTED: sample in rounds, stop an item at ACCEPTED accepted candidates.")] = None,
+    targets: Annotated[str, typer.Option(help="gold, or annotators (also each annotator's own rating).")] = "gold",
+    no_readout: Annotated[bool, typer.Option(help="Skip the score-token read-out after each trace.")] = False,
+    post_hoc: Annotated[bool, typer.Option(help="Post hoc explanations: explain the gold label, strip it, keep what a verifier re-derives.")] = False,
+    verifier: Annotated[Optional[str], typer.Option(help="Post hoc: the verifying engine (default: the same engine).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    resume: Annotated[Optional[int], typer.Option(help="Resume this run: sample only what is missing.")] = None,
+    background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
+) -> None:
+    """Rejection sampling: k candidate traces per item, accepted when the rating equals the label."""
+    from judgeeye.engines import EngineConfig
+    from judgeeye.jobs import run_job, start_job
+    from judgeeye.projects import find_project
+    from judgeeye.sampling import SamplingSettings
+    from judgeeye.sampling.launch import launch_run, resume_run
+
+    with user_errors():
+        if resume is not None:
+            try:
+                job_id, run_id = resume_run(resume, start=False), resume
+            except (LookupError, RuntimeError) as exc:
+                raise typer.BadParameter(str(exc)) from None
+        else:
+            if not project:
+                raise typer.BadParameter("--project is required (or --resume RUN)")
+            try:
+                config = EngineConfig.parse(engine, api_key_env=api_key_env, adapter=adapter,
+                                            batch_size=batch_size, max_concurrency=concurrency)
+                round_size, target = _parse_adaptive(adaptive)
+                settings = SamplingSettings(
+                    k=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                    splits=split or ["train"], limit=limit, round_size=round_size,
+                    target_accepted=target, targets=targets, readout=not no_readout, seed=seed,
+                    mode="post_hoc" if post_hoc else "rejection",
+                    verifier=EngineConfig.parse(verifier) if verifier else None,
+                )
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+            with session_scope() as session:
+                project_id = find_project(session, project).id
+            try:
+                run_id, job_id = launch_run(project_id, config, settings, codebook, start=False)
+            except LookupError as exc:
+                raise typer.BadParameter(str(exc)) from None
+    with session_scope() as session:
+        log_path = session.get(Job, job_id).log_path
+    if background:
+        pid = start_job(job_id)
+        typer.echo(f"run {run_id}: job {job_id} started in the background (pid {pid}); log {log_path}")
+        typer.echo(f"follow it with: judgeeye jobs show {job_id}")
+        return
+    typer.echo(f"run {run_id} (job {job_id})")
+    status = run_job(job_id)
+    _print_run(run_id)
+    if status != "succeeded":
+        raise typer.Exit(1)
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")] = None,
+) -> None:
+    """List sampling runs."""
+    if ctx.invoked_subcommand:
+        return
+    from judgeeye.engines import EngineConfig
+    from judgeeye.projects import find_project
+    from judgeeye.sampling import run_stats
+
+    with user_errors(), session_scope() as session:
+        stmt = select(SamplingRun).order_by(SamplingRun.id)
+        if project:
+            stmt = stmt.where(SamplingRun.project_id == find_project(session, project).id)
+        rows = []
+        for run in session.scalars(stmt).all():
+            st = run_stats(session, run.id)
+            rows.append({
+                "run": run.id, "project": run.project_id, "engine": EngineConfig.model_validate(run.engine).label(),
+                "k": run.k, "status": run.status, "items": st.n_items, "candidates": st.n_candidates,
+                "accepted": st.n_accepted, "items ok": st.items_with_accepted,
+                "parse fail": st.parse_failures, "created": run.created_at.strftime("%Y-%m-%d %H:%M"),
+            })
+    echo_table(rows)
+
+
+def _print_run(run_id: int) -> None:
+    from judgeeye.sampling import run_stats
+
+    with session_scope() as session:
+        run = session.get(SamplingRun, run_id)
+        if run is None:
+            raise typer.BadParameter(f"no sampling run {run_id}")
+        st = run_stats(session, run_id)
+    typer.echo(f"run {run_id}: {st.status}; k={st.k}{' (adaptive)' if st.adaptive else ''}")
+    typer.echo(f"  items {st.n_items}, candidates {st.n_candidates}, accepted {st.n_accepted} "
+               f"({st.acceptance_rate:.1%}), items with an accepted trace {st.items_with_accepted}")
+    typer.echo(f"  parse failures {st.parse_failures} (rated by the score read-out instead: {st.readout_ratings})")
+    typer.echo(f"  tokens: prompt {st.prompt_tokens}, completion {st.completion_tokens} "
+               f"({st.tokens_per_candidate:.0f} per candidate); finish reasons {st.finish_reasons}")
+    if st.adaptive:
+        typer.echo(f"  adaptive: {st.completion_tokens} completion tokens against ~{st.fixed_k_tokens:.0f} "
+                   f"for fixed k={st.k} (saved ~{st.tokens_saved:.0f})")
+    echo_table([{"gold": f"{lv.level:g}", "items": lv.items, "items ok": lv.items_with_accepted,
+                 "candidates": lv.candidates, "accepted": lv.accepted, "rate": f"{lv.rate:.1%}"}
+                for lv in st.per_level])
+    typer.echo("  utilization (share of items with an accepted trace within the first j samples):")
+    typer.echo("  " + "  ".join(f"j={j}: {u:.0%}" for j, u in enumerate(st.utilization, 1)))
+    for name, (n, m) in st.per_annotator.items():
+        typer.echo(f"  annotator {name}: {m}/{n} items have a trace matching their rating")
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[int, typer.Argument(help="Run id.")]) -> None:
+    """A run's statistics: acceptance per gold level, parse failures, tokens, utilization vs k."""
+    with user_errors():
+        _print_run(run_id)
+
+
+@jobs_app.command("list")
+def jobs_list(all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False) -> None:
+    """Jobs, newest first (running and queued only unless --all)."""
+    from judgeeye.jobs import reconcile
+
+    with session_scope() as session:
+        reconcile(session)
+        stmt = select(Job).order_by(Job.id.desc())
+        if not all_:
+            stmt = stmt.where(Job.status.in_(("queued", "running")))
+        rows = [{"job": j.id, "kind": j.kind, "status": j.status, "progress": f"{j.progress:.0%}",
+                 "detail": (j.progress_text or j.error or "")[:80], "params": j.params}
+                for j in session.scalars(stmt.limit(50)).all()]
+    echo_table(rows)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int, log_lines: Annotated[int, typer.Option(help="Lines of log to print.")] = 20) -> None:
+    """A job's status, progress and the end of its log."""
+    from judgeeye.jobs import log_tail, reconcile
+
+    with session_scope() as session:
+        reconcile(session)
+        job = session.get(Job, job_id)
+        if job is None:
+            typer.echo(f"error: no job {job_id}", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"job {job.id} ({job.kind}) {job.status} {job.progress:.0%}  {job.progress_text or ''}")
+        if job.error:
+            typer.echo(f"error: {job.error}")
+        tail = log_tail(job).splitlines()[-log_lines:]
+    typer.echo("\n".join(tail))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int) -> None:
+    """Ask a job to stop; what it wrote so far is kept (resume continues from there)."""
+    from judgeeye.jobs import request_cancel
+
+    with user_errors():
+        try:
+            request_cancel(job_id)
+        except LookupError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"cancel requested for job {job_id}")
+
+
+@jobs_app.command("run")
+def jobs_run(job_id: int) -> None:
+    """Run a job's worker in this process (the app starts this as a subprocess)."""
+    from judgeeye.jobs import run_job
+
+    status = run_job(job_id)
+    raise typer.Exit(0 if status in ("succeeded", "cancelled") else 1)

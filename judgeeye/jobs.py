@@ -1,0 +1,245 @@
+"""Background jobs: long work runs in a `judgeeye jobs run ID` subprocess, never in the UI.
+
+The store is the single source of a job's truth: the worker writes its status, progress and a
+heartbeat there and its log to a file; the app and the CLI only read. A job survives page
+reloads and app restarts; a worker that dies (kill -9, OOM) is found by its stale heartbeat and
+shown as failed with its log, and the work it wrote stays (runs resume from the store).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from judgeeye.store import Job, data_dir, session_scope
+
+HEARTBEAT_SECONDS = 3.0
+#: a running job whose heartbeat is older than this and whose process is gone has failed
+STALE_AFTER_SECONDS = float(os.environ.get("JUDGEEYE_JOB_STALE_SECONDS", "30"))
+PRINT_PROGRESS_SECONDS = 5.0
+ACTIVE = ("queued", "running")
+
+#: job kind -> "module:function" taking a JobContext; imported only in the worker
+HANDLERS: dict[str, str] = {
+    "sample": "judgeeye.sampling.runner:run_sampling_job",
+}
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler at a safe point after a cancel request."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def logs_dir() -> Path:
+    path = data_dir() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def create_job(session: Session, kind: str, params: dict[str, Any], project_id: int | None = None) -> Job:
+    if kind not in HANDLERS:
+        raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(HANDLERS)}")
+    job = Job(kind=kind, params=params, project_id=project_id, status="queued")
+    session.add(job)
+    session.flush()
+    job.log_path = str(logs_dir() / f"job-{job.id}.log")
+    return job
+
+
+def start_job(job_id: int) -> int:
+    """Start the worker as a detached subprocess (it outlives the app); returns its pid."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        log_path = Path(job.log_path or logs_dir() / f"job-{job_id}.log")
+    log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "judgeeye.cli", "jobs", "run", str(job_id)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        log.close()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.status == "queued":
+            job.pid = proc.pid
+    return proc.pid
+
+
+def request_cancel(job_id: int) -> None:
+    """Ask the worker to stop at its next safe point; it keeps everything written so far."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        if job.status in ACTIVE:
+            job.cancel_requested = True
+            if job.status == "queued":
+                job.status, job.finished_at = "cancelled", _now()
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (finished child not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def reconcile(session: Session) -> int:
+    """Mark running jobs whose worker is gone as failed (their written work stays); returns how many."""
+    stale = float(os.environ.get("JUDGEEYE_JOB_STALE_SECONDS", STALE_AFTER_SECONDS))
+    cutoff = _now() - timedelta(seconds=stale)
+    changed = 0
+    for job in session.scalars(select(Job).where(Job.status == "running")).all():
+        beat = _aware(job.heartbeat_at) or _aware(job.started_at)
+        if (beat is None or beat < cutoff) and not _pid_alive(job.pid):
+            job.status = "failed"
+            job.error = (job.error or "") + "worker stopped without finishing (killed or crashed); see the log. Resume to continue."
+            job.finished_at = _now()
+            changed += 1
+    return changed
+
+
+def log_tail(job: Job, max_bytes: int = 20_000) -> str:
+    if not job.log_path or not Path(job.log_path).exists():
+        return ""
+    with open(job.log_path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - max_bytes))
+        return fh.read().decode("utf-8", "replace")
+
+
+@dataclass
+class JobContext:
+    """What a handler sees: its parameters, progress reporting, cancellation."""
+
+    job_id: int
+    params: dict[str, Any]
+    project_id: int | None
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _last_progress: float = 0.0
+    _last_print: float = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+    def progress(self, fraction: float, text: str | None = None, *, force: bool = False) -> None:
+        """Record progress (at most twice a second unless forced)."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < 0.5:
+            return
+        self._last_progress = now
+        with session_scope() as session:
+            job = session.get(Job, self.job_id)
+            if job is not None:
+                job.progress = max(0.0, min(1.0, float(fraction)))
+                job.progress_text = text
+                job.heartbeat_at = _now()
+        if text and (force or now - self._last_print >= PRINT_PROGRESS_SECONDS):
+            self._last_print = now
+            self.log(f"{fraction:.0%} {text}")
+
+    def log(self, message: str) -> None:
+        print(f"{datetime.now().strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def _heartbeat(ctx: JobContext, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        try:
+            with session_scope() as session:
+                job = session.get(Job, ctx.job_id)
+                if job is None:
+                    return
+                job.heartbeat_at = _now()
+                if job.cancel_requested:
+                    ctx._cancel.set()
+        except Exception as exc:  # a locked or briefly unavailable store: try again next beat
+            ctx.log(f"heartbeat failed ({exc.__class__.__name__}); retrying")
+
+
+def resolve_handler(kind: str) -> Callable[[JobContext], None]:
+    module, _, name = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_job(job_id: int) -> str:
+    """The worker: run one job to its end in this process; returns the final status."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        if job.status != "queued":
+            # a cancelled-before-start or finished job is never run again: resuming makes a new job
+            raise RuntimeError(f"job {job_id} is {job.status}; only a queued job can run")
+        job.status, job.pid, job.started_at, job.heartbeat_at = "running", os.getpid(), _now(), _now()
+        job.cancel_requested, job.error, job.finished_at = False, None, None
+        ctx = JobContext(job_id=job.id, params=dict(job.params), project_id=job.project_id)
+        kind = job.kind
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ctx, stop), daemon=True)
+    beat.start()
+    previous = signal.signal(signal.SIGTERM, lambda *_: ctx._cancel.set())
+    status, error = "succeeded", None
+    ctx.log(f"job {job_id} ({kind}) started in process {os.getpid()}")
+    try:
+        resolve_handler(kind)(ctx)
+        if ctx.cancelled:
+            status = "cancelled"
+    except JobCancelled:
+        status = "cancelled"
+    except Exception as exc:  # the job fails; its log has the traceback
+        traceback.print_exc()
+        status, error = "failed", f"{exc.__class__.__name__}: {exc}"
+    finally:
+        stop.set()
+        beat.join(timeout=HEARTBEAT_SECONDS + 1)
+        signal.signal(signal.SIGTERM, previous)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        job.status, job.error, job.finished_at = status, error, _now()
+        if status == "succeeded":
+            job.progress = 1.0
+    ctx.log(f"job {job_id} {status}" + (f": {error}" if error else ""))
+    return status

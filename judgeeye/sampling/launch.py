@@ -1,0 +1,112 @@
+"""Starting, resuming and browsing sampling runs: what the Sample page and the CLI share."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from judgeeye.engines import EngineConfig
+from judgeeye.jobs import create_job, start_job
+from judgeeye.sampling.runs import SamplingSettings, create_run
+from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
+
+
+def launch_run(
+    project_id: int,
+    engine: EngineConfig,
+    settings: SamplingSettings,
+    codebook_version: int | None = None,
+    *,
+    start: bool = True,
+) -> tuple[int, int]:
+    """Create a run and its job, and start the worker subprocess; returns (run id, job id)."""
+    with session_scope() as session:
+        run = create_run(session, project_id, engine, settings, codebook_version)
+        job = create_job(session, "sample", {"run_id": run.id}, project_id=project_id)
+        run_id, job_id = run.id, job.id
+    if start:
+        start_job(job_id)
+    return run_id, job_id
+
+
+def resume_run(run_id: int, *, start: bool = True) -> int:
+    """A new job that samples only what the run is still missing; returns its id."""
+    with session_scope() as session:
+        run = session.get(SamplingRun, run_id)
+        if run is None:
+            raise LookupError(f"no sampling run {run_id}")
+        active = latest_job(session, run_id)
+        if active is not None and active.status in ("queued", "running"):
+            raise RuntimeError(f"run {run_id} is already being sampled by job {active.id}")
+        job_id = create_job(session, "sample", {"run_id": run_id}, project_id=run.project_id).id
+    if start:
+        start_job(job_id)
+    return job_id
+
+
+def latest_job(session: Session, run_id: int) -> Job | None:
+    jobs = session.scalars(select(Job).where(Job.kind == "sample").order_by(Job.id.desc())).all()
+    return next((j for j in jobs if int(j.params.get("run_id", -1)) == run_id), None)
+
+
+def cli_command(project: str, engine: EngineConfig, settings: SamplingSettings, codebook_version: int | None) -> str:
+    """The `judgeeye sample` command that starts the same run (shown on the Sample page)."""
+    args = ["judgeeye", "sample", "--project", project, "--engine", engine.spec(), "--k", str(settings.k),
+            "--temperature", f"{settings.temperature:g}", "--top-p", f"{settings.top_p:g}",
+            "--max-tokens", str(settings.max_tokens)]
+    if codebook_version:
+        args += ["--codebook", str(codebook_version)]
+    for split in settings.splits:
+        args += ["--split", split]
+    if settings.limit:
+        args += ["--limit", str(settings.limit)]
+    if settings.adaptive:
+        args += ["--adaptive", f"{settings.round_size},{settings.target_accepted}"]
+    if settings.targets != "gold":
+        args += ["--targets", settings.targets]
+    if not settings.readout:
+        args.append("--no-readout")
+    if settings.mode == "post_hoc":
+        args.append("--post-hoc")
+    if settings.verifier is not None:
+        args += ["--verifier", settings.verifier.spec()]
+    if engine.api_key_env:
+        args += ["--api-key-env", engine.api_key_env]
+    if engine.adapter:
+        args += ["--adapter", engine.adapter]
+    return shlex.join(args)
+
+
+@dataclass
+class ItemSummary:
+    item_id: int
+    external_id: str
+    gold: float | None
+    candidates: int
+    accepted: int
+
+
+def item_summaries(session: Session, run_id: int, limit: int = 5000) -> list[ItemSummary]:
+    """Per item of a run: how many candidates and how many accepted (for browsing)."""
+    rows = session.execute(
+        select(Item.id, Item.external_id, Item.gold, func.count(Candidate.id),
+               func.coalesce(func.sum(case((Candidate.accepted, 1), else_=0)), 0))
+        .join(Candidate, Candidate.item_id == Item.id)
+        .where(Candidate.run_id == run_id)
+        .group_by(Item.id, Item.external_id, Item.gold)
+        .order_by(Item.id)
+        .limit(limit)
+    ).all()
+    return [ItemSummary(i, e, g, int(c), int(a)) for i, e, g, c, a in rows]
+
+
+def item_candidates(session: Session, run_id: int, item_id: int) -> list[Candidate]:
+    """An item's candidates, accepted first, then in sample order."""
+    return list(session.scalars(
+        select(Candidate)
+        .where(Candidate.run_id == run_id, Candidate.item_id == item_id)
+        .order_by(Candidate.accepted.desc(), Candidate.sample_index)
+    ).all())

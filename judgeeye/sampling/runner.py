@@ -1,0 +1,283 @@
+"""Executing a sampling run: rejection sampling (fixed k or adaptive rounds), resumable.
+
+Every candidate is written in its own short transaction the moment its request finishes, with
+a unique (run, item, target, sample index). Resuming recomputes what is missing from the store,
+so a run killed at any moment finishes with exactly k candidates per item (fixed mode), none
+lost and none duplicated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, select
+
+from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
+from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
+from judgeeye.jobs import JobCancelled, JobContext
+from judgeeye.ratings import answer_cue, argmax_score, parse_rating
+from judgeeye.sampling.posthoc import explain_messages, verify
+from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
+from judgeeye.store import Candidate, Codebook, Job, Project, SamplingRun, session_scope
+
+#: passes in a row that write nothing before a run gives up (failed requests are retried)
+MAX_PASSES = 3
+
+
+@dataclass
+class ItemState:
+    """What the store holds for one item of the run."""
+
+    item_id: int
+    fields: dict[str, str]
+    messages: list[dict[str, str]]
+    prompt_text: str
+    targets: dict[str, float]
+    done: set[int] = field(default_factory=set)
+    matches: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def satisfied(self, m: int) -> bool:
+        return bool(self.targets) and all(self.matches[t] >= m for t in self.targets)
+
+
+@dataclass
+class Progress:
+    n_items: int
+    written: int = 0
+    accepted: int = 0
+    errors: int = 0
+    tokens: int = 0
+    finished: set[int] = field(default_factory=set)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def fraction(self) -> float:
+        return len(self.finished) / max(self.n_items, 1)
+
+    def text(self) -> str:
+        rate = self.tokens / max(time.monotonic() - self.started, 1e-9)
+        return (f"{len(self.finished)}/{self.n_items} items · {self.written} candidates · {self.accepted} accepted"
+                f" · {rate:.0f} tok/s" + (f" · {self.errors} errors (retried)" if self.errors else ""))
+
+
+def next_slots(state: ItemState, settings: SamplingSettings) -> list[int]:
+    """The sample indices this item still needs in this pass."""
+    missing = [i for i in range(settings.k) if i not in state.done]
+    if not settings.adaptive:
+        return missing
+    if state.satisfied(settings.target_accepted) or not missing:
+        return []
+    return missing[: settings.round_size]
+
+
+def _load(run_id: int) -> tuple[SamplingRun, CodebookSpec, SamplingSettings, list[ItemState]]:
+    with session_scope() as s:
+        run = s.get(SamplingRun, run_id)
+        if run is None:
+            raise LookupError(f"no sampling run {run_id}")
+        project = s.get(Project, run.project_id)
+        spec = to_spec(s.get(Codebook, run.codebook_id), project)
+        settings = run_settings(run)
+        post_hoc = settings.mode == "post_hoc"
+        states = {}
+        for item in run_items(s, run):
+            targets = targets_of(item, settings)
+            if post_hoc:  # explanations are written for the gold label only
+                targets = {t: v for t, v in targets.items() if t == "gold"}
+                if not targets:
+                    continue
+            messages = (explain_messages(spec, item.fields, int(targets["gold"])) if post_hoc
+                        else render_prompt(spec, item.fields))
+            states[item.id] = ItemState(
+                item_id=item.id, fields=item.fields, messages=messages,
+                prompt_text=render_prompt_text(spec, item.fields), targets=targets,
+            )
+        rows = s.execute(
+            select(Candidate.item_id, Candidate.sample_index, Candidate.predicted)
+            .where(Candidate.run_id == run_id, Candidate.kind == candidate_kind(settings))
+        ).all()
+        for item_id, index, predicted in rows:
+            state = states.get(item_id)
+            if state is None:
+                continue
+            state.done.add(index)
+            for target, label in state.targets.items():
+                if predicted is not None and predicted == label:
+                    state.matches[target] += 1
+        run.status = "running"
+    return run, spec, settings, list(states.values())
+
+
+def _rating_trace(completion: Completion, cut: int | None) -> str:
+    """The completion as the model wrote it, up to (not including) its final rating."""
+    answer = completion.answer[:cut] if cut is not None else completion.answer
+    if completion.reasoning:
+        return f"<think>\n{completion.reasoning}\n</think>\n\n{answer}"
+    return answer
+
+
+class CandidateWriter:
+    """Parses, reads out and writes the completions of one request in one transaction."""
+
+    def __init__(
+        self, run_id: int, spec: CodebookSpec, settings: SamplingSettings, engine: Engine,
+        verifier: Engine | None = None, params: SamplingParams | None = None,
+    ) -> None:
+        self.run_id, self.spec, self.settings, self.engine = run_id, spec, settings, engine
+        self.verifier, self.params = verifier or engine, params or SamplingParams()
+        self.levels = list(range(spec.scale_min, spec.scale_max + 1))
+        self.cue = answer_cue(spec.output_format)
+        self.readout = settings.readout and engine.supports_readout
+
+    def write(self, state: ItemState, slots: Sequence[int], completions: list[Completion], progress: Progress) -> None:
+        good = [(slot, c) for slot, c in zip(slots, completions) if c.finish_reason != "error"]
+        progress.errors += len(completions) - len(good)
+        rows = self._post_hoc_rows(state, good) if self.settings.mode == "post_hoc" else self._rows(state, good)
+        if not rows:
+            return
+        with session_scope() as s:
+            s.execute(insert(Candidate), rows)
+        for row in rows:
+            state.done.add(row["sample_index"])
+            for target, label in state.targets.items():
+                if row["predicted"] is not None and row["predicted"] == label:
+                    state.matches[target] += 1
+            progress.written += 1
+            progress.accepted += int(row["accepted"])
+            progress.tokens += row["completion_tokens"]
+        if not next_slots(state, self.settings):
+            progress.finished.add(state.item_id)
+
+    def _post_hoc_rows(self, state: ItemState, good: list[tuple[int, Completion]]) -> list[dict]:
+        gold = state.targets["gold"]
+        checked = verify(self.verifier, self.spec, state.fields, int(gold), [c for _, c in good], self.params)
+        return [
+            dict(run_id=self.run_id, item_id=state.item_id, target="gold", target_label=gold, sample_index=slot,
+                 kind="post_hoc", reasoning=explanation, answer=verdict.answer, predicted=rating,
+                 parse_ok=rating is not None, score_dist=None, accepted=accepted,
+                 prompt_tokens=c.prompt_tokens + verdict.prompt_tokens,
+                 completion_tokens=c.completion_tokens + verdict.completion_tokens, finish_reason=c.finish_reason)
+            for (slot, c), (explanation, verdict, rating, accepted) in zip(good, checked)
+        ]
+
+    def _rows(self, state: ItemState, good: list[tuple[int, Completion]]) -> list[dict]:
+        rows = []
+        parses = [parse_rating(c.answer, self.spec.scale_min, self.spec.scale_max, prompt=state.prompt_text)
+                  for _, c in good]
+        dists: list[dict[str, float] | None] = [None] * len(good)
+        if self.readout and good:
+            traces = [_rating_trace(c, p.start if p.ok else None) for (_, c), p in zip(good, parses)]
+            dists = list(self.engine.score_readout([state.messages] * len(good), traces, self.levels, self.cue))
+        gold = state.targets.get("gold")
+        for (slot, c), parse, dist in zip(good, parses, dists):
+            predicted = float(parse.value) if parse.ok else (float(argmax_score(dist)) if dist else None)
+            accepted = predicted is not None and gold is not None and predicted == gold
+            rows.append(dict(
+                run_id=self.run_id, item_id=state.item_id, target="gold", target_label=gold,
+                sample_index=slot, kind="sampled", reasoning=c.reasoning, answer=c.answer,
+                predicted=predicted, parse_ok=parse.ok, score_dist=dist, accepted=accepted,
+                prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                finish_reason=c.finish_reason,
+            ))
+        return rows
+
+
+def _chunk_size(engine: Engine) -> int:
+    """Sequences per generate() call: several engine batches, small enough to cancel promptly."""
+    config = engine.config
+    return 4 * (config.max_concurrency if config.kind == "openai" else config.batch_size)
+
+
+def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | None = None) -> str:
+    """Sample until every item has what the run asks for; returns the run's final status."""
+    run, spec, settings, states = _load(run_id)
+    own_engine = engine is None
+    engine = engine or make_engine(EngineConfig.model_validate(run.engine))
+    params = SamplingParams(temperature=settings.temperature, top_p=settings.top_p,
+                            max_tokens=settings.max_tokens, seed=None)
+    verifier = make_engine(settings.verifier) if settings.verifier else None
+    verify_params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
+    writer = CandidateWriter(run_id, spec, settings, engine, verifier, verify_params)
+    total = sum(settings.k - len(st.done) for st in states)
+    progress = Progress(n_items=len(states), finished={st.item_id for st in states if not next_slots(st, settings)})
+    log = ctx.log if ctx else (lambda msg: None)
+    log(f"run {run_id}: {len(states)} items, k={settings.k}, engine {engine.config.label()}, "
+        f"at most {total} samples to go" + (f", adaptive rounds of {settings.round_size} until {settings.target_accepted} accepted" if settings.adaptive else ""))
+    status = "completed"
+    try:
+        stalled = 0  # consecutive passes that wrote nothing (every request failed)
+        while True:
+            work = [(st, slots) for st in states if (slots := next_slots(st, settings))]
+            if not work:
+                break
+            if stalled >= MAX_PASSES:
+                status = "incomplete"
+                log(f"run {run_id}: {sum(len(s) for _, s in work)} samples still failing after {MAX_PASSES} passes")
+                break
+            written_before = progress.written
+            chunk: list[tuple[ItemState, list[int]]] = []
+            size = 0
+            for st, slots in work:
+                chunk.append((st, slots))
+                size += len(slots)
+                if size >= _chunk_size(engine):
+                    _generate(engine, chunk, params, writer, progress, ctx)
+                    chunk, size = [], 0
+            if chunk:
+                _generate(engine, chunk, params, writer, progress, ctx)
+            stalled = stalled + 1 if progress.written == written_before else 0
+    except JobCancelled:
+        status = "cancelled"
+    finally:
+        with session_scope() as s:
+            s.get(SamplingRun, run_id).status = status
+        if own_engine:
+            engine.close()
+        if verifier is not None:
+            verifier.close()
+        if ctx:
+            ctx.progress(progress.fraction, progress.text(), force=True)
+    log(f"run {run_id} {status}: {progress.text()}")
+    return status
+
+
+def _generate(
+    engine: Engine,
+    chunk: list[tuple[ItemState, list[int]]],
+    params: SamplingParams,
+    writer: CandidateWriter,
+    progress: Progress,
+    ctx: JobContext | None,
+) -> None:
+    """One generate() call over a chunk of items; each request is written as it finishes."""
+    if ctx:
+        ctx.check_cancel()
+    requests = [GenerationRequest(messages=st.messages, n=len(slots)) for st, slots in chunk]
+
+    def on_result(i: int, completions: list[Completion]) -> None:
+        st, slots = chunk[i]
+        writer.write(st, slots, completions, progress)
+        if ctx:
+            ctx.progress(progress.fraction, progress.text())
+
+    engine.generate(requests, params, on_result=on_result)
+
+
+def run_sampling_job(ctx: JobContext) -> None:
+    """Job handler for kind 'sample': params {"run_id": N}."""
+    run_id = int(ctx.params["run_id"])
+    with session_scope() as s:
+        run = s.get(SamplingRun, run_id)
+        run.job_id = ctx.job_id
+        others = s.scalars(select(Job).where(Job.kind == "sample", Job.status == "running",
+                                             Job.id != ctx.job_id)).all()
+        if any(int(j.params.get("run_id", -1)) == run_id for j in others):
+            raise RuntimeError(f"run {run_id} is already being sampled by another job")
+    status = execute_run(run_id, ctx=ctx)
+    if status == "cancelled":
+        raise JobCancelled()
+    if status == "incomplete":
+        raise RuntimeError("some samples kept failing; resume the run to retry them")

