@@ -28,6 +28,7 @@ import argparse
 import collections
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -116,6 +117,9 @@ def main() -> int:
     ap.add_argument("--all-lengths", action="store_true", help="take the first rows, not the shortest prompts")
     args = ap.parse_args()
 
+    # a polite kill still stops the llama.cpp server (the finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     reason = missing_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)

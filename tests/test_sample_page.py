@@ -38,7 +38,7 @@ def test_launch_watch_and_browse_a_run(store_url: str) -> None:
     at = _page()  # a fresh session (a page reload) reattaches to the running job
     at.selectbox(key="s_run_pick").set_value(run.id).run()
     assert at.get("progress"), "the live status of the run is shown"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         with session_scope() as s:
             if s.get(Job, job.id).status not in ("queued", "running"):

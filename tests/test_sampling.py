@@ -62,7 +62,7 @@ def _candidates(run_id: int) -> list[Candidate]:
         return list(s.scalars(select(Candidate).where(Candidate.run_id == run_id).order_by(Candidate.id)).all())
 
 
-def _wait(predicate, timeout: float = 240.0, every: float = 0.3):  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float = 600.0, every: float = 0.3):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -60,7 +60,7 @@ class Progress:
     def text(self) -> str:
         rate = self.tokens / max(time.monotonic() - self.started, 1e-9)
         return (f"{len(self.finished)}/{self.n_items} items · {self.written} candidates · {self.accepted} accepted"
-                f" · {rate:.0f} tok/s" + (f" · {self.errors} errors (retried)" if self.errors else ""))
+                f" · {rate:.1f} tok/s" + (f" · {self.errors} errors (retried)" if self.errors else ""))
 
 
 def next_slots(state: ItemState, settings: SamplingSettings) -> list[int]:
