@@ -66,22 +66,7 @@ from judgeeye.engines.base import (
 )
 from judgeeye.engines.model_loader import load_model, prepare_tokenizer, release_model
 from judgeeye.engines.readout import level_token_ids, renormalise
-
-try:
-    from judgeeye.ratings import split_reasoning
-except ImportError:  # pragma: no cover - ratings.py is written alongside this module
-    import re
-
-    _THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.S)
-
-    def split_reasoning(text: str, reasoning: str | None = None) -> tuple[str, str]:
-        if "</think>" in text and "<think>" not in text:
-            text = "<think>" + text
-        found = _THINK.findall(text)
-        if not found:
-            return "", text.strip()
-        return "\n\n".join(p.strip() for p in found), _THINK.sub("", text).strip()
-
+from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
 
