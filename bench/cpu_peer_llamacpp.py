@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import faulthandler
 import os
 import platform
 import signal
@@ -117,9 +118,15 @@ def main() -> int:
     ap.add_argument("--all-lengths", action="store_true", help="take the first rows, not the shortest prompts")
     args = ap.parse_args()
 
-    # a polite kill still stops the llama.cpp server (the finally blocks run)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    # a polite kill still stops the llama.cpp server (the finally blocks run); a crash says where
+    faulthandler.enable()
+
+    def stop(signum: int, _frame: object) -> None:
+        print(f"stopped by signal {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     reason = missing_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)

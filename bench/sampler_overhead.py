@@ -45,10 +45,11 @@ def main() -> None:
     config = EngineConfig(batch_size=args.k, extra={"keep_loaded": True})
     engine = TransformersEngine(config)
     settings = SamplingSettings(k=args.k, max_tokens=args.max_tokens, limit=args.items, readout=False)
+    probe_id, _ = launch_run(project_id, config, settings, start=False)
     with session_scope() as s:
         spec = current_spec(s, project_id)
-        probe = s.get(SamplingRun, launch_run(project_id, config, settings, start=False)[0])
-        prompts = [engine.encode_messages(render_prompt(spec, it.fields)) for it in run_items(s, probe)]
+        prompts = [engine.encode_messages(render_prompt(spec, it.fields))
+                   for it in run_items(s, s.get(SamplingRun, probe_id))]
     model, pad = engine.model, engine.pad_id
     print(f"{len(prompts)} items, mean prompt {statistics.mean(map(len, prompts)):.0f} tokens, "
           f"k={args.k}, max_tokens={args.max_tokens}, threads={torch.get_num_threads()}")
