@@ -20,6 +20,7 @@ DATA_DIR_ENV = "JUDGEEYE_DATA_DIR"
 DB_URL_ENV = "JUDGEEYE_DB"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+_READONLY_OPTION = "judgeeye_readonly"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -53,10 +54,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
-        # Take the write lock at the start of a transaction: concurrent writers then wait
-        # on busy_timeout instead of failing with "database is locked" on lock upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # Writers take the write lock at the start of a transaction, so concurrent writers wait
+        # on busy_timeout instead of failing with "database is locked" on lock upgrade. Readers
+        # (read_scope) begin deferred: in WAL mode they take no lock and never wait on a writer.
+        readonly = conn.get_execution_options().get(_READONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def get_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
@@ -100,14 +103,16 @@ def upgrade_schema(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(here / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # branches (one per feature) merge by applying all heads
 
 
 def schema_revision(engine: Engine) -> str | None:
+    """The applied revision(s), comma-separated when several feature branches are applied."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def has_table(engine: Engine, name: str) -> bool:
@@ -126,4 +131,18 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(url: str | None = None) -> Iterator[Session]:
+    """A read-only transaction for pages and reports: it never takes SQLite's write lock, so it
+    neither waits on running jobs nor blocks them, and may be opened inside a session_scope.
+    Anything written through it is rolled back."""
+    engine = get_engine(url).execution_options(**{_READONLY_OPTION: True})
+    session = sessionmaker(bind=engine, expire_on_commit=False)()
+    try:
+        yield session
+    finally:
+        session.rollback()
         session.close()
