@@ -17,7 +17,10 @@ H200) and the fraction of it reached (bound / measured step), and ours/plain.
 
 Optional: ``--profile-batch 64`` prints the top CUDA kernels of a few decode steps of ours
 (torch.profiler); ``--hf-static 64`` also times transformers' own static-cache + compiled
-``generate`` (``cache_implementation="static"``) at that batch size.
+``generate`` (``cache_implementation="static"``) at that batch size; ``--kernel-checks`` first
+checks and times the Triton decode attention and the chunked sampling argmax on their own;
+``--extra-compile-mode MODE`` times ours compiled with that ``torch.compile`` mode at
+``--extra-batch`` after the summary, unless ``--deadline`` seconds have passed.
 """
 
 from __future__ import annotations
@@ -202,6 +205,21 @@ def check_agreement(engine, reference) -> str:
             f"{len(set(run1) | set(run2))}/16 distinct over two calls")
 
 
+def describe_decoder(engine) -> str:
+    """Which decode attention the engine's static decoder runs, and why (Triton check)."""
+    from judgeeye.engines import transformers_engine as te
+
+    dec = engine._decoder
+    if dec is None:
+        return f"static decoder off: {engine._fast_failed}"
+    checked = ", ".join(f"{k[0]}/{k[1]} heads d={k[2]}: rel. err {v:.1e}" if v is not None
+                        else f"{k[0]}/{k[1]} heads d={k[2]}: failed"
+                        for k, v in te._TRITON_CHECKED.items())
+    return (f"decode attention {dec.decode_attention}"
+            + (f" ({dec.attention_note})" if dec.attention_note else "")
+            + (f"; Triton kernel check vs float64: {checked}" if checked else ""))
+
+
 def time_ours_at(engine, prompts, params, repeats: int) -> tuple[float, float, float]:
     """(median total s, median ms per decode step, first-call s)."""
     t = time.perf_counter()
@@ -233,6 +251,104 @@ def profile_ours(engine, prompts, new: int, rows: int = 25) -> str:
     return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=70)
 
 
+def _cuda_ms(fn, iters: int = 20, replays: int = 5) -> float:
+    """Mean GPU ms per call of ``fn``: ``iters`` calls captured in one CUDA graph and replayed
+    (this host's Python launch overhead would otherwise hide kernels of a few microseconds)."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    if DEVICE != "cuda":  # smoke runs
+        t = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return (time.perf_counter() - t) / iters * 1e3
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    with torch.cuda.graph(graph):
+        for _ in range(iters):
+            fn()
+    graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / (iters * replays)
+
+
+def kernel_checks(names: list[str], batch: int, prompt: int, new: int) -> list[str]:
+    """The Triton decode attention against float64 and against PyTorch's kernels, and the
+    chunked sampling argmax against a plain argmax (same indices; time), at the bench's decode
+    shapes (cache bucket of prompt + new, about 3/4 of it valid)."""
+    import torch
+
+    from judgeeye.engines import triton_decode as td
+    from judgeeye.engines.transformers_engine import StaticDecoder, _row_argmax
+
+    lines = []
+    if not td.available():
+        return ["kernel checks: Triton decode attention not available here"]
+    length = -(-(prompt + new) // StaticDecoder.LENGTH_STEP) * StaticDecoder.LENGTH_STEP
+    for name in names:
+        cfg = CONFIGS[name]
+        heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        dim = cfg["hidden_size"] // heads
+        q, k, v, _ = td.random_case(batch, heads, kv_heads, dim, length, DEVICE, torch.bfloat16)
+        pos = prompt + new * 3 // 4
+        idx = torch.arange(length, device=DEVICE)
+        mask = (idx <= pos)[None, None, None, :].expand(batch, 1, 1, length).contiguous()
+        err = float((td.decode_attention(q, k, v, mask, None).double()
+                     - td.reference(q, k, v, mask, None)).norm()
+                    / td.reference(q, k, v, mask, None).norm())
+        groups = heads // kv_heads
+        qg = q.reshape(batch, kv_heads, groups, dim)
+
+        def math_attn() -> None:
+            s_ = torch.matmul(qg, k.transpose(-1, -2)).float() * dim ** -0.5
+            s_ = s_.masked_fill(~mask, float("-inf"))
+            torch.matmul(torch.softmax(s_, dim=-1).to(v.dtype), v)
+
+        def sdpa_attn() -> None:
+            torch.nn.functional.scaled_dot_product_attention(qg, k, v, attn_mask=mask)
+
+        t_triton = _cuda_ms(lambda: td.decode_attention(q, k, v, mask, None))
+        t_math = _cuda_ms(math_attn)
+        t_sdpa = _cuda_ms(sdpa_attn)
+        lines.append(f"kernel check {name} b={batch} L={length} (valid {pos + 1}): triton "
+                     f"attention rel. err {err:.1e} vs float64; {1e3 * t_triton:.1f} us per "
+                     f"layer vs eager math {1e3 * t_math:.1f} us, sdpa {1e3 * t_sdpa:.1f} us")
+        print("  " + lines[-1], flush=True)
+    vocab = CONFIGS[names[0]]["vocab_size"]
+    logits = torch.randn((batch, vocab), device=DEVICE)
+
+    def gumbel_plain(x):  # type: ignore[no-untyped-def]
+        return (x - torch.log(-torch.log(torch.rand_like(x)))).argmax(dim=-1)
+
+    def gumbel_split(x):  # type: ignore[no-untyped-def]
+        return _row_argmax(x - torch.log(-torch.log(torch.rand_like(x))))
+
+    plain_c = torch.compile(gumbel_plain, dynamic=True)
+    split_c = torch.compile(gumbel_split, dynamic=True)
+    greedy_c = torch.compile(_row_argmax, dynamic=True)
+    ties = (logits * 2).round()
+    same = bool(torch.equal(greedy_c(ties), ties.argmax(dim=-1))) and bool(
+        torch.equal(greedy_c(logits), logits.argmax(dim=-1)))
+    t_plain = _cuda_ms(lambda: plain_c(logits))
+    t_split = _cuda_ms(lambda: split_c(logits))
+    lines.append(f"kernel check sampling b={batch} V={vocab}: compiled Gumbel-max argmax "
+                 f"{1e3 * t_plain:.0f} us plain vs {1e3 * t_split:.0f} us chunked; chunked "
+                 f"greedy argmax equals torch.argmax (ties too): {same}")
+    print("  " + lines[-1], flush=True)
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="qwen2.5-0.5b,qwen2.5-1.5b")
@@ -247,14 +363,24 @@ def main() -> int:
     parser.add_argument("--variant-batch", type=int, default=0,
                         help="on the first model, time ours without projection fusion and with "
                              "each --attention kernel at this batch; the fastest serves the table")
-    parser.add_argument("--attention", default="sdpa,efficient,math",
-                        help="decode attention kernels to try (the first is the default)")
+    parser.add_argument("--attention", default="auto",
+                        help="decode attention kernels (engine option decode_attention) to try "
+                             "with --variant-batch; the first serves the table otherwise")
     parser.add_argument("--profile-models", default="",
                         help="models to profile (default: all, when --profile-batch is set)")
     parser.add_argument("--eager-batches", default="",
                         help="also time ours without torch.compile at these batches")
     parser.add_argument("--top-p-row", type=int, default=0,
                         help="also time ours with top_p=0.95 at this batch")
+    parser.add_argument("--kernel-checks", action="store_true",
+                        help="check and time the Triton attention and the chunked argmax first")
+    parser.add_argument("--extra-compile-mode", default="",
+                        help="after the summary, time ours compiled with this torch.compile "
+                             "mode (e.g. max-autotune-no-cudagraphs) at --extra-batch")
+    parser.add_argument("--extra-batch", type=int, default=64)
+    parser.add_argument("--extra-models", default="", help="models for the extra (default: all)")
+    parser.add_argument("--deadline", type=float, default=0,
+                        help="skip the extra timing once this many seconds have passed")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--allow-cpu", action="store_true", help="smoke-run on the CPU")
     args = parser.parse_args()
@@ -284,6 +410,13 @@ def main() -> int:
     variants_done = False
     notes: list[str] = []
     started = time.perf_counter()
+    if args.kernel_checks and DEVICE == "cuda":
+        try:
+            notes += kernel_checks([m for m in args.models.split(",") if m in CONFIGS],
+                                   args.extra_batch, args.prompt, args.new)
+        except Exception as exc:  # noqa: BLE001 - report, go on with the table
+            notes.append(f"kernel checks failed: {type(exc).__name__}: {exc}")
+            print("  " + notes[-1], flush=True)
 
     for name in args.models.split(","):
         model = build_model(name)
@@ -355,6 +488,8 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001
             notes.append(f"{name}: agreement check failed: {type(exc).__name__}: {exc}")
             print("  " + notes[-1], flush=True)
+        notes.append(f"{name}: {describe_decoder(engine)}")
+        print("  " + notes[-1], flush=True)
         for b in batches:
             prompts = prompts_for(b, args.prompt, vocab, seed=b)
             total, step, warm = time_ours_at(engine, prompts, params, args.repeats)
@@ -451,6 +586,32 @@ def main() -> int:
               f"{r['ratio']:10.1f}")
     for n in notes:
         print("note:", n)
+    if args.extra_compile_mode and DEVICE == "cuda":
+        params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=args.new)
+        elapsed = time.perf_counter() - started
+        if args.deadline and elapsed > args.deadline:
+            print(f"extra ({args.extra_compile_mode}) skipped: {elapsed:.0f} s > deadline")
+        else:
+            for name in (args.extra_models or args.models).split(","):
+                model = build_model(name)
+                bound_ms = weight_bytes(model) / bw * 1e3
+                b = args.extra_batch
+                eng = TransformersEngine.from_model(model, None, EngineConfig(
+                    batch_size=b, extra={"compile": True, "fast_decode": True,
+                                         "fuse_projections": True, "max_graphs": 2,
+                                         "decode_attention": chosen_attention,
+                                         "compile_mode": args.extra_compile_mode}))
+                total, step, warm = time_ours_at(
+                    eng, prompts_for(b, args.prompt, model.config.vocab_size, seed=b), params,
+                    args.repeats)
+                print(f"extra: {name} compile mode {args.extra_compile_mode} b={b}: "
+                      f"{b * args.new / total:.0f} tok/s, {step:.2f} ms/step "
+                      f"({100 * bound_ms / step:.1f}% of bound; first call {warm:.0f} s)",
+                      flush=True)
+                eng.close()
+                del eng, model
+                torch._dynamo.reset()
+                torch.cuda.empty_cache()
     return 0
 
 

@@ -12,10 +12,13 @@ Two decoding paths behind one :meth:`TransformersEngine.generate`:
   cache length bucket) and replayed with no host synchronisation, except an "all finished?"
   check every ``sync_every`` steps. Batch sizes are padded up to powers of two (>= 2) and cache
   lengths up to multiples of 256, so a handful of graphs serve every batch; one compilation per
-  sampling mode (greedy / sampled / top-p) serves every shape. Decode attention runs on the
-  key/value heads directly (the query heads of a group are packed into the query-length axis),
-  so grouped-query models do not copy the cache ``num_heads / num_kv_heads`` times per step as
-  ``repeat_kv`` does; q/k/v and gate/up projections are fused into one matmul each. This is
+  sampling mode (greedy and sampled share one, top-p has its own) serves every shape. Decode
+  attention runs on the key/value heads directly (the query heads of a group share one read of
+  their key/value head), so grouped-query models do not copy the cache ``num_heads /
+  num_kv_heads`` times per step as ``repeat_kv`` does; on a GPU with Triton it is a split-KV
+  ("flash-decoding") kernel (:mod:`judgeeye.engines.triton_decode`) that skips masked
+  positions. The sampling argmax over the vocabulary is split into chunks (one program per row
+  left the GPU idle), and q/k/v and gate/up projections are fused into one matmul each. This is
   transformers' own model code and ``StaticCache``; only the loop around them is ours, because
   ``generate``'s Python loop synchronises with the GPU on every step and leaves a 0.5B model
   launch-bound (see ``bench/README.md``).
@@ -37,7 +40,11 @@ Engine options in ``config.extra`` (other keys go to ``model.generate`` on the p
                       the engine loaded itself; such a model then leaves the process cache, so
                       ``load_model`` hands others a pristine copy; never by default for
                       :meth:`TransformersEngine.from_model`)
-``decode_attention``  ``"sdpa"`` (default), ``"efficient"`` or ``"math"`` (process-wide)
+``decode_attention``  ``"auto"`` (default: ``"triton"`` on a CUDA GPU with Triton, after a
+                      check against float64, else ``"sdpa"``), ``"triton"``, ``"sdpa"``,
+                      ``"efficient"`` or ``"math"`` (process-wide)
+``compile_mode``      ``torch.compile`` mode of the decode step (default ``None``; e.g.
+                      ``"max-autotune-no-cudagraphs"``: autotuned GEMMs, slow to compile)
 ``sync_every``        decode steps between "all sequences finished?" checks (default 16)
 ``max_graphs``        (batch, length) slots kept with their cache and graphs (default 4)
 ``merge_adapter``     merge a LoRA adapter into the weights (default ``True``)
@@ -71,7 +78,8 @@ from judgeeye.ratings import split_reasoning
 log = logging.getLogger(__name__)
 
 _ENGINE_OPTIONS = {"fast_decode", "compile", "cuda_graphs", "sync_every", "max_graphs",
-                   "merge_adapter", "keep_loaded", "fuse_projections", "decode_attention"}
+                   "merge_adapter", "keep_loaded", "fuse_projections", "decode_attention",
+                   "compile_mode"}
 ATTN_NAME = "judgeeye_sdpa"
 
 
@@ -150,10 +158,17 @@ class BatchStats:
 
 
 #: how single-token decode attention is computed (``decode_attention`` engine option):
-#: "sdpa" (PyTorch picks a kernel), "efficient" (the memory-efficient kernel), "math" (two
-#: batched matmuls and a softmax, which the compiler fuses around)
-DECODE_ATTENTION = ("sdpa", "efficient", "math")
+#: "triton" (split-KV kernels of :mod:`judgeeye.engines.triton_decode`), "sdpa" (PyTorch picks
+#: a kernel), "efficient" (the memory-efficient kernel), "math" (two batched matmuls and a
+#: softmax, which the compiler fuses around); "auto" is "triton" where it runs (a CUDA GPU with
+#: Triton, checked once against a float64 reference) and "sdpa" elsewhere
+DECODE_ATTENTION = ("auto", "triton", "sdpa", "efficient", "math")
 _decode_attention_mode = {"value": "sdpa"}
+#: (heads, kv heads, head dim, dtype) -> relative error of the Triton kernels (None: failed)
+_TRITON_CHECKED: dict[tuple[Any, ...], float | None] = {}
+#: largest relative error against float64 accepted from the Triton kernels (bf16 rounding of
+#: the output and of the softmax weights gives ~4e-3)
+TRITON_TOLERANCE = 2e-2
 
 
 def _decode_attention(query: Any, key: Any, value: Any, mask: Any, scaling: Any,
@@ -163,10 +178,17 @@ def _decode_attention(query: Any, key: Any, value: Any, mask: Any, scaling: Any,
     import torch
 
     b, h, _, d = query.shape
-    q = query.reshape(b, h // groups, groups, d)
     if mask is not None:
         mask = mask[:, :, :, : key.shape[-2]]
     mode = _decode_attention_mode["value"]
+    if mode == "triton":
+        from judgeeye.engines import triton_decode
+
+        if triton_decode.supported(query, key, value, mask):
+            scale = float(scaling) if scaling is not None else d ** -0.5
+            return torch.ops.judgeeye.decode_attention(query, key, value, mask, scale)
+        mode = "sdpa"
+    q = query.reshape(b, h // groups, groups, d)
     if mode == "math":
         scale = scaling if scaling is not None else d ** -0.5
         scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale
@@ -211,7 +233,7 @@ def _register_attention() -> None:
         groups = int(getattr(module, "num_key_value_groups", 1) or 1)
         if (
             query.shape[2] == 1
-            and groups > 1
+            and (groups > 1 or _decode_attention_mode["value"] == "triton")
             and (attention_mask is None
                  or (attention_mask.dim() == 4 and attention_mask.shape[1] == 1))
             and key.shape[1] * groups == query.shape[1]
@@ -241,18 +263,46 @@ def _use_decode_attention(model: Any) -> bool:
 # ========================================================================= the static decoder
 
 
-def _sample(logits: Any, greedy: bool, use_top_p: bool, temperature: Any, top_p: Any) -> Any:
+#: rows at least this long are arg-maxed in chunks (see :func:`_row_argmax`)
+ARGMAX_SPLIT_MIN = 16384
+ARGMAX_CHUNKS = 128
+
+
+def _row_argmax(x: Any) -> Any:
+    """``x.argmax(dim=-1)`` for (B, V) rows, the same indices (ties: the first), computed as a
+    maximum over ``ARGMAX_CHUNKS`` chunks of each row and then over the chunks' maxima.
+
+    Why: compiled, a plain argmax over a 152k vocabulary runs one program per row (64 rows
+    leave most of a GPU idle and took ~110 us a step); chunked, the first reduction has
+    B x 128 rows and the second is tiny. Short rows stay one argmax."""
+    import torch
+
+    rows, width = x.shape
+    if width < ARGMAX_SPLIT_MIN:
+        return x.argmax(dim=-1)
+    chunk = -(-width // ARGMAX_CHUNKS)
+    if chunk * ARGMAX_CHUNKS != width:
+        x = torch.nn.functional.pad(x, (0, chunk * ARGMAX_CHUNKS - width), value=float("-inf"))
+    values, index = x.view(rows, ARGMAX_CHUNKS, chunk).max(dim=-1)
+    best = values.argmax(dim=-1, keepdim=True)
+    return (index.gather(-1, best) + best * chunk).squeeze(-1)
+
+
+def _sample(logits: Any, greedy: bool, use_top_p: bool, temperature: Any, top_p: Any,
+            noise_on: Any = None) -> Any:
     """Next tokens from float32 logits (B, V), with no host synchronisation (graph-safe).
 
     Gumbel-max: ``argmax(logits / T + Gumbel noise)`` is an exact draw from
     ``softmax(logits / T)``; compiled, it is one pass over the logits. Top-p keeps the tokens
     whose probability is at least that of the last token of the nucleus (ties at the edge may
-    keep a few more).
+    keep a few more). ``noise_on`` (a boolean tensor, not ``greedy``) lets one compiled step
+    serve greedy decoding too: with it false and ``temperature`` 1 the draw is exactly the
+    argmax of the logits.
     """
     import torch
 
     if greedy:
-        return logits.argmax(dim=-1)
+        return _row_argmax(logits)
     scores = logits / temperature
     if use_top_p:
         probs = torch.softmax(scores, dim=-1)
@@ -261,7 +311,9 @@ def _sample(logits: Any, greedy: bool, use_top_p: bool, temperature: Any, top_p:
         edge = sorted_p.masked_fill(drop, float("inf")).amin(dim=-1, keepdim=True)
         scores = scores.masked_fill(probs < edge, float("-inf"))
     noise = -torch.log(-torch.log(torch.rand_like(scores)))
-    return (scores + noise).argmax(dim=-1)
+    if noise_on is not None:
+        noise = torch.where(noise_on, noise, torch.zeros_like(noise))
+    return _row_argmax(scores + noise)
 
 
 # ============================================================ fused projections (GPU decode)
@@ -378,6 +430,7 @@ class _Slot:
         self.eos = torch.tensor(eos or [-1], dtype=torch.long, device=device)
         self.pad_tok = torch.tensor(pad_id, dtype=torch.long, device=device)
         self.temperature = torch.ones((), dtype=torch.float32, device=device)
+        self.noise_on = torch.ones((), dtype=torch.bool, device=device)
         self.top_p = torch.ones((), dtype=torch.float32, device=device)
         self.graphs: dict[tuple[bool, bool, bool], Any] = {}
 
@@ -400,7 +453,8 @@ class StaticDecoder:
 
     def __init__(self, model: Any, *, pad_id: int, eos: list[int], compile: bool,
                  cuda_graphs: bool, sync_every: int = 16, max_slots: int = 4,
-                 fuse: bool = False, decode_attention: str = "sdpa") -> None:
+                 fuse: bool = False, decode_attention: str = "auto",
+                 compile_mode: str | None = None) -> None:
         import torch
 
         self.model = model
@@ -414,6 +468,12 @@ class StaticDecoder:
         check_static_support(model)
         if decode_attention not in DECODE_ATTENTION:
             raise EngineError(f"decode_attention must be one of {DECODE_ATTENTION}")
+        #: why the Triton kernels are not used, where asked for ("auto"/"triton")
+        self.attention_note: str | None = None
+        if decode_attention in ("auto", "triton"):
+            decode_attention, self.attention_note = _resolve_triton(model)
+            if self.attention_note:
+                log.info("decode attention: %s", self.attention_note)
         self.decode_attention = decode_attention
         _decode_attention_mode["value"] = decode_attention
         self.attention_packed = _use_decode_attention(model)
@@ -425,12 +485,14 @@ class StaticDecoder:
             return out.logits
 
         def step(tok: Any, pos: Any, pad: Any, kv_idx: Any, out: Any, finished: Any, eos: Any,
-                 pad_tok: Any, temperature: Any, top_p: Any, cache: Any, greedy: bool,
+                 pad_tok: Any, temperature: Any, top_p: Any, noise_on: Any, cache: Any,
                  use_top_p: bool, ignore_eos: bool) -> None:
-            """One decode step, entirely on the device: attend, sample, record, advance."""
+            """One decode step, entirely on the device: attend, sample, record, advance.
+            Greedy decoding is this same function (one compilation) with the noise off."""
             valid = (kv_idx[None, :] >= pad[:, None]) & (kv_idx[None, :] <= pos)
             logits = forward(tok, valid[:, None, None, :], (pos - pad).unsqueeze(1), cache)
-            nxt = _sample(logits[:, -1, :].float(), greedy, use_top_p, temperature, top_p)
+            nxt = _sample(logits[:, -1, :].float(), False, use_top_p, temperature, top_p,
+                          noise_on)
             if not ignore_eos:
                 nxt = torch.where(finished, pad_tok, nxt)
                 finished.copy_(finished | (nxt[:, None] == eos[None, :]).any(dim=-1))
@@ -446,7 +508,7 @@ class StaticDecoder:
             limit = getattr(dynamo.config, "recompile_limit", None)
             if limit is not None and limit < 32:
                 dynamo.config.recompile_limit = 32
-            self._step_fn = torch.compile(step, dynamic=True, fullgraph=False)
+            self._step_fn = torch.compile(step, dynamic=True, fullgraph=False, mode=compile_mode)
 
     # ----------------------------------------------------------------------------- shapes
     def _bucket_batch(self, n: int) -> int:
@@ -479,10 +541,10 @@ class StaticDecoder:
 
     # ------------------------------------------------------------------------------- step
     def _step(self, slot: _Slot, mode: tuple[bool, bool, bool]) -> None:
-        greedy, use_top_p, ignore_eos = mode
+        _greedy, use_top_p, ignore_eos = mode  # greedy: slot.noise_on is off
         self._step_fn(slot.tok, slot.pos, slot.pad, slot.kv_idx, slot.out, slot.finished,
-                      slot.eos, slot.pad_tok, slot.temperature, slot.top_p, slot.cache,
-                      greedy, use_top_p, ignore_eos)
+                      slot.eos, slot.pad_tok, slot.temperature, slot.top_p, slot.noise_on,
+                      slot.cache, use_top_p, ignore_eos)
 
     def _graph(self, slot: _Slot, mode: tuple[bool, bool, bool]) -> Any:
         """Capture one decode step (compiling it first if needed); state is left as found."""
@@ -543,7 +605,9 @@ class StaticDecoder:
         ids_d, pads_d = ids.to(dev), pads.to(dev)
         slot.pad.copy_(pads_d)
         slot.set_cache_length(0)
-        slot.temperature.fill_(max(float(temperature), 1e-5))
+        # greedy: temperature 1 and no noise, so the step's draw is the plain argmax
+        slot.temperature.fill_(max(float(temperature), 1e-5) if not greedy else 1.0)
+        slot.noise_on.fill_(not greedy)
         slot.top_p.fill_(float(top_p))
         q = torch.arange(width, device=dev)
         k = slot.kv_idx
@@ -602,6 +666,43 @@ class StaticDecoder:
                   "capture_s": decode_start - prefill_done},
         )
         return results, stats
+
+
+def _resolve_triton(model: Any) -> tuple[str, str | None]:
+    """("triton", None) when the Triton decode-attention kernels run on this model's device and
+    pass a check against float64 on random inputs of its head layout (once per process and
+    layout), else ("sdpa", the reason)."""
+    import torch
+
+    from judgeeye.engines import triton_decode
+
+    if model.device.type != "cuda":
+        return "sdpa", "Triton attention needs a CUDA device"
+    if not triton_decode.available(model.device):
+        return "sdpa", "Triton (or a GPU of compute capability >= 8) is not available"
+    config = model.config.get_text_config(decoder=True)
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    dtype = next(model.parameters()).dtype
+    if dtype not in (torch.bfloat16, torch.float16):
+        return "sdpa", f"Triton attention runs in bf16/fp16, the model is {dtype}"
+    key = (heads, kv_heads, dim, dtype)
+    if key not in _TRITON_CHECKED:
+        try:
+            triton_decode.custom_op()
+            _TRITON_CHECKED[key] = triton_decode.self_check(heads, kv_heads, dim, model.device,
+                                                            dtype)
+        except Exception as exc:  # noqa: BLE001 - a Triton/driver problem: use PyTorch's
+            log.warning("Triton decode attention failed its check: %s: %s",
+                        type(exc).__name__, exc)
+            _TRITON_CHECKED[key] = None
+    err = _TRITON_CHECKED[key]
+    if err is None:
+        return "sdpa", "Triton attention failed to run (see the log)"
+    if not err <= TRITON_TOLERANCE:
+        return "sdpa", f"Triton attention is off by {err:.1e} relative to float64"
+    return "triton", None
 
 
 def check_static_support(model: Any) -> None:
@@ -676,7 +777,8 @@ class TransformersEngine(Engine):
                     max_slots=int(self.config.extra.get("max_graphs", 4)),
                     fuse=bool(self.config.extra.get("fuse_projections",
                                                     self._graphs and self._owns_model)),
-                    decode_attention=str(self.config.extra.get("decode_attention", "sdpa")),
+                    decode_attention=str(self.config.extra.get("decode_attention", "auto")),
+                    compile_mode=self.config.extra.get("compile_mode"),
                 )
             except EngineError as exc:
                 self._fast_failed = str(exc)
