@@ -27,5 +27,8 @@ pages = {
     "Traces": [
         st.Page("pages/sample.py", title="Sample", icon=":material/psychology:"),
     ],
+    "Evaluate": [
+        st.Page("pages/agreement.py", title="Agreement", icon=":material/monitoring:"),
+    ],
 }
 st.navigation(pages).run()

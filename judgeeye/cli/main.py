@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from judgeeye.cli.codebook_cmd import codebook_app
+from judgeeye.cli.evaluate_cmd import evaluate
 from judgeeye.cli.sample_cmd import jobs_app, runs_app, sample
 from judgeeye.cli.common import echo_table, user_errors
 from judgeeye.store import redact_url, session_scope
@@ -26,6 +27,7 @@ app.add_typer(codebook_app, name="codebook")
 app.command("sample")(sample)
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
+app.command("evaluate")(evaluate)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

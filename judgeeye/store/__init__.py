@@ -23,13 +23,14 @@ from judgeeye.store.models import (
     SamplingRun,
     Selection,
     SelectionEvent,
+    StatsCache,
     TrainingMetric,
     TrainingRun,
 )
 
 __all__ = [
     "Annotator", "Base", "Candidate", "Codebook", "Critique", "Item", "Job", "Prediction",
-    "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "TrainingMetric",
+    "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "StatsCache", "TrainingMetric",
     "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "redact_url",
     "session_scope", "upgrade_schema",
 ]

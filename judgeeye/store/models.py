@@ -173,6 +173,8 @@ class Candidate(Base):
         UniqueConstraint("run_id", "item_id", "target", "sample_index"),
         Index("ix_candidate_run_accepted", "run_id", "accepted"),
         Index("ix_candidate_item", "item_id"),
+        # a run's newest candidate in O(log n): the agreement page's cache fingerprint
+        Index("ix_candidate_run_id_id", "run_id", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("sampling_run.id", ondelete="CASCADE"))
@@ -277,6 +279,7 @@ class RaterRun(Base):
     """One rater (engine + model + codebook + read-out) over one split."""
 
     __tablename__ = "rater_run"
+    __table_args__ = (Index("ix_rater_run_project", "project_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     codebook_id: Mapped[int] = mapped_column(ForeignKey("codebook.id"))
@@ -292,7 +295,10 @@ class Prediction(Base):
     """A rater's rating of one item, with its reasoning."""
 
     __tablename__ = "prediction"
-    __table_args__ = (UniqueConstraint("rater_run_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("rater_run_id", "item_id"),
+        Index("ix_prediction_item", "item_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     rater_run_id: Mapped[int] = mapped_column(ForeignKey("rater_run.id", ondelete="CASCADE"))
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
@@ -303,3 +309,14 @@ class Prediction(Base):
     parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StatsCache(Base):
+    """Aggregates that are slow at scale (a rater run's bootstrap intervals, a sampling run's
+    acceptance statistics), stored under a key and valid while their fingerprint still holds."""
+
+    __tablename__ = "stats_cache"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

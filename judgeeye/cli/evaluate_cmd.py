@@ -1,0 +1,186 @@
+"""`judgeeye evaluate`: rate a split with one or more raters, print agreement and significance."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional
+
+import typer
+
+from judgeeye.cli.common import echo_table, user_errors
+from judgeeye.store import Job, session_scope
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _ci(value: float, lo: float, hi: float) -> str:
+    return f"{_f(value)} [{_f(lo)}, {_f(hi)}]"
+
+
+def print_table(run_ids: list[int]) -> None:
+    """τ, ICC(3,1), MSE with 95% bootstrap intervals, parse failures and n, one row per run."""
+    from judgeeye.evaluate import summaries
+    from judgeeye.evaluate.dashboard import list_runs
+    from judgeeye.store import RaterRun
+
+    with session_scope() as session:
+        projects = {r.project_id for r in session.query(RaterRun).filter(RaterRun.id.in_(run_ids))}
+        info = {r.id: r for pid in projects for r in list_runs(session, pid)}
+        unknown = [r for r in run_ids if r not in info]
+        if unknown:
+            raise LookupError(f"no rater run(s) {unknown}; list them with: judgeeye evaluate --list")
+        sums = summaries(session, run_ids)
+    rows = []
+    for run_id in run_ids:
+        s, r = sums[run_id], info[run_id]
+        rows.append({"run": run_id, "rater": r.key, "codebook": f"v{r.codebook_version}", "split": r.split,
+                     "status": r.status, "n": s.n, "parse fail": s.parse_failures,
+                     "tau [95% CI]": _ci(s.tau, s.tau_lo, s.tau_hi),
+                     "ICC(3,1) [95% CI]": _ci(s.icc3, s.icc3_lo, s.icc3_hi),
+                     "MSE [95% CI]": _ci(s.mse, s.mse_lo, s.mse_hi)})
+    echo_table(rows)
+
+
+def print_inter_rater(run_ids: list[int]) -> None:
+    from judgeeye.evaluate import ItemMismatchError, inter_rater
+
+    with session_scope() as session:
+        try:
+            icc = inter_rater(session, run_ids)
+        except ItemMismatchError as exc:
+            typer.echo(f"inter-rater ICC(3,1): not computed: {exc}")
+            return
+    typer.echo(f"inter-rater ICC(3,1) among runs {', '.join(map(str, run_ids))}: {_f(icc.icc3)} "
+               f"({icc.n} items, {icc.n_excluded} excluded for a missing rating)")
+
+
+def print_compare(run_a: int, run_b: int, n_boot: int) -> None:
+    """The paper's tests for B against A."""
+    from judgeeye.evaluate import compare_runs
+
+    with session_scope() as session:
+        comp = compare_runs(session, run_a, run_b, n_boot=n_boot)
+    typer.echo(f"\nrun {run_b} (B) against run {run_a} (A) on {comp.n_items} items "
+               "(one-sided, in favour of B; * p<.05 ** p<.01 *** p<.001):")
+    echo_table([{"metric": r["metric"], "A": _f(r["A"]), "B": _f(r["B"]), "B-A": _f(r["B - A"]),
+                 "test": r["test"], "p": _f(r["p"], 4), "sig": r["mark"],
+                 "95% CI of the gain": f"[{_f(r['ci_lo'])}, {_f(r['ci_hi'])}]", "n": r["n"], "excluded": r["excluded"]}
+                for r in comp.rows()])
+    typer.echo("(for MSE the gain is MSE(A) - MSE(B): positive means B errs less)")
+
+
+def list_rater_runs(project: str | None) -> None:
+    from judgeeye.evaluate import summaries
+    from judgeeye.evaluate.dashboard import list_runs
+    from judgeeye.projects import find_project
+    from judgeeye.store import Project
+
+    with session_scope() as session:
+        if project:
+            pids = [find_project(session, project).id]
+        else:
+            pids = [p.id for p in session.query(Project).order_by(Project.id)]
+        runs = [r for pid in pids for r in list_runs(session, pid)]
+        sums = summaries(session, [r.id for r in runs])
+    echo_table([{"run": r.id, "name": r.name, "codebook": f"v{r.codebook_version}", "split": r.split,
+                 "status": r.status, "predictions": sums[r.id].n_predictions, "tau": _f(sums[r.id].tau),
+                 "ICC(3,1)": _f(sums[r.id].icc3), "MSE": _f(sums[r.id].mse)} for r in runs])
+
+
+def evaluate(
+    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
+    rater: Annotated[Optional[list[str]], typer.Option(
+        help="A rater: ENGINE[,key=value...]; ENGINE is embedded, hf:MODEL or openai:MODEL@URL; keys: codebook, "
+             "readout, name, adapter, temperature, top_p, max_tokens, batch_size, concurrency, api_key_env, "
+             "seed. Repeat for several raters.")] = None,
+    split: Annotated[str, typer.Option(help="Split to rate: train, validation or test.")] = "test",
+    codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
+    readout: Annotated[str, typer.Option(help="parsed (the written rating), argmax or expected (score read-out after the trace).")] = "parsed",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N items of the split.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per rating.")] = 1024,
+    temperature: Annotated[float, typer.Option()] = 1.0,
+    top_p: Annotated[float, typer.Option()] = 0.95,
+    adapter: Annotated[Optional[str], typer.Option(help="transformers: a PEFT adapter directory.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="openai: NAME of the environment variable with the key.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
+    run: Annotated[Optional[list[int]], typer.Option("--run", help="Include an existing rater run in the table (repeat).")] = None,
+    compare: Annotated[Optional[tuple[int, int]], typer.Option(help="RUN_A RUN_B: is B better than A? Paired t-test on squared errors, one-sided bootstraps for tau and ICC.")] = None,
+    resume: Annotated[Optional[int], typer.Option(help="Resume this rater run: rate only the items it lacks.")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for --compare.")] = 1000,
+    background: Annotated[bool, typer.Option(help="Start the runs as background jobs and return at once.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List rater runs (of --project, or all) and exit.")] = False,
+) -> None:
+    """Rate a split with LLM raters and print τ, ICC(3,1), MSE (95% CIs), parse failures and n."""
+    from judgeeye.evaluate import ItemMismatchError, parse_rater
+    from judgeeye.evaluate.launch import launch_rater_run, resume_rater_run
+    from judgeeye.jobs import run_job, start_job
+    from judgeeye.projects import find_project
+
+    if list_:
+        with user_errors():
+            list_rater_runs(project)
+        return
+    run_ids: list[int] = list(run or [])
+    job_ids: list[int] = []
+    with user_errors():
+        if resume is not None:
+            try:
+                job_ids.append(resume_rater_run(resume, start=False))
+            except (LookupError, RuntimeError) as exc:
+                raise typer.BadParameter(str(exc)) from None
+            run_ids.append(resume)
+        if rater:
+            if not project:
+                raise typer.BadParameter("--project is required with --rater")
+            with session_scope() as session:
+                project_id = find_project(session, project).id
+            specs = []
+            for text in rater:
+                try:
+                    specs.append(parse_rater(text, codebook=codebook, readout=readout, limit=limit,
+                                             max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                             adapter=adapter, api_key_env=api_key_env, batch_size=batch_size,
+                                             concurrency=concurrency))
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc)) from None
+            for spec, version, name in specs:
+                try:
+                    run_id, job_id = launch_rater_run(project_id, spec, split=split, codebook_version=version,
+                                                      name=name, start=False)
+                except (LookupError, ValueError) as exc:
+                    raise typer.BadParameter(str(exc)) from None
+                run_ids.append(run_id)
+                job_ids.append(job_id)
+    if not run_ids and not compare:
+        raise typer.BadParameter("give --rater (new runs), --run/--compare (existing runs), --resume or --list")
+    failed = False
+    for run_id, job_id in zip(run_ids[len(run_ids) - len(job_ids):], job_ids):
+        with session_scope() as session:
+            log_path = session.get(Job, job_id).log_path
+        if background:
+            pid = start_job(job_id)
+            typer.echo(f"rater run {run_id}: job {job_id} started in the background (pid {pid}); log {log_path}")
+        else:
+            typer.echo(f"rater run {run_id} (job {job_id})")
+            failed |= run_job(job_id) != "succeeded"
+    if background:
+        typer.echo("follow them with: judgeeye jobs list; the table: judgeeye evaluate --list")
+        return
+    shown = list(dict.fromkeys(run_ids + (list(compare) if compare else [])))
+    try:
+        print_table(shown)
+        if len(shown) >= 2:
+            print_inter_rater(shown)
+        if compare:
+            print_compare(compare[0], compare[1], n_boot)
+    except ItemMismatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (LookupError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if failed:
+        raise typer.Exit(1)

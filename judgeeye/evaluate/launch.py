@@ -1,0 +1,81 @@
+"""Starting and resuming rater runs as background jobs: what the page and the CLI share."""
+
+from __future__ import annotations
+
+import shlex
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from judgeeye.evaluate.raters import RaterSpec, create_rater_run
+from judgeeye.jobs import ACTIVE, create_job, start_job
+from judgeeye.store import Job, RaterRun, session_scope
+
+JOB_KIND = "evaluate"
+
+
+def launch_rater_run(
+    project_id: int,
+    spec: RaterSpec,
+    *,
+    split: str = "test",
+    codebook_version: int | None = None,
+    name: str | None = None,
+    start: bool = True,
+) -> tuple[int, int]:
+    """Create a rater run and its job, and start the worker; returns (run id, job id)."""
+    with session_scope() as session:
+        run = create_rater_run(session, project_id, spec, split=split, codebook_version=codebook_version, name=name)
+        job = create_job(session, JOB_KIND, {"run_id": run.id}, project_id=project_id)
+        run.job_id = job.id
+        run_id, job_id = run.id, job.id
+    if start:
+        start_job(job_id)
+    return run_id, job_id
+
+
+def latest_job(session: Session, run_id: int) -> Job | None:
+    run = session.get(RaterRun, run_id)
+    if run is not None and run.job_id is not None:
+        return session.get(Job, run.job_id)
+    return None
+
+
+def resume_rater_run(run_id: int, *, start: bool = True) -> int:
+    """A new job that rates only the items still without a prediction; returns its id."""
+    with session_scope() as session:
+        run = session.get(RaterRun, run_id)
+        if run is None:
+            raise LookupError(f"no rater run {run_id}")
+        active = latest_job(session, run_id)
+        if active is not None and active.status in ACTIVE:
+            raise RuntimeError(f"rater run {run_id} is already being rated by job {active.id}")
+        job = create_job(session, JOB_KIND, {"run_id": run_id}, project_id=run.project_id)
+        run.job_id = job.id
+        job_id = job.id
+    if start:
+        start_job(job_id)
+    return job_id
+
+
+def active_runs(session: Session, project_id: int) -> list[int]:
+    """Rater runs of the project whose job is queued or running."""
+    return list(session.scalars(
+        select(RaterRun.id).join(Job, Job.id == RaterRun.job_id)
+        .where(RaterRun.project_id == project_id, Job.status.in_(ACTIVE)).order_by(RaterRun.id)).all())
+
+
+def cli_command(project: str, spec: RaterSpec, split: str, codebook_version: int | None) -> str:
+    """The `judgeeye evaluate` command that starts the same run (shown on the page)."""
+    args = ["judgeeye", "evaluate", "--project", project, "--rater", spec.engine.spec(), "--split", split,
+            "--readout", spec.readout, "--temperature", f"{spec.temperature:g}", "--top-p", f"{spec.top_p:g}",
+            "--max-tokens", str(spec.max_tokens)]
+    if codebook_version:
+        args += ["--codebook", str(codebook_version)]
+    if spec.limit:
+        args += ["--limit", str(spec.limit)]
+    if spec.engine.adapter:
+        args += ["--adapter", spec.engine.adapter]
+    if spec.engine.api_key_env:
+        args += ["--api-key-env", spec.engine.api_key_env]
+    return shlex.join(args)

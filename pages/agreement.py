@@ -1,0 +1,320 @@
+"""Agreement (leads): how well LLM raters agree with people, before and after, and why not."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from judgeeye.codebook import list_versions
+from judgeeye.display import escape_markdown
+from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
+from judgeeye.evaluate import RaterSpec, significance_mark
+from judgeeye.evaluate import charts, dashboard
+from judgeeye.evaluate.compare import ItemMismatchError
+from judgeeye.evaluate.launch import active_runs, cli_command, latest_job, launch_rater_run, resume_rater_run
+from judgeeye.evaluate.report import (
+    ReportChoices,
+    agreement_frame,
+    build_report,
+    comparison_view,
+    default_choices,
+    group_view,
+    reliability_frame,
+    run_table_view,
+)
+from judgeeye.jobs import reconcile, request_cancel
+from judgeeye.store import RaterRun, session_scope
+from pages.common import project_picker
+
+st.title("Agreement")
+st.caption("LLM raters against the human gold standard: Kendall τ, ICC(3,1) and MSE with 95% bootstrap "
+           "intervals; significance as in the paper (paired t-test on squared errors, one-sided paired "
+           "bootstraps for τ and ICC); inter-rater reliability among LLM raters (Table 3).")
+project = project_picker()
+if project is None:
+    st.stop()
+
+
+def chart(fig, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A chart with its PNG and HTML downloads (built only when clicked)."""
+    st.plotly_chart(fig, width="stretch", key=f"ag_fig_{name}")
+    c1, c2, _ = st.columns([1, 1, 6])
+    c1.download_button("PNG", data=lambda fig=fig: charts.figure_png(fig), file_name=f"{name}.png",
+                       mime="image/png", key=f"ag_png_{name}", on_click="ignore", icon=":material/image:")
+    c2.download_button("HTML", data=lambda fig=fig: charts.figure_html(fig), file_name=f"{name}.html",
+                       mime="text/html", key=f"ag_html_{name}", on_click="ignore", icon=":material/code:")
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+with session_scope() as session:
+    runs = dashboard.list_runs(session, project.id)
+    table = dashboard.run_table(session, project.id)
+    versions = [v.version for v in list_versions(session, project.id)]
+    running = active_runs(session, project.id)
+labels = {r.id: r.label() for r in runs}
+defaults = default_choices(runs)
+ids = [r.id for r in runs]
+
+
+def _index(options: list, wanted) -> int:  # type: ignore[no-untyped-def]
+    return options.index(wanted) if wanted in options else 0
+
+
+@st.fragment(run_every=2)
+def live_status(run_ids: list[int]) -> None:
+    """Polled every 2 s: rater runs that are being rated, with cancel."""
+    with session_scope() as s:
+        reconcile(s)
+        jobs = {run_id: latest_job(s, run_id) for run_id in run_ids}
+        names = {r.id: r.name for r in s.query(RaterRun).filter(RaterRun.id.in_(run_ids))}
+    for run_id, job in jobs.items():
+        if job is None:
+            continue
+        c1, c2 = st.columns([6, 1])
+        c1.progress(job.progress, text=f"Run {run_id} · {names.get(run_id, '')} · job {job.id}: {job.status} · "
+                                       f"{job.progress_text or ''}")
+        if job.status in ("queued", "running") and c2.button("Cancel", key=f"ag_cancel_{run_id}"):
+            request_cancel(job.id)
+
+
+if running:
+    live_status(running)
+
+TABS = ["Rater runs", "Before / after", "One run", "Inter-rater reliability", "Sampling", "Annotators",
+        "New rater run"]
+# Lazy tabs: only the open one runs (each is a few queries and charts; all at once would not stay
+# under a second at the paper's scale). The choices made on a tab are kept for the report.
+tabs = st.tabs(TABS, key="ag_tab", on_change="rerun", bind="query-params")
+picked: dict = st.session_state.setdefault("ag_choices", {})
+
+
+def runs_view() -> None:
+    if table.empty:
+        st.info("No rater runs yet: start one on the **New rater run** tab or with `judgeeye evaluate`.")
+        return
+    st.dataframe(run_table_view(table), hide_index=True, width="stretch", key="ag_runs_table")
+    chart(charts.runs_chart(table), "agreement_by_run")
+    stalled = [r for r in runs if r.status in ("failed", "cancelled", "incomplete") and r.id not in running]
+    if stalled:
+        c1, c2 = st.columns([3, 1])
+        pick = c1.selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
+                            format_func=labels.get, key="ag_resume_pick")
+        if c2.button("Resume", key="ag_resume"):
+            resume_rater_run(pick)
+            st.rerun()
+
+
+def compare_view() -> None:
+    if len(ids) < 2:
+        st.info("Two rater runs are needed for a comparison.")
+    else:
+        st.subheader("Two runs")
+        a0, b0 = picked.get("compare") or defaults.compare or (ids[-2], ids[-1])
+        c1, c2 = st.columns(2)
+        run_a = c1.selectbox("A (before: original codebook, base model)", ids, index=_index(ids, a0),
+                             format_func=labels.get, key="ag_cmp_a")
+        run_b = c2.selectbox("B (after: refined codebook, fine-tuned model)", ids, index=_index(ids, b0),
+                             format_func=labels.get, key="ag_cmp_b")
+        picked["compare"] = (run_a, run_b)
+        if run_a == run_b:
+            st.warning("Choose two different runs.")
+        else:
+            try:
+                with session_scope() as session:
+                    comp = dashboard.comparison(session, run_a, run_b)
+                st.dataframe(comparison_view(comp.rows()), hide_index=True, width="stretch", key="ag_cmp_table")
+                st.caption(f"{comp.n_items} items. Paired t-test on squared errors; one-sided paired bootstrap "
+                           "(1,000 resamples) for τ and ICC(3,1); p is for B better than A. "
+                           "\\* p < .05, \\*\\* p < .01, \\*\\*\\* p < .001.")
+                chart(charts.comparison_chart(comp, labels[run_a], labels[run_b]), "before_after")
+            except (ItemMismatchError, ValueError, LookupError) as exc:
+                st.error(str(exc))
+    if len(versions) < 2:
+        return
+    st.subheader("Codebook versions, the same raters")
+    va0, vb0 = picked.get("versions") or defaults.versions or (versions[-2], versions[-1])
+    c1, c2 = st.columns(2)
+    va = c1.selectbox("Codebook A", versions, index=_index(versions, va0), format_func=lambda v: f"v{v}",
+                      key="ag_ver_a")
+    vb = c2.selectbox("Codebook B", versions, index=_index(versions, vb0), format_func=lambda v: f"v{v}",
+                      key="ag_ver_b")
+    picked["versions"] = (va, vb)
+    runs_a, runs_b, raters = dashboard.version_pairs(runs, va, vb)
+    if va == vb:
+        st.warning("Choose two different versions.")
+        return
+    if not runs_a:
+        st.info(f"No rater has a completed run on the same items under both v{va} and v{vb}.")
+        return
+    try:
+        with session_scope() as session:
+            group = dashboard.group_comparison(session, runs_a, runs_b)
+    except (ItemMismatchError, ValueError, LookupError) as exc:
+        st.error(str(exc))
+        return
+    per, tests = group_view(group, raters)
+    st.dataframe(per, hide_index=True, width="stretch", key="ag_grp_per")
+    st.dataframe(tests, hide_index=True, width="stretch", key="ag_grp_tests")
+    st.caption("One-sided paired t-tests across raters (B better than A), as in the paper's codebook analysis.")
+    if group.icc_test is not None:
+        st.markdown(f"Inter-rater ICC(3,1): v{va} **{fmt(group.icc_a.icc3)}** → v{vb} **{fmt(group.icc_b.icc3)}**, "
+                    f"one-sided bootstrap p = {fmt(group.icc_test.p_value, 4)} "
+                    f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items).")
+    for note in group.notes:
+        st.caption(note)
+    chart(charts.group_chart(group, raters), "codebook_versions")
+
+
+def run_view() -> None:
+    if not ids:
+        st.info("No rater runs yet.")
+        return
+    run_id = st.selectbox("Rater run", ids, index=_index(ids, picked.get("run_id") or defaults.run_id),
+                          format_func=labels.get, key="ag_run")
+    picked["run_id"] = run_id
+    worst_n = st.number_input("Worst disagreements to show", 1, 100, 10, key="ag_worst_n")
+    with session_scope() as session:
+        detail = dashboard.run_detail(session, run_id, worst=int(worst_n))
+    c1, c2 = st.columns(2)
+    with c1:
+        chart(charts.confusion_chart(detail.confusion, detail.levels), f"confusion_run_{run_id}")
+    with c2:
+        chart(charts.by_gold_chart(detail.by_gold, detail.levels), f"mean_by_gold_run_{run_id}")
+    if detail.gold_rounded:
+        st.caption(f"{detail.gold_rounded} gold labels between two levels were rounded up for the heatmap.")
+    st.dataframe(detail.by_gold, hide_index=True, width="stretch", key="ag_by_gold")
+    st.subheader("Worst disagreements")
+    if detail.worst.empty:
+        st.info("No rated items yet.")
+    for i, row in detail.worst.iterrows():
+        with st.expander(f"{escape_markdown(row['item'])} · gold {row['gold']:g} · rater {row['rating']:g} · "
+                         f"off by {row['error']:g}", expanded=i == 0):
+            st.caption("Item")
+            st.text(row["text"])
+            st.caption("Reasoning")
+            st.text(row["reasoning"] or "—")
+            st.caption("Answer")
+            st.text(row["answer"])
+
+
+def reliability_view() -> None:
+    with session_scope() as session:
+        rel = reliability_frame(dashboard.reliability_by_version(session, runs))
+    if rel.empty:
+        st.info("Needs at least two completed rater runs on the same items under one codebook version.")
+        return
+    st.dataframe(rel, hide_index=True, width="stretch", key="ag_rel_table")
+    shown = rel.dropna(subset=["ICC(3,1)"])
+    if not shown.empty:
+        chart(charts.reliability_chart(shown), "inter_rater_by_codebook")
+    st.caption("ICC(3,1) among the completed runs of each codebook version over the same items; how it moves "
+               "between versions is tested on the **Before / after** tab.")
+
+
+def sampling_view() -> None:
+    with session_scope() as session:
+        sampling = dashboard.sampling_overview(session, project.id)
+    if not sampling:
+        st.info("No sampling runs yet.")
+    else:
+        pick = st.selectbox("Sampling run", [r.run_id for r in sampling], index=len(sampling) - 1,
+                            format_func={r.run_id: r.label for r in sampling}.get, key="ag_sampling_run")
+        row = next(r for r in sampling if r.run_id == pick)
+        c1, c2 = st.columns(2)
+        with c1:
+            chart(charts.acceptance_chart(row.stats), f"acceptance_sampling_{pick}")
+        with c2:
+            chart(charts.utilization_chart([(r.label, r.stats) for r in sampling]), "utilization_vs_k")
+
+
+def annotators_view() -> None:
+    with session_scope() as session:
+        view = dashboard.annotator_view(session, project.id)
+    if view.progress is None and view.agreement is None:
+        st.info(view.message.capitalize())
+    if view.progress is not None:
+        st.dataframe(view.progress, hide_index=True, width="stretch", key="ag_annotators")
+        chart(charts.annotators_chart(view.progress), "annotators_progress")
+    if view.agreement is not None:
+        st.dataframe(agreement_frame(view.agreement), hide_index=True, key="ag_choice_agreement")
+        if view.agreement.get("note"):
+            st.caption(escape_markdown(str(view.agreement["note"])))
+
+
+def new_run_view() -> None:
+    if not versions:
+        st.info("This project has no codebook yet.")
+    else:
+        c1, c2, c3 = st.columns(3)
+        version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="ag_new_codebook")
+        split = c2.selectbox("Split", ["test", "validation", "train"], key="ag_new_split")
+        readout = c3.selectbox("Read-out", ["parsed", "argmax", "expected"], key="ag_new_readout",
+                               help="parsed: the rating the model wrote; argmax / expected: TRACT's score read-out "
+                                    "after the trace (local models only).")
+        kind = st.radio("Engine", ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model",
+                                   "OpenAI-compatible server"], key="ag_new_engine", horizontal=True)
+        engine = None
+        if kind.startswith("Embedded"):
+            engine = EngineConfig(kind="transformers", model=EMBEDDED_MODEL,
+                                  batch_size=int(st.number_input("Batch size", 1, 512, 16, key="ag_new_batch")))
+        elif kind == "Hugging Face model":
+            c1, c2 = st.columns(2)
+            model = c1.text_input("Model id or local directory", key="ag_new_hf_model")
+            adapter = c2.text_input("LoRA adapter directory (optional)", key="ag_new_hf_adapter")
+            if model.strip():
+                engine = EngineConfig(kind="transformers", model=model.strip(), adapter=adapter.strip() or None)
+        else:
+            c1, c2, c3 = st.columns(3)
+            url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key="ag_new_oa_url")
+            model = c2.text_input("Model", key="ag_new_oa_model")
+            key_env = c3.text_input("API key variable", "", key="ag_new_oa_key",
+                                    help="The NAME of an environment variable holding the key; never the key.")
+            if model.strip():
+                engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
+                                      api_key_env=key_env.strip() or None)
+        c1, c2, c3, c4 = st.columns(4)
+        limit = c1.number_input("Only the first N items (0 = all)", 0, 10_000_000, 0, key="ag_new_limit")
+        max_tokens = c2.number_input("Max tokens", 8, 32768, 1024, 16, key="ag_new_max_tokens")
+        temperature = c3.number_input("Temperature", 0.0, 2.0, 1.0, 0.1, key="ag_new_temp")
+        top_p = c4.number_input("Top-p", 0.05, 1.0, 0.95, 0.05, key="ag_new_top_p")
+        if engine is None:
+            st.info("Enter a model.")
+        else:
+            try:
+                spec = RaterSpec(engine=engine, readout=readout, temperature=float(temperature), top_p=float(top_p),
+                                 max_tokens=int(max_tokens), limit=int(limit) or None)
+                spec.check()
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                st.code(cli_command(project.name, spec, split, version), language="bash")
+                if st.button("Start rating", type="primary", key="ag_new_start"):
+                    try:
+                        run_id, job_id = launch_rater_run(project.id, spec, split=split, codebook_version=version)
+                        st.success(f"Rater run {run_id} started (job {job_id}); its progress shows above.")
+                    except (LookupError, ValueError) as exc:
+                        st.error(str(exc))
+
+
+views = [runs_view, compare_view, run_view, reliability_view, sampling_view, annotators_view, new_run_view]
+for tab, view in zip(tabs, views):
+    if tab.open is not False:  # None: no state tracking (then every tab renders)
+        with tab:
+            view()
+compare = picked.get("compare") or defaults.compare
+report_choices = ReportChoices(run_id=picked.get("run_id") or defaults.run_id,
+                               compare=compare if compare and compare[0] != compare[1] else None,
+                               versions=picked.get("versions") or defaults.versions)
+
+
+def _report(project_id: int = project.id, picked: ReportChoices = report_choices) -> str:
+    with session_scope() as s:
+        return build_report(s, project_id, picked)
+
+
+st.download_button("Download this page as an HTML report", data=_report, file_name="agreement-report.html",
+                   mime="text/html", key="ag_report", on_click="ignore", icon=":material/download:")
