@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -157,35 +156,37 @@ def test_seed_reproducible(engine) -> None:
 
 
 @pytest.mark.slow
-def test_cache_makes_second_load_fast(engine) -> None:
+def test_cache_makes_second_load_fast(engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from judgeeye.engines import model_loader
+
     folder = gguf_cache_dir(embedded_gguf_path())
     assert ensure_gguf_converted(embedded_gguf_path()) == folder
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     assert (folder / "tokenizer.json").is_file()
     clear_model_cache()  # a fresh process-level cache: this load reads the disk cache
-    started = time.perf_counter()
+    monkeypatch.setattr(model_loader, "_convert_gguf", lambda *a: pytest.fail("converted again"))
     model, tokenizer = load_model(EngineConfig())
-    elapsed = time.perf_counter() - started
-    assert elapsed < 5, f"second load took {elapsed:.1f} s"
     assert tokenizer.padding_side == "left" and tokenizer.pad_token_id is not None
     assert load_model(EngineConfig()) == (model, tokenizer)  # the process cache
 
 
 @pytest.mark.slow
 def test_cache_in_a_fresh_process_is_fast(engine) -> None:
-    """Another process (a job worker) loads the converted model from disk in seconds."""
+    """Another process (a job worker) loads the converted model from the disk cache: it never
+    converts the GGUF file again (the conversion is what takes ~20-35 s)."""
     code = (
-        "import time; import torch, transformers;"
-        "from transformers import AutoModelForCausalLM, AutoTokenizer;"
-        "from judgeeye.engines.model_loader import load_model;"
-        "from judgeeye.engines.base import EngineConfig;"
-        "t2 = time.perf_counter(); load_model(EngineConfig());"
-        "print(time.perf_counter() - t2)"
+        "from judgeeye.engines import model_loader\n"
+        "from judgeeye.engines.base import EngineConfig\n"
+        "def refuse(*a, **k):\n    raise SystemExit('converted again')\n"
+        "model_loader._convert_gguf = refuse\n"
+        "model, tok = model_loader.load_model(EngineConfig())\n"
+        "print(type(model).__name__)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=REPO, timeout=120, check=True)
-    assert float(out.stdout.strip().splitlines()[-1]) < 5
+                         cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1].endswith("ForCausalLM")
 
 
 @pytest.mark.slow
@@ -226,7 +227,7 @@ def test_local_directory_model_generates(tiny_dir: Path) -> None:
     assert [len(c) for c in out] == [2, 1]
     for c in out[0] + out[1]:
         assert c.finish_reason in ("stop", "length") and 1 <= c.completion_tokens <= 8
-    assert eng.decode_path == "generate"  # CPU: plain model.generate
+    assert eng.decode_path == "static"  # the static decoder, eager on the CPU
     eng.close()
     assert eng.model is None
 
@@ -251,6 +252,10 @@ def test_static_decoder_matches_generate(tiny_dir: Path) -> None:
         b = fast.generate_tokens(prompts, greedy)
         assert fast.decode_path == "static" and fast._decoder.fused_groups == 4
         assert [r.ids for r in a] == [r.ids for r in b]
+        # k rows of one prompt: the prompt is prefilled once and its cache copied to each row
+        rows = [prompts[0], prompts[0], prompts[2], prompts[1], prompts[2]]
+        assert ([r.ids for r in fast.generate_tokens(rows, greedy)]
+                == [r.ids for r in plain.generate_tokens(rows, greedy)])
         sampled = fast.generate_tokens(prompts * 2, SamplingParams(temperature=1.0, top_p=0.9,
                                                                    max_tokens=10))
         assert all(len(r.ids) == 10 or r.finish_reason == "stop" for r in sampled)
