@@ -30,5 +30,8 @@ pages = {
     "Evaluate": [
         st.Page("pages/agreement.py", title="Agreement", icon=":material/monitoring:"),
     ],
+    "Models": [
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    ],
 }
 st.navigation(pages).run()

@@ -37,6 +37,7 @@ ACTIVE = ("queued", "running")
 HANDLERS: dict[str, str] = {
     "sample": "judgeeye.sampling.runner:run_sampling_job",
     "evaluate": "judgeeye.evaluate.runner:run_evaluate_job",
+    "train": "judgeeye.training.runner:run_training_job",
 }
 
 

@@ -13,6 +13,7 @@ import typer
 from judgeeye.cli.codebook_cmd import codebook_app
 from judgeeye.cli.evaluate_cmd import evaluate
 from judgeeye.cli.sample_cmd import jobs_app, runs_app, sample
+from judgeeye.cli.train_cmd import train_app
 from judgeeye.cli.common import echo_table, user_errors
 from judgeeye.store import redact_url, session_scope
 from judgeeye.store.db import database_url
@@ -27,6 +28,7 @@ app.add_typer(codebook_app, name="codebook")
 app.command("sample")(sample)
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(train_app, name="train")
 app.command("evaluate")(evaluate)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,127 @@
+"""Starting, resuming and browsing training runs: what the Train page and the CLI share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from judgeeye.codebook import current_version, get_version
+from judgeeye.jobs import create_job, start_job
+from judgeeye.store import Candidate, Job, Project, SamplingRun, TrainingMetric, TrainingRun, data_dir, session_scope
+from judgeeye.training.config import TrainingConfig
+
+ACTIVE = ("queued", "running")
+
+
+def runs_root() -> Path:
+    return data_dir() / "training"
+
+
+def run_dir(run_id: int) -> Path:
+    return runs_root() / f"run-{run_id}"
+
+
+def create_training_run(session: Session, project_id: int, config: TrainingConfig) -> TrainingRun:
+    """A new run (nothing trained yet); checks the project and codebook exist."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise LookupError(f"no project {project_id}")
+    if config.codebook_version is not None:
+        get_version(session, project_id, config.codebook_version)
+    elif current_version(session, project_id) is None:
+        raise LookupError(f"project {project.name!r} has no codebook; import one first")
+    run = TrainingRun(project_id=project_id, config=config.model_dump(mode="json"), status="created")
+    session.add(run)
+    session.flush()
+    return run
+
+
+def launch_training(project_id: int, config: TrainingConfig, *, start: bool = True) -> tuple[int, int]:
+    """Create a run and its job and start the worker subprocess; returns (run id, job id)."""
+    with session_scope() as session:
+        run = create_training_run(session, project_id, config)
+        job = create_job(session, "train", {"run_id": run.id}, project_id=project_id)
+        run.job_id = job.id
+        run_id, job_id = run.id, job.id
+    if start:
+        start_job(job_id)
+    return run_id, job_id
+
+
+def latest_job(session: Session, run_id: int) -> Job | None:
+    jobs = session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc())).all()
+    return next((j for j in jobs if int(j.params.get("run_id", -1)) == run_id), None)
+
+
+def resume_training(run_id: int, *, start: bool = True) -> int:
+    """A new job that continues a stopped, failed or killed run from its last checkpoint."""
+    with session_scope() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise LookupError(f"no training run {run_id}")
+        active = latest_job(session, run_id)
+        if active is not None and active.status in ACTIVE:
+            raise RuntimeError(f"training run {run_id} is already running as job {active.id}")
+        if run.status == "completed":
+            raise RuntimeError(f"training run {run_id} is complete; start a new run instead")
+        job_id = create_job(session, "train", {"run_id": run_id}, project_id=run.project_id).id
+        run.job_id = job_id
+    if start:
+        start_job(job_id)
+    return job_id
+
+
+def metrics_of(session: Session, run_id: int) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of a run: name -> [(step, value)] in step order."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for step, name, value in session.execute(
+            select(TrainingMetric.step, TrainingMetric.name, TrainingMetric.value)
+            .where(TrainingMetric.run_id == run_id).order_by(TrainingMetric.step)).all():
+        out.setdefault(name, []).append((int(step), float(value)))
+    return out
+
+
+def test_results(session: Session, run_id: int) -> dict[str, float]:
+    """The run's test comparison (test_*, base_*, p_*), latest value of each."""
+    rows = session.execute(select(TrainingMetric.name, TrainingMetric.value, TrainingMetric.step)
+                           .where(TrainingMetric.run_id == run_id,
+                                  TrainingMetric.name.like("test\\_%", escape="\\")
+                                  | TrainingMetric.name.like("base\\_%", escape="\\")
+                                  | TrainingMetric.name.like("p\\_%", escape="\\"))
+                           .order_by(TrainingMetric.step)).all()
+    return {name: float(value) for name, value, _ in rows}
+
+
+def run_rows(session: Session, project_id: int) -> list[dict[str, Any]]:
+    """One row per training run of a project: settings, status, best validation τ, test metrics."""
+    rows = []
+    for run in session.scalars(select(TrainingRun).where(TrainingRun.project_id == project_id)
+                               .order_by(TrainingRun.id.desc())).all():
+        cfg = TrainingConfig.model_validate(run.config)
+        test = test_results(session, run.id)
+        job = latest_job(session, run.id)
+        rows.append({
+            "run": run.id, "mode": cfg.mode, "base": cfg.base_model, "status": run.status,
+            "job": job.status if job else None, "best val τ": run.best_metric, "best step": run.best_step,
+            "test τ": test.get("test_tau"), "base τ": test.get("base_tau"), "p(τ)": test.get("p_tau"),
+            "test ICC": test.get("test_icc3"), "base ICC": test.get("base_icc3"), "p(ICC)": test.get("p_icc3"),
+            "test MSE": test.get("test_mse"), "base MSE": test.get("base_mse"), "p(MSE)": test.get("p_mse"),
+            "created": run.created_at.strftime("%Y-%m-%d %H:%M"),
+        })
+    return rows
+
+
+def trace_sources(session: Session, project_id: int) -> list[tuple[int, int]]:
+    """Sampling runs of a project with accepted traces: [(run id, accepted candidates)], newest first."""
+    return [(int(r), int(n)) for r, n in session.execute(
+        select(SamplingRun.id, func.count(Candidate.id))
+        .join(Candidate, Candidate.run_id == SamplingRun.id)
+        .where(SamplingRun.project_id == project_id, Candidate.accepted.is_(True))
+        .group_by(SamplingRun.id).order_by(SamplingRun.id.desc())).all()]
+
+
+__all__ = ["create_training_run", "latest_job", "launch_training", "metrics_of", "resume_training", "run_dir", "run_rows", "runs_root", "test_results",
+           "trace_sources"]

@@ -1,0 +1,102 @@
+"""The Train page in AppTest: the form and its command, launching a real training job, a reload
+reattaching to it, Stop, and a failed run showing its log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from judgeeye.store import Annotator, Job, TrainingRun, session_scope
+from training_data import make_tiny_project
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+SESSION_KEY = "judgeeye_user"  # pages/access.py: who is logged in
+
+
+def _lead() -> dict:
+    with session_scope() as s:
+        user = s.scalar(select(Annotator).where(Annotator.name == "test-lead"))
+        if user is None:
+            user = Annotator(name="test-lead", role="lead", active=True)
+            s.add(user)
+            s.flush()
+        return {"id": user.id, "name": user.name, "role": user.role}
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.session_state[SESSION_KEY] = _lead()
+    at.switch_page("pages/train.py")
+    return at.run()
+
+
+def _job(job_id: int) -> Job:
+    with session_scope() as s:
+        return s.get(Job, job_id)
+
+
+def _wait(predicate, timeout: float = 600.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_launch_reattach_and_stop(store_url: str, tmp_path: Path) -> None:
+    make_tiny_project(tmp_path)
+    at = _page()
+    assert not at.exception, at.exception
+    at.radio(key="t_mode").set_value("TRACT (CoT-RAFT, two stages)").run()
+    assert at.number_input(key="t_lambda").value == 1.0  # TRACT's own settings appear
+    at.number_input(key="t_max_steps").set_value(40).run()
+    at.number_input(key="t_batch").set_value(2).run()
+    at.number_input(key="t_accum").set_value(1).run()
+    at.number_input(key="t_max_length").set_value(192).run()
+    at.number_input(key="t_eval_steps").set_value(100).run()
+    at.toggle(key="t_test_eval").set_value(False).run()
+    command = at.code[0].value
+    assert command.startswith("judgeeye train --project tiny --mode tract") and "--max-steps 40" in command
+    assert "--batch-size 2" in command and "--no-test-eval" in command
+    at.button(key="t_start").click().run()
+    assert at.success and not at.exception
+    with session_scope() as s:
+        run = s.scalars(select(TrainingRun)).one()
+    assert run.config["mode"] == "tract" and run.config["max_steps"] == 40
+
+    at = _page()  # a reload: the running job is found again
+    assert not at.exception, at.exception
+    assert "Job" in at.get("progress")[0].proto.text
+    assert at.button(key=f"t_stop_{run.id}")
+    at.button(key=f"t_stop_{run.id}").click().run()
+    _wait(lambda: _job(run.job_id).status not in ("queued", "running"))
+    assert _job(run.job_id).status == "cancelled"
+    at = _page()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [run.id] and list(table["job"]) == ["cancelled"]
+    assert at.button(key=f"t_resume_{run.id}")  # a stopped run can be resumed
+
+
+def test_a_failed_run_shows_its_error_and_log(store_url: str) -> None:
+    from judgeeye.projects import ensure_sample_project
+    from judgeeye.training import TrainingConfig
+    from judgeeye.training.launch import launch_training
+
+    project_id = ensure_sample_project()  # no traces sampled: the job must fail, saying so
+    run_id, job_id = launch_training(project_id, TrainingConfig(max_steps=1))
+    _wait(lambda: _job(job_id).status not in ("queued", "running"))
+    assert _job(job_id).status == "failed"
+    at = _page()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any(f"Job {job_id} failed" in e and "no traces" in e for e in errors), errors
+    assert any("TrainingDataError" in c.value for c in at.code)
+    with session_scope() as s:
+        assert s.get(TrainingRun, run_id).status == "failed"
