@@ -11,14 +11,14 @@ from streamlit.testing.v1 import AppTest
 
 from judgeeye.projects import SAMPLE_PROJECT
 from judgeeye.store import Codebook, Item, Project, session_scope
+from apptest_login import app_as
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    return at.run()
+    return app_as("admin")
 
 
 def _page(at: AppTest, page: str) -> AppTest:

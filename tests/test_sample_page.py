@@ -10,14 +10,14 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from judgeeye.store import Job, SamplingRun, session_scope
+from apptest_login import app_as
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    return at.switch_page("pages/sample.py").run()
+    return app_as("lead", page="pages/sample.py")
 
 
 def test_launch_watch_and_browse_a_run(store_url: str) -> None:

@@ -14,6 +14,8 @@ from judgeeye.cli.codebook_cmd import codebook_app
 from judgeeye.cli.evaluate_cmd import evaluate
 from judgeeye.cli.sample_cmd import jobs_app, runs_app, sample
 from judgeeye.cli.train_cmd import train_app
+from judgeeye.cli.review_cmd import review_app
+from judgeeye.cli.users_cmd import users_app
 from judgeeye.cli.common import echo_table, user_errors
 from judgeeye.store import redact_url, session_scope
 from judgeeye.store.db import database_url
@@ -30,6 +32,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(train_app, name="train")
 app.command("evaluate")(evaluate)
+app.add_typer(users_app, name="users")
+app.add_typer(review_app, name="review")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,10 +170,22 @@ def app_cmd(
         created = ensure_sample_project()
         if created:
             typer.echo(f"first start: imported the sample project (id {created})")
+    _first_admin()
     typer.echo(f"store: {redact_url(database_url())}")
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+
+
+def _first_admin() -> None:
+    """A store without users gets an admin; its password is printed here, once."""
+    from judgeeye.auth import FIRST_ADMIN, ensure_first_admin
+
+    with session_scope() as session:
+        password = ensure_first_admin(session)
+    if password:
+        typer.echo(f"first start: created user {FIRST_ADMIN!r} with password {password}  "
+                   "(shown once; log in and change it on the Users page)")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from judgeeye.store.db import (
     upgrade_schema,
 )
 from judgeeye.store.models import (
+    Adjudication,
     Annotator,
     Base,
     Candidate,
@@ -20,6 +21,9 @@ from judgeeye.store.models import (
     Prediction,
     Project,
     RaterRun,
+    ReviewAssignment,
+    ReviewRound,
+    ReviewTask,
     SamplingRun,
     Selection,
     SelectionEvent,
@@ -29,6 +33,7 @@ from judgeeye.store.models import (
 )
 
 __all__ = [
+    "Adjudication", "ReviewAssignment", "ReviewRound", "ReviewTask",
     "Annotator", "Base", "Candidate", "Codebook", "Critique", "Item", "Job", "Prediction",
     "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "StatsCache", "TrainingMetric",
     "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "redact_url",

@@ -210,6 +210,13 @@ class Selection(Base):
     state: Mapped[str] = mapped_column(String(20), default="pending")
     codebook_id: Mapped[int | None] = mapped_column(ForeignKey("codebook.id"), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # chosen (candidate_id), none_fits, edited (edited_text from candidate_id); None while pending
+    verdict: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # word ops turning the source trace into edited_text (judgeeye.codebook.diff.word_ops)
+    edit_diff: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # the review round that last handed the item out; a plain integer, not a foreign key, so
+    # the selection table never has to be rebuilt (SQLite) under its event log
+    round_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class SelectionEvent(Base):
@@ -308,6 +315,73 @@ class Prediction(Base):
     score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewRound(Base):
+    """A lead's review round over one sampling run: which annotators, how much overlap."""
+
+    __tablename__ = "review_round"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("sampling_run.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | closed
+    overlap: Mapped[int] = mapped_column(Integer, default=1)
+    high_overlap: Mapped[int] = mapped_column(Integer, default=2)
+    high_overlap_share: Mapped[float] = mapped_column(Float, default=0.0)
+    include_unaccepted: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_shown: Mapped[int] = mapped_column(Integer, default=9)
+    lease_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    annotator_ids: Mapped[list[Any]] = mapped_column(default=list)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("annotator.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewTask(Base):
+    """One item of a round and how many submitted reviews it needs to be done."""
+
+    __tablename__ = "review_task"
+    __table_args__ = (UniqueConstraint("round_id", "item_id"), Index("ix_review_task_item", "item_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("review_round.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    required: Mapped[int] = mapped_column(Integer, default=1)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReviewAssignment(Base):
+    """An item handed to one annotator in a round; the lease keeps others off it until it expires."""
+
+    __tablename__ = "review_assignment"
+    __table_args__ = (
+        UniqueConstraint("round_id", "item_id", "annotator_id"),
+        Index("ix_review_assignment_round_annotator", "round_id", "annotator_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("review_round.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id", ondelete="CASCADE"))
+    lease_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Adjudication(Base):
+    """A lead's settlement of an item the reviewers disagreed on; the newest one wins."""
+
+    __tablename__ = "adjudication"
+    __table_args__ = (Index("ix_adjudication_item", "item_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    round_id: Mapped[int | None] = mapped_column(
+        ForeignKey("review_round.id", ondelete="SET NULL"), nullable=True
+    )
+    lead_id: Mapped[int] = mapped_column(ForeignKey("annotator.id"))
+    verdict: Mapped[str] = mapped_column(String(20))  # chosen | edited | none_fits
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidate.id"), nullable=True)
+    edited_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    codebook_id: Mapped[int | None] = mapped_column(ForeignKey("codebook.id"), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -1,0 +1,111 @@
+"""`judgeeye users add|list|set-password|set-role|deactivate|activate`.
+
+The CLI acts as the store's operator (``Actor.system()``): whoever can open the database
+already holds every right over it; roles restrict what people do through the app.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from judgeeye.cli.common import echo_table
+
+users_app = typer.Typer(help="People and roles: annotator, author, lead, admin.", no_args_is_help=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@users_app.command("add")
+def add_cmd(
+    name: Annotated[str, typer.Argument(help="Login name (or the e-mail an OIDC provider reports).")],
+    role: Annotated[str, typer.Option(help="annotator, author, lead or admin.")] = "annotator",
+    password: Annotated[Optional[str], typer.Option(help="Initial password (at least 8 characters); "
+                                                    "default: generated and printed once. Shells keep "
+                                                    "history: prefer the generated one.")] = None,
+) -> None:
+    """Add a user."""
+    from judgeeye.auth import Actor, UserError, add_user
+    from judgeeye.store import session_scope
+
+    try:
+        with session_scope() as session:
+            user, generated = add_user(session, Actor.system(), name, role, password)
+            user_id = user.id
+    except UserError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"added {role} {name!r} (id {user_id})")
+    if generated:
+        typer.echo(f"password: {generated}   (shown once; change it after the first login)")
+
+
+@users_app.command("list")
+def list_cmd() -> None:
+    """List users and their roles."""
+    from judgeeye.auth import list_users
+    from judgeeye.store import session_scope
+
+    with session_scope() as session:
+        rows = [{"id": u.id, "name": u.name, "role": u.role, "active": "yes" if u.active else "no",
+                 "password": "set" if u.has_password else "-"} for u in list_users(session)]
+    echo_table(rows)
+
+
+@users_app.command("set-password")
+def set_password_cmd(
+    name: str,
+    password: Annotated[Optional[str], typer.Option(help="New password; default: asked without echo.")] = None,
+) -> None:
+    """Set a user's password."""
+    from judgeeye.auth import Actor, UserError, set_password
+    from judgeeye.store import session_scope
+
+    if password is None:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope() as session:
+            set_password(session, Actor.system(), name, password)
+    except UserError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"password of {name!r} changed")
+
+
+@users_app.command("set-role")
+def set_role_cmd(name: str, role: str) -> None:
+    """Change a user's role."""
+    from judgeeye.auth import Actor, UserError, set_role
+    from judgeeye.store import session_scope
+
+    try:
+        with session_scope() as session:
+            set_role(session, Actor.system(), name, role)
+    except UserError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name!r} is now {role}")
+
+
+def _set_active(name: str, active: bool) -> None:
+    from judgeeye.auth import Actor, UserError, set_active
+    from judgeeye.store import session_scope
+
+    try:
+        with session_scope() as session:
+            set_active(session, Actor.system(), name, active)
+    except UserError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name!r} {'activated' if active else 'deactivated'}")
+
+
+@users_app.command("deactivate")
+def deactivate_cmd(name: str) -> None:
+    """Stop a user from logging in (their reviews stay)."""
+    _set_active(name, False)
+
+
+@users_app.command("activate")
+def activate_cmd(name: str) -> None:
+    _set_active(name, True)

@@ -1,0 +1,94 @@
+"""Who is using the app: password sessions and OIDC (``st.login``), checked against the store on
+every run. No business logic: roles and permissions live in ``judgeeye.auth``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from judgeeye.display import escape_markdown
+from judgeeye.auth import Actor, UserError, authenticate, refresh_actor, set_password, user_for_identity
+from judgeeye.store import session_scope
+
+SESSION_KEY = "judgeeye_user"
+
+
+def oidc_configured() -> bool:
+    """True when ``.streamlit/secrets.toml`` has an ``[auth]`` section (see the README)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def _oidc_identity() -> tuple[str | None, str | None] | None:
+    if not oidc_configured() or not st.user.is_logged_in:
+        return None
+    return st.user.get("email"), st.user.get("name")
+
+
+def current_actor() -> Actor | None:
+    """The logged-in user as the store knows them now (a new role applies at once; a
+    deactivated user is logged out), or None."""
+    data = st.session_state.get(SESSION_KEY)
+    with session_scope() as session:
+        if data:
+            actor = refresh_actor(session, Actor(data["id"], data["name"], data["role"]))
+        else:
+            identity = _oidc_identity()
+            actor = user_for_identity(session, *identity) if identity else None
+    if actor is None:
+        st.session_state.pop(SESSION_KEY, None)
+    else:
+        st.session_state[SESSION_KEY] = actor.to_dict()
+    return actor
+
+
+def log_in(name: str, password: str) -> Actor | None:
+    with session_scope() as session:
+        actor = authenticate(session, name, password)
+    if actor is not None:
+        st.session_state[SESSION_KEY] = actor.to_dict()
+    return actor
+
+
+def log_out() -> None:
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    if _oidc_identity() is not None:
+        st.logout()
+
+
+def require_permission(permission: str) -> Actor:
+    """Stop the page unless the user may ``permission`` (pages are also hidden by role)."""
+    actor = current_actor()
+    if actor is None:
+        st.error("Log in first.")
+        st.stop()
+    if not actor.can(permission):
+        st.error(f"Your role ({actor.role}) does not give access to this page.")
+        st.stop()
+    return actor
+
+
+def account_box(actor: Actor) -> None:
+    """Sidebar: who is logged in, log out, change one's own password."""
+    with st.sidebar:
+        st.caption(f"Logged in as {escape_markdown(actor.name)} · {actor.role}")
+        cols = st.columns(2)
+        if cols[0].button("Log out", key="account_logout", icon=":material/logout:"):
+            log_out()
+            st.rerun()
+        with cols[1].popover("Password", icon=":material/key:"):
+            with st.form("account_password", clear_on_submit=True):
+                new = st.text_input("New password", type="password", key="account_new_password")
+                again = st.text_input("Again", type="password", key="account_new_password_again")
+                if st.form_submit_button("Change"):
+                    if new != again:
+                        st.error("The two entries differ.")
+                    else:
+                        try:
+                            with session_scope() as session:
+                                set_password(session, actor, actor.name, new)
+                            st.success("Password changed.")
+                        except UserError as exc:
+                            st.error(str(exc))
