@@ -4,12 +4,18 @@ every run. No business logic: roles and permissions live in ``judgeeye.auth``.""
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from judgeeye.display import escape_markdown
-from judgeeye.auth import Actor, UserError, authenticate, refresh_actor, set_password, user_for_identity
+from judgeeye.auth import Actor, UserError, authenticate, page_permission, refresh_actor, set_password, user_for_identity
 from judgeeye.store import session_scope
 
 SESSION_KEY = "judgeeye_user"
+
+
+def require_page(url_path: str) -> Actor:
+    """:func:`require_permission` with the permission app.py gives this page (by url path)."""
+    return require_permission(page_permission(url_path))
 
 
 def oidc_configured() -> bool:
@@ -58,11 +64,29 @@ def log_out() -> None:
         st.logout()
 
 
+def _to_login() -> None:
+    """Send a visitor without a session to the login page.
+
+    Streamlit runs a page file on its own, without app.py, when the app has a ``pages/`` folder
+    and the first request a server process gets is a deep link (its multipage v1 mode lasts
+    until app.py has called ``st.navigation`` once). Switching to the main script runs app.py,
+    which shows the login page; under ``st.navigation`` that switch is refused and the page
+    just stops.
+    """
+    try:
+        st.switch_page("app.py")
+    except StreamlitAPIException:
+        pass
+
+
 def require_permission(permission: str) -> Actor:
-    """Stop the page unless the user may ``permission`` (pages are also hidden by role)."""
+    """Stop the page unless the user may ``permission``. Every page calls this first: hiding
+    pages by role in app.py is not enough (see :func:`_to_login`)."""
     actor = current_actor()
     if actor is None:
+        _to_login()
         st.error("Log in first.")
+        st.link_button("Log in", "/")
         st.stop()
     if not actor.can(permission):
         st.error(f"Your role ({actor.role}) does not give access to this page.")

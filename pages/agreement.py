@@ -26,6 +26,9 @@ from judgeeye.evaluate.report import (
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.store import RaterRun, session_scope
 from pages.common import project_picker
+from pages.access import require_page
+
+require_page("agreement")  # every page checks the session itself (see pages/access.py)
 
 st.title("Agreement")
 st.caption("LLM raters against the human gold standard: Kendall τ, ICC(3,1) and MSE with 95% bootstrap "

@@ -9,6 +9,9 @@ from judgeeye.codebook import diff_codebooks, list_versions, render_codebook, to
 from judgeeye.display import escape_markdown
 from pages.common import project_picker
 from judgeeye.store import session_scope
+from pages.access import require_page
+
+require_page("codebooks")  # every page checks the session itself (see pages/access.py)
 
 st.title("Codebooks")
 project = project_picker()

@@ -27,6 +27,9 @@ from judgeeye.projects import SAMPLE_FILE, builtin_codebook_for, import_with_cod
 from judgeeye.store import Item, session_scope
 from judgeeye.uploads import list_uploads, save_upload
 from pages.common import project_picker
+from pages.access import require_page
+
+require_page("data")  # every page checks the session itself (see pages/access.py)
 
 st.title("Data")
 import_tab, browse_tab = st.tabs(["Import", "Browse items"])

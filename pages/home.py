@@ -8,6 +8,9 @@ import streamlit as st
 from judgeeye.display import escape_markdown
 from judgeeye.projects import pipeline_status
 from judgeeye.store import session_scope
+from pages.access import require_page
+
+require_page("home")  # every page checks the session itself (see pages/access.py)
 
 st.title("JudgeEye")
 st.caption("LLM raters that agree with humans: infer the reasoning behind label-only ratings, "

@@ -15,6 +15,9 @@ from judgeeye.sampling import SamplingSettings, run_stats
 from judgeeye.sampling.launch import cli_command, item_candidates, item_summaries, latest_job, launch_run, resume_run
 from judgeeye.store import SamplingRun, session_scope
 from pages.common import project_picker
+from pages.access import require_page
+
+require_page("sample")  # every page checks the session itself (see pages/access.py)
 
 st.title("Sample traces")
 st.caption("For each item, a reasoning model writes k candidate traces ending in a rating; the ones whose "

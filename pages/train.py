@@ -13,6 +13,9 @@ from judgeeye.store import TrainingRun, session_scope
 from judgeeye.training import TrainingConfig, cli_command
 from judgeeye.training.launch import latest_job, launch_training, metrics_of, resume_training, run_rows, trace_sources
 from pages.common import project_picker
+from pages.access import require_page
+
+require_page("train")  # every page checks the session itself (see pages/access.py)
 
 st.title("Train a rater")
 st.caption("LoRA fine-tuning on the reasoning dataset: each item's prompt is the codebook with the item, the "

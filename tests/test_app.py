@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from judgeeye.projects import SAMPLE_PROJECT
 from judgeeye.store import Codebook, Item, Project, session_scope
-from apptest_login import app_as
+from apptest_login import SESSION_KEY, app_as, login_as
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -109,7 +109,9 @@ def test_codebooks_page_views_and_diffs(store_url: str) -> None:
 
 
 def test_pages_say_what_to_do_with_an_empty_store(store_url: str) -> None:
-    at = AppTest.from_file(str(REPO / "pages" / "codebooks.py"), default_timeout=30).run()
+    at = AppTest.from_file(str(REPO / "pages" / "codebooks.py"), default_timeout=30)
+    at.session_state[SESSION_KEY] = login_as("author")  # every page checks the session itself
+    at.run()
     assert not at.exception
     assert any("No projects yet" in i.value for i in at.info)
 
@@ -122,3 +124,13 @@ def test_browse_tab_lists_items_even_before_a_file_is_chosen(store_url: str) -> 
     at.selectbox(key="browse_status").set_value("dropped_disagreement").run()
     dropped = [d.value for d in at.dataframe if "status" in d.value.columns][0]
     assert len(dropped) > 0 and set(dropped["status"]) == {"dropped_disagreement"}
+
+
+def test_a_page_run_on_its_own_asks_for_a_login(store_url: str) -> None:
+    """Streamlit runs a page file without app.py on a deep link to a fresh server (its pages/
+    folder mode): the page itself refuses to work without a session."""
+    for page in ("home", "data", "codebooks", "sample", "review", "assignments", "users"):
+        at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=30).run()
+        assert not at.exception, page
+        assert [e.value for e in at.error] == ["Log in first."], page
+        assert not at.dataframe and not at.text_input and not at.button, page

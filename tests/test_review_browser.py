@@ -116,8 +116,9 @@ def test_annotator_reviews_three_items_with_the_keyboard(server: str, tmp_path: 
             page.keyboard.press(key)
 
         try:
-            page.goto(server)
+            page.goto(f"{server}/users")  # a deep link to an admin page: login first, then not there
             log_in()
+            expect(page.get_by_role("heading", name="Users")).to_have_count(0)
             expect(page.get_by_role("button", name="Choose 1")).to_be_visible()
             expect(page.get_by_text("Keys:")).to_be_visible()
             nav = page.get_by_role("navigation").inner_text()
