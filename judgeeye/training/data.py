@@ -246,16 +246,11 @@ def load_reason_rows(
     rows: list[ReasonRow] = []
     used = source
     if source in ("auto", "review") and sampling_run is None:
-        try:
-            from judgeeye.review.export import reason_rows
-        except ImportError:
-            if source == "review":
-                raise TrainingDataError("the review export (judgeeye.review) is not available") from None
-            reason_rows = None
-        if reason_rows is not None:
-            exported, _ = reason_rows(session, project_id, splits=list(splits))
-            rows = _from_export(session, project, exported)
-            used = "review"
+        from judgeeye.review.export import reason_rows
+
+        exported, _ = reason_rows(session, project_id, splits=list(splits))
+        rows = _from_export(session, project, exported)
+        used = "review"
     if not rows and source != "review":
         rows = _from_candidates(session, project, sampling_run, splits)
         used = "candidates"
