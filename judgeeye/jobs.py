@@ -36,6 +36,7 @@ ACTIVE = ("queued", "running")
 #: job kind -> "module:function" taking a JobContext; imported only in the worker
 HANDLERS: dict[str, str] = {
     "sample": "judgeeye.sampling.runner:run_sampling_job",
+    "refine": "judgeeye.refine.runner:run_refine_job",
     "evaluate": "judgeeye.evaluate.runner:run_evaluate_job",
     "train": "judgeeye.training.runner:run_training_job",
 }

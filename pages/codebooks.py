@@ -1,17 +1,26 @@
-"""Codebooks: every version of a project's codebook, its history, and a diff of any two."""
+"""Codebooks: every version of a project's codebook, the side-by-side editor, diffs, history."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from judgeeye.codebook import diff_codebooks, list_versions, render_codebook, to_markdown, to_spec
+from judgeeye.codebook import (
+    StaleVersionError,
+    diff_codebooks,
+    list_versions,
+    render_codebook,
+    to_markdown,
+    to_spec,
+)
+from judgeeye.codebook.diff import CodebookDiff
+from judgeeye.codebook.editor import EditError, default_pair, edited_spec, make_current, save_edit
 from judgeeye.display import escape_markdown
 from pages.common import project_picker
 from judgeeye.store import session_scope
 from pages.access import require_page
 
-require_page("codebooks")  # every page checks the session itself (see pages/access.py)
+actor = require_page("codebooks")  # every page checks the session itself (see pages/access.py)
 
 st.title("Codebooks")
 project = project_picker()
@@ -21,11 +30,13 @@ if project is None:
 with session_scope() as session:
     versions = list_versions(session, project.id)
     specs = {v.version: to_spec(v, project) for v in versions}
+    pair = default_pair(session, project.id)
 if not versions:
     st.info("This project has no codebook yet.")
     st.stop()
 
 by_id = {v.id: v.version for v in versions}
+rows = {v.version: v for v in versions}
 current = next((v.version for v in versions if v.id == project.current_codebook_id), versions[-1].version)
 history = pd.DataFrame(
     [
@@ -35,7 +46,41 @@ history = pd.DataFrame(
     ]
 )
 
-view_tab, diff_tab, history_tab = st.tabs(["View", "Diff", "History"])
+
+def _paint(text: str, colour: str | None, strike: bool = False) -> str:
+    """Escaped text, coloured line by line (a coloured span cannot cross a line break)."""
+    lines = []
+    for line in text.split("\n"):
+        body = escape_markdown(line)
+        if colour and line.strip():
+            body = f"~~{body}~~" if strike else body
+            body = f":{colour}[{body}]"
+        lines.append(body)
+    return "  \n".join(lines)
+
+
+def show_diff(diff: CodebookDiff) -> None:
+    """Changed sections word by word: deletions struck through in red, insertions in green."""
+    if not diff.changed_sections:
+        st.success("No differences.")
+    for section in diff.sections:
+        if not section.changed:
+            continue
+        st.markdown(f"**{escape_markdown(section.name)}**")
+        parts = []
+        for op in section.ops:
+            if op.kind == "equal":
+                parts.append(_paint(op.text, None))
+            elif op.kind == "delete":
+                parts.append(_paint(op.text, "red", strike=True))
+            elif op.kind == "insert":
+                parts.append(_paint(op.text, "green"))
+            else:  # replace
+                parts.append(_paint(op.old, "red", strike=True) + " " + _paint(op.text, "green"))
+        st.markdown(" ".join(parts))
+
+
+view_tab, edit_tab, diff_tab, history_tab = st.tabs(["View", "Edit", "Diff", "History"])
 
 with view_tab:
     version = st.selectbox("Version", list(specs), index=list(specs).index(current), key="cb_view_version")
@@ -56,6 +101,84 @@ with view_tab:
     with st.expander("As the rater sees it"):
         st.text(render_codebook(spec))
 
+
+def editor() -> None:
+    """Any version on the left (read-only), the one being edited on the right, a live diff."""
+    names = list(specs)
+    left_default, right_default = pair or (names[0], names[-1])
+    if "ed_right_next" in st.session_state:  # after a save: open the new version
+        st.session_state["ed_right"] = st.session_state.pop("ed_right_next")
+    c1, c2 = st.columns(2)
+    left = c1.selectbox("Left: compare with", names, index=names.index(left_default), key="ed_left",
+                        format_func=lambda v: f"v{v} · {rows[v].origin}")
+    right = c2.selectbox("Right: edit", names, index=names.index(right_default), key="ed_right",
+                         format_func=lambda v: f"v{v} · {rows[v].origin}")
+    seen_key = f"ed_seen_{project.id}_{right}"
+    st.session_state.setdefault(seen_key, current)  # the current version when editing began
+    base, other = specs[right], specs[left]
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown(f"**Version {left}** ({escape_markdown(rows[left].origin)})")
+        st.caption("Instructions")
+        st.text(other.instructions)
+        for lv in other.rubric:
+            st.caption(f"Level {lv.level}")
+            st.text(lv.text)
+    with c2:
+        st.markdown(f"**Version {right}** ({escape_markdown(rows[right].origin)}), editable")
+        prefix = f"ed_{project.id}_{right}"
+        instructions = st.text_area("Instructions", base.instructions, height=260, key=f"{prefix}_instr")
+        levels = {lv.level: st.text_area(f"Level {lv.level}", lv.text, height=90, key=f"{prefix}_lvl_{lv.level}")
+                  for lv in base.rubric}
+    try:
+        edited = edited_spec(base, instructions, levels)
+    except EditError as exc:
+        st.error(str(exc))
+        return
+    st.markdown(f"##### Changes from version {left} to the edited version {right}")
+    show_diff(diff_codebooks(other, edited, a_label=f"version {left}", b_label="edited"))
+
+    st.divider()
+    seen = st.session_state[seen_key]
+    note = st.text_input("Note for this version", key="ed_note", placeholder="What changed and why")
+    st.caption(f"Saved as {escape_markdown(actor.name)}")
+    if st.button("Save as a new version", type="primary", key="ed_save"):
+        try:
+            with session_scope() as session:
+                row = save_edit(session, project.id, edited, actor=actor, edited_from=right, seen_current=seen,
+                                note=note)
+                new_version = row.version
+        except StaleVersionError as exc:
+            st.session_state["ed_stale"] = {"seen": seen, "current": exc.current_version, "right": right}
+        except EditError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("ed_stale", None)
+            st.session_state.pop(seen_key, None)
+            st.session_state["ed_right_next"] = new_version
+            st.session_state["ed_saved"] = new_version
+            st.rerun()
+    if st.session_state.get("ed_saved"):
+        st.success(f"Saved as version {st.session_state.pop('ed_saved')}, now the current one.")
+    stale = st.session_state.get("ed_stale")
+    if stale and stale["right"] == right:
+        now = stale["current"]
+        st.error(f"Not saved: someone saved version {now} while you were editing (you started when version "
+                 f"{stale['seen']} was current). Nothing was overwritten. Review what changed, then save again.")
+        if now is not None and now in specs:
+            st.markdown(f"##### What changed meanwhile: version {stale['seen']} → version {now}")
+            show_diff(diff_codebooks(specs[stale["seen"]], specs[now]))
+            st.markdown(f"##### Your edit against version {now}")
+            show_diff(diff_codebooks(specs[now], edited))
+        if st.button(f"Keep my edit and save it over version {now}", key="ed_rebase"):
+            st.session_state[seen_key] = now
+            st.session_state.pop("ed_stale", None)
+            st.rerun()
+
+
+with edit_tab:
+    editor()
+
 with diff_tab:
     names = list(specs)
     c1, c2 = st.columns(2)
@@ -64,21 +187,15 @@ with diff_tab:
     diff = diff_codebooks(specs[a], specs[b])
     if not diff.changed_sections:
         st.success(f"Versions {a} and {b} are identical.")
-    for section in diff.sections:
-        if not section.changed:
-            continue
-        st.markdown(f"**{escape_markdown(section.name)}**")
-        parts = []
-        for op in section.ops:
-            if op.kind == "equal":
-                parts.append(escape_markdown(op.text))
-            elif op.kind == "delete":
-                parts.append(f":red[~~{escape_markdown(op.text)}~~]")
-            elif op.kind == "insert":
-                parts.append(f":green[{escape_markdown(op.text)}]")
-            else:  # replace
-                parts.append(f":red[~~{escape_markdown(op.old)}~~] :green[{escape_markdown(op.text)}]")
-        st.markdown(" ".join(parts))
+    else:
+        show_diff(diff)
 
 with history_tab:
     st.dataframe(history, hide_index=True, width="stretch")
+    c1, c2 = st.columns([2, 1])
+    chosen = c1.selectbox("Make a version current", list(specs), index=list(specs).index(current),
+                          key="cb_make_current", format_func=lambda v: f"v{v} · {rows[v].origin}")
+    if c2.button("Make current", key="cb_make_current_go", disabled=chosen == current):
+        with session_scope() as session:
+            make_current(session, project.id, chosen, actor=actor)
+        st.rerun()

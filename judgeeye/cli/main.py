@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from judgeeye.cli.codebook_cmd import codebook_app
+from judgeeye.cli.refine_cmd import refine_app
 from judgeeye.cli.evaluate_cmd import evaluate
 from judgeeye.cli.sample_cmd import jobs_app, runs_app, sample
 from judgeeye.cli.train_cmd import train_app
@@ -30,6 +31,7 @@ app.add_typer(codebook_app, name="codebook")
 app.command("sample")(sample)
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(refine_app, name="refine")
 app.add_typer(train_app, name="train")
 app.command("evaluate")(evaluate)
 app.add_typer(users_app, name="users")

@@ -1,0 +1,127 @@
+"""Instruction and rubric refinement (paper section 3.2), and writing the refined version.
+
+* Instructions: N_inst traces per level go into the Appendix D instruction prompt; only the
+  instructions of the answer's ``<codebook>`` are kept, the rubric stays as it was.
+* Rubric: the representative critiques go into the Appendix D rubric prompt; only the rubric of
+  the answer is kept (every level of the original must be there), the instructions stay.
+* Both: instructions first, then the rubric of the instruction-refined codebook, as in the paper.
+
+The refined codebook becomes a new version in one transaction, with its parent, origin and every
+input (trace ids, critique ids, clusters, prompts, answers, engine) recorded on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from judgeeye.codebook import (
+    CodebookParseError,
+    CodebookSpec,
+    create_version,
+    parse_codebook_text,
+)
+from judgeeye.engines import Engine, SamplingParams
+from judgeeye.refine import prompts
+from judgeeye.refine.llm import Attempt, BadAnswer, ask, supports_prefill
+from judgeeye.refine.traces import TraceRow
+from judgeeye.store import Codebook
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def instruction_answer(block: str, base: CodebookSpec) -> str:
+    """The new instructions in a ``<codebook>`` block (its rubric, if any, is ignored)."""
+    try:
+        instructions = parse_codebook_text(block, base.scale_min, base.scale_max, base).instructions
+    except CodebookParseError:  # no rubric written back: the whole block is the instructions
+        drop = {_norm(base.rendered_output_format()), _norm(base.output_format)}
+        parts = [p.strip() for p in block.strip().split("\n\n")]
+        instructions = "\n\n".join(p for p in parts if p and _norm(p) not in drop)
+    if not instructions.strip():
+        raise BadAnswer("the <codebook> section has no instructions")
+    if _norm(instructions) == _norm(base.instructions):
+        raise BadAnswer("the answer leaves the instructions unchanged")
+    return instructions.strip()
+
+
+def rubric_answer(block: str, base: CodebookSpec) -> CodebookSpec:
+    """``base`` with the rubric of a ``<codebook>`` block (its instructions are ignored)."""
+    try:
+        parsed = parse_codebook_text(block, base.scale_min, base.scale_max, base)
+    except CodebookParseError as exc:
+        raise BadAnswer(f"the answer has no rubric: {exc}") from None
+    missing = [lv for lv in base.levels if parsed.level_text(lv) is None]
+    if missing:
+        raise BadAnswer(f"the rubric lacks level(s) {', '.join(map(str, missing))}")
+    if parsed.levels == base.levels and all(_norm(parsed.level_text(lv) or "") == _norm(base.level_text(lv) or "")
+                                            for lv in base.levels):
+        raise BadAnswer("the answer leaves the rubric unchanged")
+    return CodebookSpec.model_validate({**base.model_dump(), "rubric": [lv.model_dump() for lv in parsed.rubric]})
+
+
+@dataclass
+class StepResult:
+    """One refinement step: the codebook it produced and what went into it."""
+
+    spec: CodebookSpec
+    prompt: str
+    prefill: str | None
+    attempts: list[Attempt]
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return {**self.inputs, "prompt": self.prompt, "prefill": self.prefill,
+                "answer": self.attempts[-1].text if self.attempts else None,
+                "attempts": [a.to_dict(2000) for a in self.attempts]}
+
+
+def _prefill(engine: Engine, use: bool, text: str) -> str | None:
+    return text if use and supports_prefill(engine) else None
+
+
+def refine_instructions(engine: Engine, base: CodebookSpec, traces: dict[int, list[TraceRow]], *,
+                        params: SamplingParams, attempts: int = 3, prefill: bool = True,
+                        max_chars: int | None = None, log: Callable[[str], None] | None = None) -> StepResult:
+    """New instructions from N_inst traces per level; the rubric is kept."""
+    chosen = [t for level in sorted(traces) for t in traces[level]]
+    if not chosen:
+        raise ValueError("instruction refinement needs at least one trace")
+    prompt = prompts.instruction_prompt(base, [(t.level, t.text) for t in chosen], max_chars)
+    start = _prefill(engine, prefill, prompts.instruction_prefill(base))
+    instructions, tried = ask(engine, prompt, lambda block: instruction_answer(block, base),
+                              step="instruction refinement", params=params, attempts=attempts,
+                              prefill=start, log=log)
+    spec = CodebookSpec.model_validate({**base.model_dump(), "instructions": instructions})
+    inputs = {"trace_ids": [t.candidate_id for t in chosen], "item_ids": [t.item_id for t in chosen],
+              "per_level": {str(lv): len(ts) for lv, ts in sorted(traces.items())}}
+    return StepResult(spec, prompt, start, tried, inputs)
+
+
+def refine_rubric(engine: Engine, base: CodebookSpec, critiques: Sequence[tuple[int, str]], *,
+                  params: SamplingParams, attempts: int = 3, prefill: bool = True,
+                  log: Callable[[str], None] | None = None) -> StepResult:
+    """A new rubric from representative critiques; the instructions are kept."""
+    if not critiques:
+        raise ValueError("rubric refinement needs at least one critique")
+    prompt = prompts.rubric_prompt(base, critiques)
+    start = _prefill(engine, prefill, prompts.rubric_prefill(base))
+    spec, tried = ask(engine, prompt, lambda block: rubric_answer(block, base), step="rubric refinement",
+                      params=params, attempts=attempts, prefill=start, log=log)
+    return StepResult(spec, prompt, start, tried, {})
+
+
+def write_refined_version(session: Session, project_id: int, base_row: Codebook, spec: CodebookSpec, *,
+                          origin: str, inputs: dict[str, Any], author: str | None = None,
+                          note: str | None = None, make_current: bool = False) -> Codebook:
+    """Store the refined codebook as a new version whose parent is ``base_row``."""
+    record = dict(inputs)
+    if spec.sources:
+        record.setdefault("sources", list(spec.sources))
+    return create_version(session, project_id, spec, parent_id=base_row.id, origin=origin,
+                          author=author or "refinement", note=note, inputs=record, make_current=make_current)
