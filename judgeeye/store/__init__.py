@@ -5,6 +5,7 @@ from judgeeye.store.db import (
     database_url,
     dispose_engines,
     get_engine,
+    read_scope,
     redact_url,
     session_scope,
     upgrade_schema,
@@ -36,6 +37,6 @@ __all__ = [
     "Adjudication", "ReviewAssignment", "ReviewRound", "ReviewTask",
     "Annotator", "Base", "Candidate", "Codebook", "Critique", "Item", "Job", "Prediction",
     "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "StatsCache", "TrainingMetric",
-    "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "redact_url",
+    "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "read_scope", "redact_url",
     "session_scope", "upgrade_schema",
 ]
