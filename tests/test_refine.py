@@ -56,6 +56,24 @@ def test_parse_critiques_one_sentence_per_line() -> None:
     assert parse_critiques("") == []
 
 
+def test_codebook_block_refuses_bad_answers_and_ends_loops() -> None:
+    from judgeeye.refine.llm import BadAnswer, codebook_block
+
+    assert codebook_block("ok <codebook>\nA\n</codebook> <codebook>\nB b\n</codebook>", "stop") == "\nB b\n"
+    assert codebook_block("<codebook>\nSteps to follow.", "stop") == "\nSteps to follow."  # ended its turn
+    for text, finish, reason in [("no tags here", "stop", "no <codebook>"),
+                                 ("<codebook> \n </codebook>", "stop", "empty"),
+                                 ("<codebook>\nStep 1: read the", "length", "cut off")]:
+        with pytest.raises(BadAnswer, match=reason):
+            codebook_block(text, finish)
+    looping = "<codebook>\nRead the story twice.\nCount the characters now.\nRead the story twice.\nRead the"
+    assert codebook_block(looping, "length") == "\nRead the story twice.\nCount the characters now."
+    rubric = "<codebook>\nRating scale:\n1: None.\n2: Few.\n\nNote: rate the subj"
+    with pytest.raises(BadAnswer, match="cut off"):
+        codebook_block(rubric, "length")
+    assert codebook_block(rubric, "length", whole_paragraphs=True) == "\nRating scale:\n1: None.\n2: Few."
+
+
 # ----------------------------------------------------------------------------- traces
 def test_trace_set_is_first_accepted_per_item_and_never_the_test_split(store_url: str, tmp_path) -> None:
     project_id = make_project(tmp_path, per_level=3, test_per_level=1)

@@ -101,17 +101,21 @@ def cut_loop(text: str, min_words: int = 3) -> str | None:
     return None
 
 
-def codebook_block(text: str, finish_reason: str) -> str:
+def codebook_block(text: str, finish_reason: str, *, whole_paragraphs: bool = False) -> str:
     """The content of the answer's last ``<codebook>`` block; :class:`BadAnswer` if there is none,
     it is empty, or it was cut off by the token limit.
 
     An answer cut off while repeating itself (small models loop until the token limit) counts as
-    ended where the repetition began; any other cut-off answer is refused as incomplete.
+    ended where the repetition began. With ``whole_paragraphs`` (for a part whose completeness the
+    caller checks, such as a rubric that must have every level), a cut-off answer keeps its
+    finished paragraphs and drops the unfinished last one; otherwise it is refused as incomplete.
     """
     if finish_reason == "length" and not _BLOCK.search(text):
         looped = cut_loop(text)
         if looped is not None:
             text, finish_reason = looped, "loop"
+        elif whole_paragraphs and "\n\n" in text.rstrip():
+            text, finish_reason = text.rstrip().rsplit("\n\n", 1)[0], "cut at a paragraph"
     blocks = _BLOCK.findall(text)
     if blocks:
         body = blocks[-1]
@@ -128,7 +132,7 @@ def codebook_block(text: str, finish_reason: str) -> str:
 
 
 def ask(engine: Engine, prompt: str, parse: Callable[[str], T], *, step: str, params: SamplingParams,
-        attempts: int = 3, prefill: str | None = None,
+        attempts: int = 3, prefill: str | None = None, whole_paragraphs: bool = False,
         log: Callable[[str], None] | None = None) -> tuple[T, list[Attempt]]:
     """Ask until ``parse(block)`` accepts the answer's ``<codebook>`` block (it raises
     :class:`BadAnswer` otherwise); returns its value and every attempt made."""
@@ -144,7 +148,8 @@ def ask(engine: Engine, prompt: str, parse: Callable[[str], T], *, step: str, pa
             attempt.error = f"the engine failed: {answer.error or 'unknown error'}"
         else:
             try:
-                return parse(codebook_block(answer.text, answer.finish_reason)), tried
+                block = codebook_block(answer.text, answer.finish_reason, whole_paragraphs=whole_paragraphs)
+                return parse(block), tried
             except BadAnswer as exc:
                 attempt.error = str(exc)
         if log:

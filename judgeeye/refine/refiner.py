@@ -111,8 +111,9 @@ def refine_rubric(engine: Engine, base: CodebookSpec, critiques: Sequence[tuple[
         raise ValueError("rubric refinement needs at least one critique")
     prompt = prompts.rubric_prompt(base, critiques)
     start = _prefill(engine, prefill, prompts.rubric_prefill(base))
+    # a cut-off answer may keep its finished paragraphs: rubric_answer checks every level is there
     spec, tried = ask(engine, prompt, lambda block: rubric_answer(block, base), step="rubric refinement",
-                      params=params, attempts=attempts, prefill=start, log=log)
+                      params=params, attempts=attempts, prefill=start, whole_paragraphs=True, log=log)
     return StepResult(spec, prompt, start, tried, {})
 
 

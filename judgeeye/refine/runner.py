@@ -124,7 +124,10 @@ def refine(project_id: int, settings: RefineSettings, *, job_id: int, base_versi
         "engine": settings.engine.model_dump(mode="json"),
         "settings": settings.model_dump(mode="json", exclude={"engine"}), "dataset": traces.describe(),
     }
-    params = SamplingParams(settings.temperature, settings.top_p, settings.max_tokens, settings.seed)
+    # a resumed refinement samples afresh (the same seeds would give back the answers refused before)
+    seed = settings.seed + 1000 * len(resume_from or [])
+    record["seed"] = seed
+    params = SamplingParams(settings.temperature, settings.top_p, settings.max_tokens, seed)
     do_inst = settings.mode in ("instruction", "both")
     do_rub = settings.mode in ("rubric", "both")
     inst_end = 0.25 if do_rub else 0.95
@@ -148,8 +151,7 @@ def refine(project_id: int, settings: RefineSettings, *, job_id: int, base_versi
             phase = Phase(start, 0.8, progress)
             chosen = select_per_level(traces.rows, settings.n_rubric, seed=settings.seed, purpose="rubric")
             rubric_traces = [t for level in sorted(chosen) for t in chosen[level]]
-            crit_params = SamplingParams(settings.temperature, settings.top_p, settings.critique_max_tokens,
-                                         settings.seed)
+            crit_params = SamplingParams(settings.temperature, settings.top_p, settings.critique_max_tokens, seed)
             stats = extract_critiques(
                 engine, spec, rubric_traces, job_id=job_id, codebook_id=base_id, params=crit_params,
                 attempts=settings.attempts, max_chars=settings.trace_chars, check_cancel=check_cancel, log=log,
