@@ -163,14 +163,19 @@ def test_compare_tab_rates_both_versions_and_shows_the_tests(store_url: str, tmp
     assert list(tests["metric"]) == ["tau", "icc3", "mse", "inter-rater icc3"]
 
 
-def test_refine_page_on_its_own_asks_for_a_login_and_is_closed_to_authors(store_url: str, tmp_path) -> None:
+def test_refine_page_on_its_own_asks_for_a_login_and_is_closed_to_annotators(store_url: str, tmp_path) -> None:
     at = AppTest.from_file(str(REPO / "pages" / "refine.py"), default_timeout=30).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["Log in first."]
     assert not at.button and not at.text_input
     project_id = make_project(tmp_path, per_level=1, test_per_level=0)
     at = AppTest.from_file(str(REPO / "pages" / "refine.py"), default_timeout=30)
-    at.session_state[SESSION_KEY] = login_as("author")
+    at.session_state[SESSION_KEY] = login_as("annotator")
     at.session_state["project_id"] = project_id
     at.run()
-    assert not at.exception and at.error and not at.button  # refinement is for leads and admins
+    assert not at.exception and at.error and not at.button  # refinement is for authors and up
+    at = AppTest.from_file(str(REPO / "pages" / "refine.py"), default_timeout=30)
+    at.session_state[SESSION_KEY] = login_as("author")  # guideline authors refine codebooks
+    at.session_state["project_id"] = project_id
+    at.run()
+    assert not at.exception and not at.error

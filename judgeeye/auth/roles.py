@@ -32,6 +32,7 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "home": "view",
     "review": "review",
     "codebooks": "edit_codebook",
+    "refine": "edit_codebook",  # guideline authors refine the codebook from the traces
     "data": "manage_data",
     "sample": "sample",
     "assignments": "manage_rounds",
