@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -25,6 +26,8 @@ def main() -> None:
     ap.add_argument("--accepted", type=int, default=1)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--engine", default="embedded", help="embedded · hf:MODEL · openai:MODEL@URL")
+    ap.add_argument("--readout", action="store_true",
+                    help="rate every trace by the score read-out too (local engines)")
     args = ap.parse_args()
     os.environ["JUDGEEYE_DATA_DIR"] = tempfile.mkdtemp(prefix="je-bench-")
     os.environ.pop("JUDGEEYE_DB", None)
@@ -39,7 +42,7 @@ def main() -> None:
     project_id = ensure_sample_project()
     config = EngineConfig.parse(args.engine, batch_size=args.k, extra={"keep_loaded": True})
     engine = make_engine(config)
-    common = dict(k=args.k, max_tokens=args.max_tokens, limit=args.items, readout=False,
+    common = dict(k=args.k, max_tokens=args.max_tokens, limit=args.items, readout=args.readout,
                   splits=["train", "validation", "test"])
     results = {}
     for name, settings in (
@@ -47,7 +50,9 @@ def main() -> None:
         ("adaptive", SamplingSettings(**common, round_size=args.round, target_accepted=args.accepted)),
     ):
         run_id, _ = launch_run(project_id, config, settings, start=False)
+        started = time.perf_counter()
         execute_run(run_id, engine=engine)
+        print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
         with session_scope() as s:
             st = run_stats(s, run_id)
         results[name] = st
