@@ -2,8 +2,7 @@
 
 A :class:`TraceRow` is one item with its settled trace. Rows come from the review export
 (``judgeeye.review.export.reason_rows``: human-selected, edited or adjudicated traces, else the
-first accepted one) when that module is installed; otherwise from the first accepted candidate
-per item of the project's latest sampling run. Only the train split is read by default: the test
+first accepted one), the same source training reads. Only the train split is read by default: the test
 split is held out for measuring codebooks, and refinement never reads it.
 """
 
@@ -15,10 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from judgeeye.store import Candidate, Item, SamplingRun
 
 #: refinement never reads these splits (they measure the refined codebook)
 HELD_OUT = ("test",)
@@ -106,45 +103,14 @@ def rows_from_dicts(records: Iterable[dict[str, Any]], source: str, splits: list
     return TraceSet(rows, source, splits, dict(skipped))
 
 
-def _from_review_export(session: Session, project_id: int, splits: list[str]) -> TraceSet | None:
-    try:
-        from judgeeye.review.export import reason_rows
-    except ImportError:
-        return None
-    records, _summary = reason_rows(session, project_id, splits=splits)
-    return rows_from_dicts(records, "reasoning dataset (review export)", splits)
-
-
-def _first_accepted(session: Session, project_id: int, splits: list[str]) -> TraceSet:
-    """Fallback: the first accepted candidate per item of the project's latest sampling run."""
-    run_id = session.scalar(
-        select(SamplingRun.id).join(Candidate, Candidate.run_id == SamplingRun.id)
-        .where(SamplingRun.project_id == project_id, Candidate.accepted.is_(True))
-        .order_by(SamplingRun.id.desc()).limit(1))
-    if run_id is None:
-        return TraceSet([], "no sampling run with accepted traces", splits)
-    rows = session.execute(
-        select(Candidate, Item).join(Item, Item.id == Candidate.item_id)
-        .where(Candidate.run_id == run_id, Candidate.accepted.is_(True), Candidate.target == "gold",
-               Item.split.in_(splits), Item.gold_status == "gold")
-        .order_by(Candidate.item_id, Candidate.sample_index)).all()
-    first: dict[int, dict[str, Any]] = {}
-    for cand, item in rows:
-        first.setdefault(item.id, {"item_id": item.id, "external_id": item.external_id, "fields": item.fields,
-                                   "gold": item.gold, "trace": cand.reasoning, "answer": cand.answer,
-                                   "candidate_id": cand.id, "provenance": "first-accepted"})
-    return rows_from_dicts(first.values(), f"first accepted traces of sampling run {run_id}", splits)
-
-
 def load_trace_set(session: Session, project_id: int, splits: Sequence[str] = ("train",)) -> TraceSet:
-    """D_reason of a project for refinement (review export when available, else first accepted)."""
+    """D_reason of a project for refinement: the review export, which gives reviewed traces and,
+    for items nobody reviewed, the first accepted candidate."""
+    from judgeeye.review.export import reason_rows
+
     chosen = check_splits(splits)
-    found = _from_review_export(session, project_id, chosen)
-    if found is None or not found.rows:
-        fallback = _first_accepted(session, project_id, chosen)
-        if found is None or fallback.rows:
-            found = fallback
-    return found
+    records, _summary = reason_rows(session, project_id, splits=chosen)
+    return rows_from_dicts(records, "reasoning dataset (review export)", chosen)
 
 
 def select_per_level(rows: Sequence[TraceRow], n: int, *, seed: int = 0, purpose: str = "",
