@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy import select
 
-from judgeeye.cli.common import echo_table, user_errors
+from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
 from judgeeye.store import Job, SamplingRun, session_scope
 
 runs_app = typer.Typer(help="Sampling runs and their statistics.", invoke_without_command=True)
@@ -49,7 +49,6 @@ def sample(
 ) -> None:
     """Rejection sampling: k candidate traces per item, accepted when the rating equals the label."""
     from judgeeye.engines import EngineConfig
-    from judgeeye.jobs import run_job, start_job
     from judgeeye.projects import find_project
     from judgeeye.sampling import SamplingSettings
     from judgeeye.sampling.launch import launch_run, resume_run
@@ -82,15 +81,9 @@ def sample(
                 run_id, job_id = launch_run(project_id, config, settings, codebook, start=False)
             except LookupError as exc:
                 raise typer.BadParameter(str(exc)) from None
-    with session_scope() as session:
-        log_path = session.get(Job, job_id).log_path
-    if background:
-        pid = start_job(job_id)
-        typer.echo(f"run {run_id}: job {job_id} started in the background (pid {pid}); log {log_path}")
-        typer.echo(f"follow it with: judgeeye jobs show {job_id}")
+    status = run_here_or_background(job_id, f"run {run_id}", background=background)
+    if status is None:
         return
-    typer.echo(f"run {run_id} (job {job_id})")
-    status = run_job(job_id)
     _print_run(run_id)
     if status != "succeeded":
         raise typer.Exit(1)

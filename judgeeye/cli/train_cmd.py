@@ -14,8 +14,8 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy import select
 
-from judgeeye.cli.common import echo_table, user_errors
-from judgeeye.store import Job, TrainingRun, session_scope
+from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
+from judgeeye.store import TrainingRun, session_scope
 
 train_app = typer.Typer(help="Fine-tune raters with LoRA: SFT on traces, labels only, TRACT.",
                         invoke_without_command=True)
@@ -122,17 +122,10 @@ def train(
 
         execute_training(run_id)
         return
-    from judgeeye.jobs import run_job, start_job
-
-    with session_scope() as session:
-        log_path = session.get(Job, job_id).log_path
-    if background:
-        pid = start_job(job_id)
-        typer.echo(f"training run {run_id}: job {job_id} started in the background (pid {pid}); log {log_path}")
-        typer.echo(f"follow it with: judgeeye jobs show {job_id}   ·   judgeeye train show {run_id}")
+    status = run_here_or_background(job_id, f"training run {run_id}", background=background,
+                                    follow=f"   ·   judgeeye train show {run_id}")
+    if status is None:
         return
-    typer.echo(f"training run {run_id} (job {job_id}); log {log_path}")
-    status = run_job(job_id)
     _print_run(run_id)
     if status != "succeeded":
         raise typer.Exit(1)
