@@ -73,6 +73,16 @@ def create_job(session: Session, kind: str, params: dict[str, Any], project_id: 
     return job
 
 
+def other_running_job(session: Session, ctx: JobContext) -> Job | None:
+    """Another running job of the same kind on the same run (``params["run_id"]``), if any: a
+    run must be worked by one job at a time, or its rows would be written twice."""
+    run_id = int(ctx.params["run_id"])
+    kind = session.get(Job, ctx.job_id).kind
+    others = session.scalars(select(Job).where(Job.kind == kind, Job.status == "running",
+                                               Job.id != ctx.job_id)).all()
+    return next((j for j in others if int(j.params.get("run_id", -1)) == run_id), None)
+
+
 def start_job(job_id: int) -> int:
     """Start the worker as a detached subprocess (it outlives the app); returns its pid."""
     with session_scope() as session:

@@ -109,3 +109,20 @@ def test_read_scope_neither_waits_on_nor_blocks_a_writer(store_url: str) -> None
         reader.add(Project(name="discarded", task="t", dimension="d", scale_min=1, scale_max=5))
     with read_scope(store_url) as reader:
         assert reader.scalar(select(func.count()).select_from(Project)) == 2
+
+
+def test_a_run_is_worked_by_one_job_at_a_time(store_url: str) -> None:
+    """Job handlers refuse a run another running job of their kind already works on."""
+    from judgeeye.jobs import JobContext, create_job, other_running_job
+
+    with session_scope(store_url) as s:
+        busy = create_job(s, "sample", {"run_id": 7})
+        busy.status = "running"
+        create_job(s, "sample", {"run_id": 8}).status = "running"  # another run: no conflict
+        create_job(s, "evaluate", {"run_id": 7}).status = "running"  # another kind: no conflict
+        mine = create_job(s, "sample", {"run_id": 7})
+        lone = create_job(s, "sample", {"run_id": 9})
+        busy_id, mine_id, lone_id = busy.id, mine.id, lone.id
+    with session_scope(store_url) as s:
+        assert other_running_job(s, JobContext(mine_id, {"run_id": 7}, None)).id == busy_id
+        assert other_running_job(s, JobContext(lone_id, {"run_id": 9}, None)) is None

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, GenerationRequest, SamplingParams, make_engine
 from judgeeye.evaluate.raters import RaterSpec, rater_spec, run_items_stmt
-from judgeeye.jobs import JobCancelled, JobContext
+from judgeeye.jobs import JobCancelled, JobContext, other_running_job
 from judgeeye.ratings import answer_cue, argmax_score, expected_score, parse_rating
-from judgeeye.store import Codebook, Job, Prediction, Project, RaterRun, session_scope
+from judgeeye.store import Codebook, Prediction, Project, RaterRun, session_scope
 
 #: passes in a row that write nothing before a run gives up (failed requests are retried)
 MAX_PASSES = 3
@@ -202,10 +202,9 @@ def run_evaluate_job(ctx: JobContext) -> None:
         if run is None:
             raise LookupError(f"no rater run {run_id}")
         run.job_id = ctx.job_id
-        others = s.scalars(select(Job).where(Job.kind == "evaluate", Job.status == "running",
-                                             Job.id != ctx.job_id)).all()
-        if any(int(j.params.get("run_id", -1)) == run_id for j in others):
-            raise RuntimeError(f"rater run {run_id} is already being rated by job {others[0].id}")
+        other = other_running_job(s, ctx)
+        if other is not None:
+            raise RuntimeError(f"rater run {run_id} is already being rated by job {other.id}")
     status = execute_rater_run(run_id, ctx=ctx)
     if status == "cancelled":
         raise JobCancelled()

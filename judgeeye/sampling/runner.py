@@ -17,11 +17,11 @@ from sqlalchemy import insert, select
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
-from judgeeye.jobs import JobCancelled, JobContext
+from judgeeye.jobs import JobCancelled, JobContext, other_running_job
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.sampling.posthoc import explain_messages, verify
 from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
-from judgeeye.store import Candidate, Codebook, Job, Project, SamplingRun, session_scope
+from judgeeye.store import Candidate, Codebook, Project, SamplingRun, session_scope
 
 #: passes in a row that write nothing before a run gives up (failed requests are retried)
 MAX_PASSES = 3
@@ -272,9 +272,7 @@ def run_sampling_job(ctx: JobContext) -> None:
     with session_scope() as s:
         run = s.get(SamplingRun, run_id)
         run.job_id = ctx.job_id
-        others = s.scalars(select(Job).where(Job.kind == "sample", Job.status == "running",
-                                             Job.id != ctx.job_id)).all()
-        if any(int(j.params.get("run_id", -1)) == run_id for j in others):
+        if other_running_job(s, ctx) is not None:
             raise RuntimeError(f"run {run_id} is already being sampled by another job")
     status = execute_run(run_id, ctx=ctx)
     if status == "cancelled":

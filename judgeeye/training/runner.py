@@ -33,8 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import CodebookSpec, current_version, get_version, to_spec
-from judgeeye.jobs import JobCancelled, JobContext
-from judgeeye.store import Codebook, Item, Job, Project, RaterRun, TrainingMetric, TrainingRun, session_scope
+from judgeeye.jobs import JobCancelled, JobContext, other_running_job
+from judgeeye.store import Codebook, Item, Project, RaterRun, TrainingMetric, TrainingRun, session_scope
 from judgeeye.training.callbacks import (
     BestState,
     JobControl,
@@ -96,8 +96,7 @@ def run_training_job(ctx: JobContext) -> None:
         if run is None:
             raise LookupError(f"no training run {run_id}")
         run.job_id = ctx.job_id
-        others = s.scalars(select(Job).where(Job.kind == "train", Job.status == "running", Job.id != ctx.job_id)).all()
-        if any(int(j.params.get("run_id", -1)) == run_id for j in others):
+        if other_running_job(s, ctx) is not None:
             raise RuntimeError(f"training run {run_id} is already running in another job")
     try:
         status = execute_training(run_id, ctx=ctx)
