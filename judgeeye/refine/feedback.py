@@ -21,11 +21,9 @@ from sqlalchemy import select
 
 from judgeeye.auth import Actor, require
 from judgeeye.codebook import (
-    CodebookParseError,
     CodebookSpec,
     create_version,
     get_version,
-    parse_codebook_text,
     render_codebook,
     to_spec,
 )
@@ -35,6 +33,7 @@ from judgeeye.metrics import kendall_tau
 from judgeeye.refine.compare import rate_inline, rater_runs_for
 from judgeeye.refine.llm import BadAnswer, ask, supports_prefill
 from judgeeye.refine.prompts import fill
+from judgeeye.refine.refiner import parse_full_rubric
 from judgeeye.store import Item, Prediction, Project, session_scope
 
 SPLIT = "validation"
@@ -113,13 +112,7 @@ def run_tau(run_id: int) -> float:
 
 
 def revision_answer(block: str, base: CodebookSpec) -> CodebookSpec:
-    try:
-        parsed = parse_codebook_text(block, base.scale_min, base.scale_max, base)
-    except CodebookParseError as exc:
-        raise BadAnswer(f"the answer has no rubric: {exc}") from None
-    missing = [lv for lv in base.levels if parsed.level_text(lv) is None]
-    if missing:
-        raise BadAnswer(f"the revised rubric lacks level(s) {', '.join(map(str, missing))}")
+    parsed = parse_full_rubric(block, base, "the revised rubric")
     if parsed.instructions == base.instructions and parsed.rubric == base.rubric:
         raise BadAnswer("the answer leaves the codebook unchanged")
     return parsed

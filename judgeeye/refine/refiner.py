@@ -50,15 +50,21 @@ def instruction_answer(block: str, base: CodebookSpec) -> str:
     return instructions.strip()
 
 
-def rubric_answer(block: str, base: CodebookSpec) -> CodebookSpec:
-    """``base`` with the rubric of a ``<codebook>`` block (its instructions are ignored)."""
+def parse_full_rubric(block: str, base: CodebookSpec, what: str = "the rubric") -> CodebookSpec:
+    """A ``<codebook>`` block parsed against ``base``; refused unless it rates every level."""
     try:
         parsed = parse_codebook_text(block, base.scale_min, base.scale_max, base)
     except CodebookParseError as exc:
         raise BadAnswer(f"the answer has no rubric: {exc}") from None
     missing = [lv for lv in base.levels if parsed.level_text(lv) is None]
     if missing:
-        raise BadAnswer(f"the rubric lacks level(s) {', '.join(map(str, missing))}")
+        raise BadAnswer(f"{what} lacks level(s) {', '.join(map(str, missing))}")
+    return parsed
+
+
+def rubric_answer(block: str, base: CodebookSpec) -> CodebookSpec:
+    """``base`` with the rubric of a ``<codebook>`` block (its instructions are ignored)."""
+    parsed = parse_full_rubric(block, base)
     if parsed.levels == base.levels and all(_norm(parsed.level_text(lv) or "") == _norm(base.level_text(lv) or "")
                                             for lv in base.levels):
         raise BadAnswer("the answer leaves the rubric unchanged")
