@@ -32,6 +32,7 @@ def main() -> None:
     os.environ["JUDGEEYE_DATA_DIR"] = tempfile.mkdtemp(prefix="je-bench-")
     os.environ.pop("JUDGEEYE_DB", None)
 
+    from judgeeye.auth import Actor
     from judgeeye.engines import EngineConfig, make_engine
     from judgeeye.projects import ensure_sample_project
     from judgeeye.sampling import SamplingSettings, run_stats
@@ -49,7 +50,7 @@ def main() -> None:
         ("fixed", SamplingSettings(**common)),
         ("adaptive", SamplingSettings(**common, round_size=args.round, target_accepted=args.accepted)),
     ):
-        run_id, _ = launch_run(project_id, config, settings, start=False)
+        run_id, _ = launch_run(project_id, config, settings, actor=Actor.system(), start=False)
         started = time.perf_counter()
         execute_run(run_id, engine=engine)
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)

@@ -32,6 +32,7 @@ def main() -> None:
 
     import torch
 
+    from judgeeye.auth import Actor
     from judgeeye.codebook import current_spec, render_prompt
     from judgeeye.engines import EngineConfig
     from judgeeye.engines.transformers_engine import TransformersEngine
@@ -45,7 +46,7 @@ def main() -> None:
     config = EngineConfig(batch_size=args.k, extra={"keep_loaded": True})
     engine = TransformersEngine(config)
     settings = SamplingSettings(k=args.k, max_tokens=args.max_tokens, limit=args.items, readout=False)
-    probe_id, _ = launch_run(project_id, config, settings, start=False)
+    probe_id, _ = launch_run(project_id, config, settings, actor=Actor.system(), start=False)
     with session_scope() as s:
         spec = current_spec(s, project_id)
         prompts = [engine.encode_messages(render_prompt(spec, it.fields))
@@ -65,7 +66,7 @@ def main() -> None:
         return time.perf_counter() - start
 
     def sampler() -> float:
-        run_id, _ = launch_run(project_id, config, settings, start=False)
+        run_id, _ = launch_run(project_id, config, settings, actor=Actor.system(), start=False)
         start = time.perf_counter()
         execute_run(run_id, engine=engine)
         return time.perf_counter() - start

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from judgeeye.auth.roles import Actor, job_permission, require
 from judgeeye.store import Job, data_dir, session_scope
 
 HEARTBEAT_SECONDS = 3.0
@@ -106,12 +107,14 @@ def start_job(job_id: int) -> int:
     return proc.pid
 
 
-def request_cancel(job_id: int) -> None:
-    """Ask the worker to stop at its next safe point; it keeps everything written so far."""
+def request_cancel(job_id: int, *, actor: Actor) -> None:
+    """Ask the worker to stop at its next safe point; it keeps everything written so far.
+    ``actor`` must hold the permission that starts jobs of this kind (see ``job_permission``)."""
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise LookupError(f"no job {job_id}")
+        require(actor, job_permission(job.kind))
         if job.status in ACTIVE:
             job.cancel_requested = True
             if job.status == "queued":

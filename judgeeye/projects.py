@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from judgeeye.auth.roles import Actor, require
 from judgeeye.codebook import CodebookSpec, RubricLevel, create_version, list_builtin, load_builtin
 from judgeeye.datasets import (
     DatasetError,
@@ -193,13 +194,16 @@ def import_with_codebook(
     session: Session,
     dataset: ParsedDataset,
     *,
+    actor: Actor,
     project_name: str,
     codebook: CodebookSpec | None = None,
     gold_rule: GoldRule | None = None,
     split_rule: SplitRule | None = None,
     author: str | None = None,
 ) -> ImportReport:
-    """Create the project, its items and codebook version 1 in the caller's transaction."""
+    """Create the project, its items and codebook version 1 in the caller's transaction.
+    ``actor`` must hold ``manage_data`` (the CLI passes ``Actor.system()``)."""
+    require(actor, "manage_data")
     spec = codebook or default_codebook_spec(dataset)
     if (spec.scale_min, spec.scale_max) != (dataset.scale_min, dataset.scale_max):
         raise DatasetError(
@@ -222,5 +226,6 @@ def ensure_sample_project(url: str | None = None) -> int | None:
         if session.scalar(select(func.count()).select_from(Project)):
             return None
         dataset = load_builtin_dataset("hanna", SAMPLE_FILE, "complexity")
-        report = import_with_codebook(session, dataset, project_name=SAMPLE_PROJECT, author="judgeeye")
+        report = import_with_codebook(session, dataset, actor=Actor.system(), project_name=SAMPLE_PROJECT,
+                                      author="judgeeye")
         return report.project_id

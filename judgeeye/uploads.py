@@ -21,16 +21,28 @@ def uploads_dir() -> Path:
     return path
 
 
+#: longest stored name (file systems allow 255 bytes; the hash prefix and ".part" need room)
+MAX_NAME = 120
+
+
 def safe_name(name: str) -> str:
-    """The file's own name, reduced to safe characters (no folders, no leading dots)."""
+    """The file's own name, reduced to safe characters (no folders, no leading dots, no NUL or
+    control characters) and to :data:`MAX_NAME` characters, keeping its extension."""
     base = _SAFE.sub("_", Path(name.replace("\\", "/")).name).lstrip("._")
+    if len(base) > MAX_NAME:
+        stem, dot, ext = base.rpartition(".")
+        ext = ext[:16] if dot and stem else ""
+        base = base[: MAX_NAME - len(ext) - 1].rstrip("._") + "." + ext if ext else base[:MAX_NAME]
     return base or "upload"
 
 
 def save_upload(name: str, data: bytes) -> Path:
     """Store an upload as ``<hash8>-<name>`` so equal content is stored once and names never clash."""
     digest = hashlib.sha256(data).hexdigest()[:8]
-    path = uploads_dir() / f"{digest}-{safe_name(name)}"
+    root = uploads_dir().resolve()
+    path = root / f"{digest}-{safe_name(name)}"
+    if path.resolve().parent != root:  # cannot happen with safe_name; a last guard all the same
+        raise UploadPathError(f"{name!r} would be stored outside the uploads folder")
     if not path.exists():
         tmp = path.with_suffix(path.suffix + ".part")
         tmp.write_bytes(data)

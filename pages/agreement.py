@@ -28,7 +28,7 @@ from judgeeye.store import RaterRun, session_scope
 from pages.common import project_picker
 from pages.access import require_page
 
-require_page("agreement")  # every page checks the session itself (see pages/access.py)
+actor = require_page("agreement")  # every page checks the session itself (see pages/access.py)
 
 st.title("Agreement")
 st.caption("LLM raters against the human gold standard: Kendall τ, ICC(3,1) and MSE with 95% bootstrap "
@@ -81,7 +81,7 @@ def live_status(run_ids: list[int]) -> None:
         c1.progress(job.progress, text=f"Run {run_id} · {names.get(run_id, '')} · job {job.id}: {job.status} · "
                                        f"{job.progress_text or ''}")
         if job.status in ("queued", "running") and c2.button("Cancel", key=f"ag_cancel_{run_id}"):
-            request_cancel(job.id)
+            request_cancel(job.id, actor=actor)
 
 
 if running:
@@ -107,7 +107,7 @@ def runs_view() -> None:
         pick = c1.selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
                             format_func=labels.get, key="ag_resume_pick")
         if c2.button("Resume", key="ag_resume"):
-            resume_rater_run(pick)
+            resume_rater_run(pick, actor=actor)
             st.rerun()
 
 
@@ -297,7 +297,8 @@ def new_run_view() -> None:
                 st.code(cli_command(project.name, spec, split, version), language="bash")
                 if st.button("Start rating", type="primary", key="ag_new_start"):
                     try:
-                        run_id, job_id = launch_rater_run(project.id, spec, split=split, codebook_version=version)
+                        run_id, job_id = launch_rater_run(project.id, spec, split=split, codebook_version=version,
+                                                         actor=actor)
                         st.success(f"Rater run {run_id} started (job {job_id}); its progress shows above.")
                     except (LookupError, ValueError) as exc:
                         st.error(str(exc))

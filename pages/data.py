@@ -29,7 +29,7 @@ from judgeeye.uploads import list_uploads, save_upload
 from pages.common import project_picker
 from pages.access import require_page
 
-require_page("data")  # every page checks the session itself (see pages/access.py)
+actor = require_page("data")  # every page checks the session itself (see pages/access.py)
 
 st.title("Data")
 import_tab, browse_tab = st.tabs(["Import", "Browse items"])
@@ -158,7 +158,7 @@ def import_flow() -> None:
         try:
             with session_scope() as session:
                 report = import_with_codebook(
-                    session, dataset, project_name=name, codebook=spec, gold_rule=gold_rule,
+                    session, dataset, actor=actor, project_name=name, codebook=spec, gold_rule=gold_rule,
                     split_rule=SplitRule(ratios=(train, val, test), seed=int(seed)),
                 )
         except DatasetError as exc:

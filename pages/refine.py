@@ -107,7 +107,7 @@ def job_status(job_id: int) -> None:
     st.progress(job.progress, text=f"Job {job.id}: {job.status} · {job.progress_text or ''}")
     if job.status in ("queued", "running"):
         if st.button("Cancel", key=f"rf_cancel_{job_id}"):
-            request_cancel(job_id)
+            request_cancel(job_id, actor=actor)
     elif job.status in ("failed", "cancelled"):
         if job.error:
             st.error(f"Job {job.id} {job.status}: {job.error}")
@@ -246,13 +246,13 @@ def compare_view() -> None:
     if st.button("Rate and compare", type="primary", key="cv_go", disabled=not specs or a == b):
         try:
             with session_scope() as session:
-                plan = plan_comparison(session, project.id, a, b, specs)
+                plan = plan_comparison(session, project.id, a, b, specs, actor=actor)
                 pending = incomplete_runs(session, plan)
         except (LookupError, ValueError) as exc:
             st.error(str(exc))
             return
         if pending:
-            launch_incomplete(pending)
+            launch_incomplete(pending, actor=actor)
         st.session_state["cv_plan"] = plan.__dict__.copy()
     if a == b:
         st.info("Choose two different versions.")

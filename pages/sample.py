@@ -17,7 +17,7 @@ from judgeeye.store import SamplingRun, session_scope
 from pages.common import project_picker
 from pages.access import require_page
 
-require_page("sample")  # every page checks the session itself (see pages/access.py)
+actor = require_page("sample")  # every page checks the session itself (see pages/access.py)
 
 st.title("Sample traces")
 st.caption("For each item, a reasoning model writes k candidate traces ending in a rating; the ones whose "
@@ -90,7 +90,7 @@ def new_run_form() -> None:
         return
     st.code(cli_command(project.name, engine, settings, version), language="bash")
     if st.button("Start sampling", type="primary", key="s_start"):
-        run_id, job_id = launch_run(project.id, engine, settings, version)
+        run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
         st.session_state["s_run"] = run_id
         st.success(f"Run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
 
@@ -116,10 +116,10 @@ def live_status(run_id: int) -> None:
     c1, c2 = st.columns(2)
     if job is not None and job.status in ("queued", "running"):
         if c1.button("Cancel", key=f"s_cancel_{run_id}"):
-            request_cancel(job.id)
+            request_cancel(job.id, actor=actor)
     elif run.status != "completed":
         if c1.button("Resume", key=f"s_resume_{run_id}", help="Sample only what is missing."):
-            resume_run(run_id)
+            resume_run(run_id, actor=actor)
     if job is not None and job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error or 'see the log'}")
     with st.expander("Log"):

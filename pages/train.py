@@ -15,7 +15,7 @@ from judgeeye.training.launch import latest_job, launch_training, metrics_of, re
 from pages.common import project_picker
 from pages.access import require_page
 
-require_page("train")  # every page checks the session itself (see pages/access.py)
+actor = require_page("train")  # every page checks the session itself (see pages/access.py)
 
 st.title("Train a rater")
 st.caption("LoRA fine-tuning on the reasoning dataset: each item's prompt is the codebook with the item, the "
@@ -112,7 +112,7 @@ def new_run_form() -> None:
                "(add `--background` to return at once):")
     st.code(cli_command(project.name, config), language="bash")
     if st.button("Start training", type="primary", key="t_start"):
-        run_id, job_id = launch_training(project.id, config)
+        run_id, job_id = launch_training(project.id, config, actor=actor)
         st.session_state["t_run"] = run_id
         st.success(f"Training run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
 
@@ -145,11 +145,11 @@ def live(run_id: int) -> None:
     c[2].metric("Steps", metrics["loss"][-1][0] if metrics.get("loss") else 0)
     if job is not None and job.status in ("queued", "running"):
         if st.button("Stop (saves a checkpoint)", key=f"t_stop_{run_id}"):
-            request_cancel(job.id)
+            request_cancel(job.id, actor=actor)
             st.toast("Stop requested: the current step finishes, then a checkpoint is saved.")
     elif status != "completed":
         if st.button("Resume from the last checkpoint", key=f"t_resume_{run_id}"):
-            resume_training(run_id)
+            resume_training(run_id, actor=actor)
     if job is not None and job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error or 'see the log'}")
     c1, c2, c3 = st.columns(3)

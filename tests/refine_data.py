@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from judgeeye.auth import Actor
 from judgeeye.codebook import load_builtin
 from judgeeye.datasets import ColumnMapping, SplitRule, read_table
 from judgeeye.projects import import_with_codebook
@@ -56,7 +57,7 @@ def make_project(tmp_path, per_level: int = 3, test_per_level: int = 1, name: st
                             rating_columns={"r1": "r1", "r2": "r2", "r3": "r3"}, scale_min=1, scale_max=5,
                             dimension="complexity", generation_type="story")
     with session_scope() as s:
-        report = import_with_codebook(s, read_table(path, mapping), project_name=name,
+        report = import_with_codebook(s, read_table(path, mapping), actor=Actor.system(), project_name=name,
                                       codebook=load_builtin("hanna_complexity"),
                                       split_rule=SplitRule(ratios=(1.0, 0.0, 0.0)))
         project_id = report.project_id

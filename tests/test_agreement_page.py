@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from judgeeye.auth import Actor
 from judgeeye.evaluate.report import ReportChoices, build_report
 from judgeeye.evaluate.synthetic import fill_synthetic
 from apptest_login import SESSION_KEY, login_as
@@ -118,7 +119,7 @@ def test_page_with_real_runs_of_the_embedded_model(store_url: str, tmp_path: Pat
     mapping = ColumnMapping(id_column="id", text_columns={"story": "text"}, rating_columns={"r1": "r1", "r2": "r2", "r3": "r3"},
                             scale_min=1, scale_max=5, dimension="complexity", generation_type="story")
     with session_scope() as s:
-        project_id = import_with_codebook(s, read_table(path, mapping), project_name="real runs",
+        project_id = import_with_codebook(s, read_table(path, mapping), actor=Actor.system(), project_name="real runs",
                                           codebook=load_builtin("hanna_complexity"),
                                           split_rule=SplitRule(ratios=(0.0, 0.0, 1.0))).project_id
     config = EngineConfig(kind="transformers", model="embedded", batch_size=5)

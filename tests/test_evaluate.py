@@ -17,6 +17,7 @@ from scipy import stats
 from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
+from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import (
@@ -216,7 +217,7 @@ def short_test_project(store_url: str, tmp_path: Path) -> int:
     mapping = ColumnMapping(id_column="id", text_columns={"story": "text"}, rating_columns={"r1": "r1", "r2": "r2", "r3": "r3"},
                             scale_min=1, scale_max=5, dimension="complexity", generation_type="story")
     with session_scope() as s:
-        return import_with_codebook(s, read_table(path, mapping), project_name="short test",
+        return import_with_codebook(s, read_table(path, mapping), actor=Actor.system(), project_name="short test",
                                     codebook=load_builtin("hanna_complexity"),
                                     split_rule=SplitRule(ratios=(0.0, 0.0, 1.0))).project_id
 
@@ -272,7 +273,7 @@ def test_kill_9_and_resume_give_one_prediction_per_item(short_test_project: int,
 
     monkeypatch.setenv("JUDGEEYE_JOB_STALE_SECONDS", "2")
     spec = RaterSpec(engine=EngineConfig(kind="transformers", model="embedded", batch_size=1), max_tokens=24)
-    run_id, job_id = launch_rater_run(short_test_project, spec)
+    run_id, job_id = launch_rater_run(short_test_project, spec, actor=Actor.system())
     _wait(lambda: len(_predictions(run_id)) >= 2)
     with session_scope() as s:
         pid = s.get(Job, job_id).pid

@@ -284,11 +284,11 @@ def test_codebook_versions_compared_by_m_raters_on_the_test_split(store_url: str
         raters = [RaterSpec(engine=_server_engine(url, "rater-a"), max_tokens=32),
                   RaterSpec(engine=_server_engine(url, "rater-b"), max_tokens=32)]
         with session_scope() as s:
-            plan = plan_comparison(s, project_id, 1, 2, raters)
+            plan = plan_comparison(s, project_id, 1, 2, raters, actor=Actor.system())
             assert plan.split == "test" and len(plan.run_ids) == 4 and incomplete_runs(s, plan) == plan.run_ids
         assert set(rate_inline(plan.run_ids, log=lambda _: None).values()) == {"completed"}
         with session_scope() as s:  # asking again reuses the completed runs
-            assert plan_comparison(s, project_id, 1, 2, raters).run_ids == plan.run_ids
+            assert plan_comparison(s, project_id, 1, 2, raters, actor=Actor.system()).run_ids == plan.run_ids
             result = compare_versions(s, plan, n_boot=200)
     rows = {r["rater"]: r for r in result.per_rater()}
     assert len(rows) == 2 and result.group.n_items == 15
@@ -299,7 +299,7 @@ def test_codebook_versions_compared_by_m_raters_on_the_test_split(store_url: str
     assert "inter-rater icc3" in tests and tests["inter-rater icc3"]["mean B"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="different codebook versions"):
         with session_scope() as s:
-            plan_comparison(s, project_id, 2, 2, raters)
+            plan_comparison(s, project_id, 2, 2, raters, actor=Actor.system())
 
 
 # ----------------------------------------------------------------------------- validation feedback

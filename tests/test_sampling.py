@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.projects import SAMPLE_PROJECT, ensure_sample_project
@@ -51,7 +52,8 @@ def short_project(store_url: str) -> int:
                             rating_columns={"r1": "r1", "r2": "r2", "r3": "r3"}, scale_min=1, scale_max=5,
                             dimension="complexity", generation_type="story")
     with session_scope() as s:
-        report = import_with_codebook(s, read_table(DATA / "generic_ratings.csv", mapping), project_name="short",
+        report = import_with_codebook(s, read_table(DATA / "generic_ratings.csv", mapping), actor=Actor.system(),
+                                      project_name="short",
                                       codebook=load_builtin("hanna_complexity"),
                                       split_rule=SplitRule(ratios=(1.0, 0.0, 0.0)))
         return report.project_id
@@ -112,7 +114,7 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(short_project: int, monk
     monkeypatch.setenv("JUDGEEYE_JOB_STALE_SECONDS", "2")
     engine = EngineConfig(kind="transformers", model="embedded", batch_size=4)
     settings = SamplingSettings(k=4, max_tokens=32, readout=False)
-    run_id, job_id = launch_run(short_project, engine, settings)
+    run_id, job_id = launch_run(short_project, engine, settings, actor=Actor.system())
     _wait(lambda: len(_candidates(run_id)) >= 4)
     with session_scope() as s:
         pid = s.get(Job, job_id).pid
@@ -137,7 +139,7 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(short_project: int, monk
 
 def test_adaptive_rounds_stop_items_once_accepted(short_project: int) -> None:
     settings = SamplingSettings(k=6, max_tokens=32, round_size=2, target_accepted=1, readout=True)
-    run_id, _ = launch_run(short_project, EMBEDDED, settings, start=False)
+    run_id, _ = launch_run(short_project, EMBEDDED, settings, actor=Actor.system(), start=False)
     from judgeeye.sampling.runner import execute_run
 
     assert execute_run(run_id) == "completed"
@@ -160,8 +162,8 @@ def test_adaptive_rounds_stop_items_once_accepted(short_project: int) -> None:
 
 def test_per_annotator_targets_and_cancel_then_resume(short_project: int) -> None:
     settings = SamplingSettings(k=3, max_tokens=24, limit=4, targets="annotators", readout=False)
-    run_id, job_id = launch_run(short_project, EMBEDDED, settings)
-    request_cancel(job_id)
+    run_id, job_id = launch_run(short_project, EMBEDDED, settings, actor=Actor.system())
+    request_cancel(job_id, actor=Actor.system())
     _wait(lambda: _job(job_id).status in ("cancelled", "succeeded"))
     from judgeeye.sampling.runner import execute_run
 
@@ -186,7 +188,7 @@ def _job(job_id: int) -> Job:
 
 def test_post_hoc_explanations_are_stripped_and_verified(short_project: int) -> None:
     settings = SamplingSettings(k=2, max_tokens=48, limit=3, mode="post_hoc")
-    run_id, _ = launch_run(short_project, EMBEDDED, settings, start=False)
+    run_id, _ = launch_run(short_project, EMBEDDED, settings, actor=Actor.system(), start=False)
     from judgeeye.sampling.runner import execute_run
 
     assert execute_run(run_id) == "completed"

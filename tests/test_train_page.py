@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from judgeeye.auth import Actor
 from judgeeye.store import Annotator, Job, TrainingRun, session_scope
 from training_data import make_tiny_project
 
@@ -90,7 +91,7 @@ def test_a_failed_run_shows_its_error_and_log(store_url: str) -> None:
     from judgeeye.training.launch import launch_training
 
     project_id = ensure_sample_project()  # no traces sampled: the job must fail, saying so
-    run_id, job_id = launch_training(project_id, TrainingConfig(max_steps=1))
+    run_id, job_id = launch_training(project_id, TrainingConfig(max_steps=1), actor=Actor.system())
     _wait(lambda: _job(job_id).status not in ("queued", "running"))
     assert _job(job_id).status == "failed"
     at = _page()

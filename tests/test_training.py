@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.store import Job, RaterRun, TrainingRun, session_scope
 from judgeeye.training.data import ReasonRow, build_examples
@@ -283,7 +284,7 @@ def test_stop_saves_a_checkpoint_and_a_resumed_job_continues_from_it(tiny_projec
     _wait(lambda: "loss" in _metrics(run.id))  # the worker is training
     listing = runner.invoke(app, ["jobs", "list"])  # another process sees the running job
     assert listing.exit_code == 0 and f"{job_id}" in listing.output and "running" in listing.output
-    request_cancel(job_id)
+    request_cancel(job_id, actor=Actor.system())
     _wait(lambda: _job(job_id).status not in ("queued", "running"))
     job = _job(job_id)
     assert job.status == "cancelled", (job.status, job.error)
@@ -309,7 +310,7 @@ def test_stop_saves_a_checkpoint_and_a_resumed_job_continues_from_it(tiny_projec
         def cancelled(self) -> bool:
             return any(f"step {stopped_at + 1}/" in t for t in self.seen)
 
-    job2 = resume_training(run.id, start=False)
+    job2 = resume_training(run.id, actor=Actor.system(), start=False)
     ctx = StopAfterAStep(job_id=job2, params={"run_id": run.id}, project_id=tiny_project)
     assert execute_training(run.id, ctx=ctx) == "cancelled"
     assert latest_checkpoint(run_dir(run.id) / "main").endswith(f"checkpoint-{stopped_at + 1}")

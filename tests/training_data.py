@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from judgeeye.auth import Actor
 from judgeeye.codebook import CodebookSpec, RubricLevel
 from judgeeye.store import Candidate, Item, session_scope
 
@@ -42,7 +43,7 @@ def make_tiny_project(tmp_path: Path) -> int:
                             rating_columns={"r1": "r1", "r2": "r2", "r3": "r3"}, scale_min=1, scale_max=5,
                             dimension="complexity", generation_type="story")
     with session_scope() as s:
-        report = import_with_codebook(s, read_table(csv, mapping), project_name="tiny", codebook=SPEC,
+        report = import_with_codebook(s, read_table(csv, mapping), actor=Actor.system(), project_name="tiny", codebook=SPEC,
                                       split_rule=SplitRule(ratios={"train": 1.0}))
         project_id = report.project_id
     with session_scope() as s:

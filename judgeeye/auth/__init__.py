@@ -8,6 +8,7 @@ from judgeeye.auth.roles import (
     Actor,
     can_see_page,
     has_permission,
+    job_permission,
     page_permission,
     require,
 )
@@ -31,7 +32,7 @@ from judgeeye.auth.users import (
 __all__ = [
     "FIRST_ADMIN", "PERMISSIONS", "ROLES", "AccessDenied", "Actor", "UserError", "UserInfo",
     "WeakPassword", "actor_of", "add_user", "authenticate", "can_see_page", "ensure_first_admin",
-    "find_user", "generate_password", "has_permission", "hash_password", "list_users",
+    "find_user", "generate_password", "has_permission", "job_permission", "hash_password", "list_users",
     "page_permission", "refresh_actor", "require", "set_active", "set_password", "set_role",
     "user_for_identity", "verify_password",
 ]

@@ -22,8 +22,20 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "manage_rounds": frozenset({"lead", "admin"}),
     "adjudicate": frozenset({"lead", "admin"}),
     "export": frozenset({"lead", "admin"}),
+    "evaluate": frozenset({"lead", "admin"}),  # start, resume or cancel rater runs
+    "train": frozenset({"lead", "admin"}),  # start, stop or resume fine-tuning
     "manage_users": frozenset({"admin"}),
 }
+
+#: job kind -> permission needed to start, resume or cancel such a job; a kind not listed
+#: (a new one) is the admin's until someone decides otherwise
+JOB_PERMISSIONS: dict[str, str] = {
+    "sample": "sample",
+    "evaluate": "evaluate",
+    "train": "train",
+    "refine": "edit_codebook",
+}
+DEFAULT_JOB_PERMISSION = "manage_users"
 
 #: page url path -> permission needed to see it; pages not listed need "see_dashboards"
 #: (new pages are closed to annotators and authors until someone decides otherwise)
@@ -35,6 +47,7 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "refine": "edit_codebook",  # guideline authors refine the codebook from the traces
     "data": "manage_data",
     "sample": "sample",
+    "train": "train",
     "assignments": "manage_rounds",
     "agreement": "see_dashboards",
     "users": "manage_users",
@@ -91,6 +104,11 @@ def require(actor: Actor | None, permission: str) -> Actor:
         raise AccessDenied(f"{actor.name} ({actor.role}) may not {permission.replace('_', ' ')}; "
                            f"that needs one of: {allowed}")
     return actor
+
+
+def job_permission(kind: str) -> str:
+    """The permission that starts, resumes or cancels a job of this kind."""
+    return JOB_PERMISSIONS.get(kind, DEFAULT_JOB_PERMISSION)
 
 
 def page_permission(url_path: str) -> str:

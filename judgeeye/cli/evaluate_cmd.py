@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, user_errors
 from judgeeye.store import Job, session_scope
 
@@ -128,7 +129,7 @@ def evaluate(
     with user_errors():
         if resume is not None:
             try:
-                job_ids.append(resume_rater_run(resume, start=False))
+                job_ids.append(resume_rater_run(resume, actor=Actor.system(), start=False))
             except (LookupError, RuntimeError) as exc:
                 raise typer.BadParameter(str(exc)) from None
             run_ids.append(resume)
@@ -149,7 +150,7 @@ def evaluate(
             for spec, version, name in specs:
                 try:
                     run_id, job_id = launch_rater_run(project_id, spec, split=split, codebook_version=version,
-                                                      name=name, start=False)
+                                                      name=name, actor=Actor.system(), start=False)
                 except (LookupError, ValueError) as exc:
                     raise typer.BadParameter(str(exc)) from None
                 run_ids.append(run_id)

@@ -111,6 +111,7 @@ def import_cmd(
     """Import a rating dataset into a new project (one transaction: all or nothing)."""
     from judgeeye.codebook import list_builtin, load_builtin, load_codebook_file
     from judgeeye.datasets import ColumnMapping, GoldRule, SplitRule, apply_gold, load_builtin as load_dataset, read_table
+    from judgeeye.auth import Actor
     from judgeeye.projects import import_with_codebook
 
     with user_errors():
@@ -144,7 +145,7 @@ def import_cmd(
                        f"{stats.n_dropped} dropped (rater std > {max_std}); nothing written (--dry-run)")
             return
         with session_scope() as session:
-            report = import_with_codebook(session, dataset, project_name=name, codebook=spec,
+            report = import_with_codebook(session, dataset, actor=Actor.system(), project_name=name, codebook=spec,
                                           gold_rule=gold_rule, split_rule=split_rule)
     stats = report.gold
     typer.echo(f"imported project {name!r} (id {report.project_id}) from {path}")

@@ -157,6 +157,7 @@ def compare(
     background: Annotated[bool, typer.Option(help="Start the missing rater runs as jobs and return.")] = False,
 ) -> None:
     """Codebook A vs B as prompts for M raters: per-rater τ/ICC/MSE, inter-rater ICC, paired tests."""
+    from judgeeye.auth import Actor
     from judgeeye.evaluate import parse_rater
     from judgeeye.projects import find_project
     from judgeeye.refine.compare import (
@@ -178,12 +179,12 @@ def compare(
         with session_scope() as session:
             project_id = find_project(session, project).id
             try:
-                plan = plan_comparison(session, project_id, a, b, specs, split=split)
+                plan = plan_comparison(session, project_id, a, b, specs, actor=Actor.system(), split=split)
             except (LookupError, ValueError) as exc:
                 raise typer.BadParameter(str(exc)) from None
             pending = incomplete_runs(session, plan)
     if pending and background:
-        jobs = launch_incomplete(pending)
+        jobs = launch_incomplete(pending, actor=Actor.system())
         typer.echo(f"rating runs {pending} in background jobs {jobs}; run this command again when they finish")
         return
     if pending:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy import select
 
+from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
 from judgeeye.store import Job, SamplingRun, session_scope
 
@@ -56,7 +57,7 @@ def sample(
     with user_errors():
         if resume is not None:
             try:
-                job_id, run_id = resume_run(resume, start=False), resume
+                job_id, run_id = resume_run(resume, actor=Actor.system(), start=False), resume
             except (LookupError, RuntimeError) as exc:
                 raise typer.BadParameter(str(exc)) from None
         else:
@@ -78,7 +79,7 @@ def sample(
             with session_scope() as session:
                 project_id = find_project(session, project).id
             try:
-                run_id, job_id = launch_run(project_id, config, settings, codebook, start=False)
+                run_id, job_id = launch_run(project_id, config, settings, codebook, actor=Actor.system(), start=False)
             except LookupError as exc:
                 raise typer.BadParameter(str(exc)) from None
     status = run_here_or_background(job_id, f"run {run_id}", background=background)
@@ -191,7 +192,7 @@ def jobs_cancel(job_id: int) -> None:
 
     with user_errors():
         try:
-            request_cancel(job_id)
+            request_cancel(job_id, actor=Actor.system())
         except LookupError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

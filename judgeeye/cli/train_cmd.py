@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy import select
 
+from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
 from judgeeye.store import TrainingRun, session_scope
 
@@ -86,7 +87,7 @@ def train(
         if main:
             if resume is not None:
                 try:
-                    ids = [resume, resume_training(resume, start=False)]
+                    ids = [resume, resume_training(resume, actor=Actor.system(), start=False)]
                 except (LookupError, RuntimeError) as exc:
                     raise typer.BadParameter(str(exc)) from None
             else:
@@ -109,7 +110,7 @@ def train(
                 with session_scope() as session:
                     project_id = find_project(session, project).id
                 try:
-                    ids = list(launch_training(project_id, config, start=False))
+                    ids = list(launch_training(project_id, config, actor=Actor.system(), start=False))
                 except LookupError as exc:
                     raise typer.BadParameter(str(exc)) from None
     if world > 1:

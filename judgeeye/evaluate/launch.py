@@ -7,6 +7,7 @@ import shlex
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from judgeeye.auth.roles import Actor, require
 from judgeeye.evaluate.raters import RaterSpec, create_rater_run
 from judgeeye.jobs import ACTIVE, create_job, start_job
 from judgeeye.store import Job, RaterRun, session_scope
@@ -21,9 +22,12 @@ def launch_rater_run(
     split: str = "test",
     codebook_version: int | None = None,
     name: str | None = None,
+    actor: Actor,
     start: bool = True,
 ) -> tuple[int, int]:
-    """Create a rater run and its job, and start the worker; returns (run id, job id)."""
+    """Create a rater run and its job, and start the worker; returns (run id, job id).
+    ``actor`` must hold ``evaluate`` (the CLI passes ``Actor.system()``)."""
+    require(actor, "evaluate")
     with session_scope() as session:
         run = create_rater_run(session, project_id, spec, split=split, codebook_version=codebook_version, name=name)
         job = create_job(session, JOB_KIND, {"run_id": run.id}, project_id=project_id)
@@ -41,8 +45,14 @@ def latest_job(session: Session, run_id: int) -> Job | None:
     return None
 
 
-def resume_rater_run(run_id: int, *, start: bool = True) -> int:
+def resume_rater_run(run_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that rates only the items still without a prediction; returns its id."""
+    require(actor, "evaluate")
+    return _new_job(run_id, start=start)
+
+
+def _new_job(run_id: int, *, start: bool) -> int:
+    """The job that (re)rates a run; callers have checked the actor's rights."""
     with session_scope() as session:
         run = session.get(RaterRun, run_id)
         if run is None:

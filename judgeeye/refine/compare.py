@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from judgeeye.auth.roles import Actor, require
 from judgeeye.codebook import get_version
 from judgeeye.evaluate import GroupComparison, RaterSpec, compare_groups, create_rater_run, significance_mark
 from judgeeye.store import RaterRun
@@ -57,8 +58,10 @@ def rater_runs_for(session: Session, project_id: int, version: int, spec: RaterS
 
 
 def plan_comparison(session: Session, project_id: int, version_a: int, version_b: int,
-                    raters: Sequence[RaterSpec], *, split: str = "test") -> ComparisonPlan:
-    """One rater run per (rater, version), reusing existing ones; nothing is rated here."""
+                    raters: Sequence[RaterSpec], *, actor: Actor, split: str = "test") -> ComparisonPlan:
+    """One rater run per (rater, version), reusing existing ones; nothing is rated here.
+    Comparing codebooks is part of refining them: ``actor`` must hold ``edit_codebook``."""
+    require(actor, "edit_codebook")
     if version_a == version_b:
         raise ValueError(f"compare two different codebook versions (got {version_a} twice)")
     if not raters:
@@ -87,11 +90,13 @@ def rate_inline(run_ids: Sequence[int], log: Callable[[str], None] = print) -> d
     return out
 
 
-def launch_incomplete(run_ids: Sequence[int]) -> list[int]:
-    """Start a background evaluation job for each run still incomplete; returns the job ids."""
-    from judgeeye.evaluate.launch import resume_rater_run
+def launch_incomplete(run_ids: Sequence[int], *, actor: Actor) -> list[int]:
+    """Start a background evaluation job for each run still incomplete; returns the job ids.
+    Only the comparison's own runs are rated here, so ``edit_codebook`` suffices (see above)."""
+    from judgeeye.evaluate.launch import _new_job
 
-    return [resume_rater_run(run_id) for run_id in run_ids]
+    require(actor, "edit_codebook")
+    return [_new_job(run_id, start=True) for run_id in run_ids]
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from judgeeye.auth.roles import Actor, require
 from judgeeye.engines import EngineConfig
 from judgeeye.jobs import create_job, start_job
 from judgeeye.sampling.runs import SamplingSettings, create_run
@@ -20,9 +21,12 @@ def launch_run(
     settings: SamplingSettings,
     codebook_version: int | None = None,
     *,
+    actor: Actor,
     start: bool = True,
 ) -> tuple[int, int]:
-    """Create a run and its job, and start the worker subprocess; returns (run id, job id)."""
+    """Create a run and its job, and start the worker subprocess; returns (run id, job id).
+    ``actor`` must hold ``sample`` (the CLI passes ``Actor.system()``)."""
+    require(actor, "sample")
     with session_scope() as session:
         run = create_run(session, project_id, engine, settings, codebook_version)
         job = create_job(session, "sample", {"run_id": run.id}, project_id=project_id)
@@ -32,8 +36,9 @@ def launch_run(
     return run_id, job_id
 
 
-def resume_run(run_id: int, *, start: bool = True) -> int:
+def resume_run(run_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that samples only what the run is still missing; returns its id."""
+    require(actor, "sample")
     with session_scope() as session:
         run = session.get(SamplingRun, run_id)
         if run is None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from judgeeye.auth.roles import Actor, require
 from judgeeye.codebook import current_version, get_version
 from judgeeye.jobs import create_job, start_job
 from judgeeye.store import Candidate, Job, Project, SamplingRun, TrainingMetric, TrainingRun, data_dir, session_scope
@@ -39,8 +40,11 @@ def create_training_run(session: Session, project_id: int, config: TrainingConfi
     return run
 
 
-def launch_training(project_id: int, config: TrainingConfig, *, start: bool = True) -> tuple[int, int]:
-    """Create a run and its job and start the worker subprocess; returns (run id, job id)."""
+def launch_training(project_id: int, config: TrainingConfig, *, actor: Actor,
+                    start: bool = True) -> tuple[int, int]:
+    """Create a run and its job and start the worker subprocess; returns (run id, job id).
+    ``actor`` must hold ``train`` (the CLI passes ``Actor.system()``)."""
+    require(actor, "train")
     with session_scope() as session:
         run = create_training_run(session, project_id, config)
         job = create_job(session, "train", {"run_id": run.id}, project_id=project_id)
@@ -56,8 +60,9 @@ def latest_job(session: Session, run_id: int) -> Job | None:
     return next((j for j in jobs if int(j.params.get("run_id", -1)) == run_id), None)
 
 
-def resume_training(run_id: int, *, start: bool = True) -> int:
+def resume_training(run_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that continues a stopped, failed or killed run from its last checkpoint."""
+    require(actor, "train")
     with session_scope() as session:
         run = session.get(TrainingRun, run_id)
         if run is None:
