@@ -48,6 +48,5 @@ def critique_map(points: Sequence[MapPoint], title: str | None = None) -> go.Fig
             },
         ))
     fig.update_layout(title=title, legend_title_text="rating level", height=560, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis={"showticklabels": False, "title": None}, yaxis={"showticklabels": False, "title": None},
-                      dragmode="select")
+                      xaxis={"showticklabels": False, "title": None}, yaxis={"showticklabels": False, "title": None})
     return fig
