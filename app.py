@@ -8,6 +8,7 @@ from judgeeye.auth import FIRST_ADMIN, can_see_page, ensure_first_admin
 from judgeeye.projects import ensure_sample_project
 from judgeeye.store import database_url, session_scope
 from pages.access import account_box, current_actor
+from pages.common import store_busy_notice
 
 st.set_page_config(page_title="JudgeEye", page_icon=":material/visibility:", layout="wide")
 
@@ -64,9 +65,10 @@ def pages_for(role: str) -> dict[str, list]:
     return {section: entries for section, entries in visible.items() if entries}
 
 
-actor = current_actor()
-if actor is None:
-    login_only()  # no st.stop() here: a stopped main script confuses multipage reruns
-else:
-    account_box(actor)
-    st.navigation(pages_for(actor.role)).run()
+with store_busy_notice():  # a store locked past its retries: a clear message, not a traceback
+    actor = current_actor()
+    if actor is None:
+        login_only()  # no st.stop() here: a stopped main script confuses multipage reruns
+    else:
+        account_box(actor)
+        st.navigation(pages_for(actor.role)).run()

@@ -26,7 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, job_permission, require
-from judgeeye.store import Job, data_dir, session_scope
+from judgeeye.store import Job, data_dir, session_scope, write_with_retry
+from judgeeye.store.retry import retry_settings
 
 HEARTBEAT_SECONDS = 3.0
 #: a running job whose heartbeat is older than this and whose process is gone has failed
@@ -148,8 +149,19 @@ def reconcile(session: Session) -> int:
             job.status = "failed"
             job.error = (job.error or "") + "worker stopped without finishing (killed or crashed); see the log. Resume to continue."
             job.finished_at = _now()
+            _interrupt_runs(session, job.id)
             changed += 1
     return changed
+
+
+def _interrupt_runs(session: Session, job_id: int) -> None:
+    """The run a dead job was working shows as failed too (its rows stay; resuming continues)."""
+    from judgeeye.store import RaterRun, SamplingRun, TrainingRun
+
+    for model in (SamplingRun, RaterRun, TrainingRun):
+        for run in session.scalars(select(model).where(model.job_id == job_id,
+                                                       model.status.in_(("running", "evaluating")))).all():
+            run.status = "failed"
 
 
 def log_tail(job: Job, max_bytes: int = 20_000) -> str:
@@ -187,12 +199,15 @@ class JobContext:
         if not force and now - self._last_progress < 0.5:
             return
         self._last_progress = now
-        with session_scope() as session:
+
+        def write(session: Session) -> None:
             job = session.get(Job, self.job_id)
             if job is not None:
                 job.progress = max(0.0, min(1.0, float(fraction)))
                 job.progress_text = text
                 job.heartbeat_at = _now()
+
+        write_with_retry(write, log_fn=self.log, what="job progress")
         if text and (force or now - self._last_print >= PRINT_PROGRESS_SECONDS):
             self._last_print = now
             self.log(f"{fraction:.0%} {text}")
@@ -252,10 +267,16 @@ def run_job(job_id: int) -> str:
         stop.set()
         beat.join(timeout=HEARTBEAT_SECONDS + 1)
         signal.signal(signal.SIGTERM, previous)
-    with session_scope() as session:
+
+    def finish(session: Session) -> None:
         job = session.get(Job, job_id)
         job.status, job.error, job.finished_at = status, error, _now()
         if status == "succeeded":
             job.progress = 1.0
+        if status == "failed":  # a run whose own status write failed (a locked store) shows it too
+            _interrupt_runs(session, job_id)
+
+    # patient: if this write fails too, the stale heartbeat marks the job failed (reconcile)
+    write_with_retry(finish, log_fn=ctx.log, what=f"status of job {job_id}", retries=2 * retry_settings()[0])
     ctx.log(f"job {job_id} {status}" + (f": {error}" if error else ""))
     return status

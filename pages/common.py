@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy import select
 
 from judgeeye.store import Project, session_scope
+from judgeeye.store.retry import StoreBusyError, busy_message, is_transient
 
 
 def project_picker(label: str = "Project") -> Project | None:
@@ -28,3 +33,17 @@ def project_picker(label: str = "Project") -> Project | None:
 def _query_project() -> int | None:
     value = st.query_params.get("project")
     return int(value) if value and value.isdigit() else None
+
+
+@contextmanager
+def store_busy_notice() -> Iterator[None]:
+    """Around a page action (or a whole page): a database that stays locked or unreachable
+    through the store's retries shows a clear message instead of a traceback. The failed
+    transaction was rolled back, so nothing of the action was saved."""
+    try:
+        yield
+    except (DBAPIError, StoreBusyError) as exc:
+        if not isinstance(exc, StoreBusyError) and not is_transient(exc):
+            raise
+        st.error("The database is busy; nothing was saved — try again in a moment. "
+                 f"({busy_message(exc)})", icon=":material/database:")

@@ -14,7 +14,7 @@ from judgeeye.jobs import log_tail, reconcile, request_cancel
 from judgeeye.sampling import SamplingSettings, run_stats
 from judgeeye.sampling.launch import cli_command, item_candidates, item_summaries, latest_job, launch_run, resume_run
 from judgeeye.store import SamplingRun, session_scope
-from pages.common import project_picker
+from pages.common import project_picker, store_busy_notice
 from pages.access import require_page
 
 actor = require_page("sample")  # every page checks the session itself (see pages/access.py)
@@ -90,9 +90,10 @@ def new_run_form() -> None:
         return
     st.code(cli_command(project.name, engine, settings, version), language="bash")
     if st.button("Start sampling", type="primary", key="s_start"):
-        run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
-        st.session_state["s_run"] = run_id
-        st.success(f"Run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
+        with store_busy_notice():
+            run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
+            st.session_state["s_run"] = run_id
+            st.success(f"Run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
 
 
 @st.fragment(run_every=2)
@@ -116,10 +117,12 @@ def live_status(run_id: int) -> None:
     c1, c2 = st.columns(2)
     if job is not None and job.status in ("queued", "running"):
         if c1.button("Cancel", key=f"s_cancel_{run_id}"):
-            request_cancel(job.id, actor=actor)
+            with store_busy_notice():
+                request_cancel(job.id, actor=actor)
     elif run.status != "completed":
         if c1.button("Resume", key=f"s_resume_{run_id}", help="Sample only what is missing."):
-            resume_run(run_id, actor=actor)
+            with store_busy_notice():
+                resume_run(run_id, actor=actor)
     if job is not None and job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error or 'see the log'}")
     with st.expander("Log"):
@@ -128,6 +131,7 @@ def live_status(run_id: int) -> None:
 
 def run_view() -> None:
     with session_scope() as session:
+        reconcile(session)  # a run whose worker died is listed as failed, not running
         runs = session.scalars(select(SamplingRun).where(SamplingRun.project_id == project.id)
                                .order_by(SamplingRun.id.desc())).all()
     if not runs:

@@ -12,7 +12,7 @@ from judgeeye.jobs import log_tail, reconcile, request_cancel
 from judgeeye.store import TrainingRun, session_scope
 from judgeeye.training import TrainingConfig, cli_command
 from judgeeye.training.launch import latest_job, launch_training, metrics_of, resume_training, run_rows, trace_sources
-from pages.common import project_picker
+from pages.common import project_picker, store_busy_notice
 from pages.access import require_page
 
 actor = require_page("train")  # every page checks the session itself (see pages/access.py)
@@ -112,9 +112,10 @@ def new_run_form() -> None:
                "(add `--background` to return at once):")
     st.code(cli_command(project.name, config), language="bash")
     if st.button("Start training", type="primary", key="t_start"):
-        run_id, job_id = launch_training(project.id, config, actor=actor)
-        st.session_state["t_run"] = run_id
-        st.success(f"Training run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
+        with store_busy_notice():
+            run_id, job_id = launch_training(project.id, config, actor=actor)
+            st.session_state["t_run"] = run_id
+            st.success(f"Training run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
 
 
 def curve(metrics: dict[str, list[tuple[int, float]]], names: dict[str, str], title: str) -> None:
@@ -145,11 +146,13 @@ def live(run_id: int) -> None:
     c[2].metric("Steps", metrics["loss"][-1][0] if metrics.get("loss") else 0)
     if job is not None and job.status in ("queued", "running"):
         if st.button("Stop (saves a checkpoint)", key=f"t_stop_{run_id}"):
-            request_cancel(job.id, actor=actor)
-            st.toast("Stop requested: the current step finishes, then a checkpoint is saved.")
+            with store_busy_notice():
+                request_cancel(job.id, actor=actor)
+                st.toast("Stop requested: the current step finishes, then a checkpoint is saved.")
     elif status != "completed":
         if st.button("Resume from the last checkpoint", key=f"t_resume_{run_id}"):
-            resume_training(run_id, actor=actor)
+            with store_busy_notice():
+                resume_training(run_id, actor=actor)
     if job is not None and job.status == "failed":
         st.error(f"Job {job.id} failed: {job.error or 'see the log'}")
     c1, c2, c3 = st.columns(3)
@@ -165,6 +168,7 @@ def live(run_id: int) -> None:
 
 def runs_view() -> None:
     with session_scope() as session:
+        reconcile(session)  # a run whose worker died is listed as failed, not running
         rows = run_rows(session, project.id)
     if not rows:
         st.info("No training runs yet: start one on the **New run** tab.")

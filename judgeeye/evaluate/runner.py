@@ -8,6 +8,7 @@ moment (kill -9 included) finishes with exactly one prediction per item, none lo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from judgeeye.engines import Completion, Engine, GenerationRequest, SamplingPara
 from judgeeye.evaluate.raters import RaterSpec, rater_spec, run_items_stmt
 from judgeeye.jobs import JobCancelled, JobContext, other_running_job
 from judgeeye.ratings import answer_cue, argmax_score, expected_score, parse_rating
-from judgeeye.store import Codebook, Prediction, Project, RaterRun, session_scope
+from judgeeye.store import Codebook, Prediction, Project, RaterRun, StoreBusyError, session_scope, write_with_retry
 
 #: passes in a row that write nothing before a run gives up (failed requests are retried)
 MAX_PASSES = 3
@@ -95,8 +96,9 @@ def insert_ignoring_duplicates(session: Session, rows: list[dict]) -> None:
 class PredictionWriter:
     """Turns one completion into a rating by the rater's read-out and writes it at once."""
 
-    def __init__(self, run_id: int, spec: RaterSpec, codebook: CodebookSpec, engine: Engine) -> None:
-        self.run_id, self.spec, self.codebook, self.engine = run_id, spec, codebook, engine
+    def __init__(self, run_id: int, spec: RaterSpec, codebook: CodebookSpec, engine: Engine,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.run_id, self.spec, self.codebook, self.engine, self.log = run_id, spec, codebook, engine, log
         self.levels = list(range(codebook.scale_min, codebook.scale_max + 1))
         self.cue = answer_cue(codebook.output_format)
 
@@ -118,8 +120,8 @@ class PredictionWriter:
             progress.errors += 1
             return False
         row = self.row(pending, completion)
-        with session_scope() as s:
-            insert_ignoring_duplicates(s, [row])
+        write_with_retry(lambda s: insert_ignoring_duplicates(s, [row]), log_fn=self.log,
+                         what=f"prediction of item {pending.item_id}")
         progress.done += 1
         progress.parse_failures += int(not row["parse_ok"])
         progress.tokens += row["completion_tokens"]
@@ -145,7 +147,7 @@ def execute_rater_run(run_id: int, *, engine: Engine | None = None, ctx: JobCont
         engine = engine or make_engine(spec.engine)
         params = SamplingParams(temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_tokens,
                                 seed=spec.seed)
-        writer = PredictionWriter(run_id, spec, codebook, engine)
+        writer = PredictionWriter(run_id, spec, codebook, engine, log=ctx.log if ctx else None)
         stalled = 0
         while pending and stalled < MAX_PASSES:
             failed: list[Pending] = []
@@ -160,11 +162,15 @@ def execute_rater_run(run_id: int, *, engine: Engine | None = None, ctx: JobCont
     except JobCancelled:
         status = "cancelled"
     finally:
-        with session_scope() as s:
-            s.get(RaterRun, run_id).status = status
+        try:
+            write_with_retry(lambda s: setattr(s.get(RaterRun, run_id), "status", status),
+                             log_fn=ctx.log if ctx else None, what=f"status of rater run {run_id}")
+        except StoreBusyError:
+            if status != "failed":  # else the error that failed the run is the one to report
+                raise
         if own_engine and engine is not None:
             engine.close()
-        if ctx:
+        if ctx and status != "failed":
             ctx.progress(progress.fraction, progress.text(), force=True)
     if status == "completed":
         from judgeeye.evaluate.summary import summaries

@@ -1,19 +1,21 @@
 """Executing a sampling run: rejection sampling (fixed k or adaptive rounds), resumable.
 
 Every candidate is written in its own short transaction the moment its request finishes, with
-a unique (run, item, target, sample index). Resuming recomputes what is missing from the store,
-so a run killed at any moment finishes with exactly k candidates per item (fixed mode), none
-lost and none duplicated.
+a unique (run, item, target, sample index), insert-or-ignore and retried while the database is
+busy (:func:`judgeeye.store.write_with_retry`). Resuming recomputes what is missing from the
+store, so a run killed at any moment finishes with exactly k candidates per item (fixed mode),
+none lost and none duplicated. Requests that keep failing (a server down or answering errors)
+end the run "incomplete" with the engine's last error; resuming retries only those samples.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
@@ -21,10 +23,17 @@ from judgeeye.jobs import JobCancelled, JobContext, other_running_job
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.sampling.posthoc import explain_messages, verify
 from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
-from judgeeye.store import Candidate, Codebook, Project, SamplingRun, session_scope
+from judgeeye.store.retry import retry_settings
+from judgeeye.store import (
+    Candidate, Codebook, Project, SamplingRun, StoreBusyError, insert_or_ignore, session_scope, write_with_retry,
+)
 
 #: passes in a row that write nothing before a run gives up (failed requests are retried)
 MAX_PASSES = 3
+#: a candidate's unique key (models.Candidate)
+UNIQUE = ("run_id", "item_id", "target", "sample_index")
+#: run id -> the engine's last error of a run that ended "incomplete" (for the job's message)
+_last_errors: dict[int, str | None] = {}
 
 
 @dataclass
@@ -50,6 +59,7 @@ class Progress:
     accepted: int = 0
     errors: int = 0
     tokens: int = 0
+    last_error: str | None = None
     finished: set[int] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
 
@@ -125,8 +135,10 @@ class CandidateWriter:
     def __init__(
         self, run_id: int, spec: CodebookSpec, settings: SamplingSettings, engine: Engine,
         verifier: Engine | None = None, params: SamplingParams | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.run_id, self.spec, self.settings, self.engine = run_id, spec, settings, engine
+        self.log = log
         self.verifier, self.params = verifier or engine, params or SamplingParams()
         self.levels = list(range(spec.scale_min, spec.scale_max + 1))
         self.cue = answer_cue(spec.output_format)
@@ -135,11 +147,13 @@ class CandidateWriter:
     def write(self, state: ItemState, slots: Sequence[int], completions: list[Completion], progress: Progress) -> None:
         good = [(slot, c) for slot, c in zip(slots, completions) if c.finish_reason != "error"]
         progress.errors += len(completions) - len(good)
+        progress.last_error = next((c.error for c in completions if c.finish_reason == "error" and c.error),
+                                   progress.last_error)
         rows = self._post_hoc_rows(state, good) if self.settings.mode == "post_hoc" else self._rows(state, good)
         if not rows:
             return
-        with session_scope() as s:
-            s.execute(insert(Candidate), rows)
+        write_with_retry(lambda s: insert_or_ignore(s, Candidate, rows, UNIQUE), log_fn=self.log,
+                         what=f"candidates of item {state.item_id}")
         for row in rows:
             state.done.add(row["sample_index"])
             for target, label in state.targets.items():
@@ -200,22 +214,24 @@ def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | 
                             max_tokens=settings.max_tokens, seed=None)
     verifier = make_engine(settings.verifier) if settings.verifier else None
     verify_params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
-    writer = CandidateWriter(run_id, spec, settings, engine, verifier, verify_params)
+    log = ctx.log if ctx else (lambda msg: None)
+    writer = CandidateWriter(run_id, spec, settings, engine, verifier, verify_params, log=ctx.log if ctx else None)
     total = sum(settings.k - len(st.done) for st in states)
     progress = Progress(n_items=len(states), finished={st.item_id for st in states if not next_slots(st, settings)})
-    log = ctx.log if ctx else (lambda msg: None)
     log(f"run {run_id}: {len(states)} items, k={settings.k}, engine {engine.config.label()}, "
         f"at most {total} samples to go" + (f", adaptive rounds of {settings.round_size} until {settings.target_accepted} accepted" if settings.adaptive else ""))
-    status = "completed"
+    status = "failed"  # until the loop ends by itself
     try:
+        outcome = "completed"
         stalled = 0  # consecutive passes that wrote nothing (every request failed)
         while True:
             work = [(st, slots) for st in states if (slots := next_slots(st, settings))]
             if not work:
                 break
             if stalled >= MAX_PASSES:
-                status = "incomplete"
-                log(f"run {run_id}: {sum(len(s) for _, s in work)} samples still failing after {MAX_PASSES} passes")
+                outcome = "incomplete"
+                log(f"run {run_id}: {sum(len(s) for _, s in work)} samples still failing after {MAX_PASSES} passes"
+                    + (f"; last error: {progress.last_error}" if progress.last_error else ""))
                 break
             written_before = progress.written
             chunk: list[tuple[ItemState, list[int]]] = []
@@ -229,18 +245,25 @@ def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | 
             if chunk:
                 _generate(engine, chunk, params, writer, progress, ctx)
             stalled = stalled + 1 if progress.written == written_before else 0
+        status = outcome
     except JobCancelled:
         status = "cancelled"
     finally:
-        with session_scope() as s:
-            s.get(SamplingRun, run_id).status = status
+        try:
+            write_with_retry(lambda s: setattr(s.get(SamplingRun, run_id), "status", status), log_fn=writer.log,
+                             what=f"status of run {run_id}", retries=2 * retry_settings()[0])
+        except StoreBusyError:
+            if status != "failed":  # else the error that failed the run is the one to report
+                raise
         if own_engine:
             engine.close()
         if verifier is not None:
             verifier.close()
-        if ctx:
+        if ctx and status != "failed":
             ctx.progress(progress.fraction, progress.text(), force=True)
     log(f"run {run_id} {status}: {progress.text()}")
+    if status == "incomplete":
+        _last_errors[run_id] = progress.last_error
     return status
 
 
@@ -278,4 +301,6 @@ def run_sampling_job(ctx: JobContext) -> None:
     if status == "cancelled":
         raise JobCancelled()
     if status == "incomplete":
-        raise RuntimeError("some samples kept failing; resume the run to retry them")
+        last = _last_errors.pop(run_id, None)
+        raise RuntimeError(f"some samples of run {run_id} kept failing after {MAX_PASSES} passes"
+                           + (f" (last error: {last})" if last else "") + "; resume the run to retry them")

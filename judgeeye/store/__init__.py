@@ -10,6 +10,7 @@ from judgeeye.store.db import (
     session_scope,
     upgrade_schema,
 )
+from judgeeye.store.retry import StoreBusyError, insert_or_ignore, is_transient, write_with_retry
 from judgeeye.store.models import (
     Adjudication,
     Annotator,
@@ -39,4 +40,5 @@ __all__ = [
     "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "StatsCache", "TrainingMetric",
     "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "read_scope", "redact_url",
     "session_scope", "upgrade_schema",
+    "StoreBusyError", "insert_or_ignore", "is_transient", "write_with_retry",
 ]

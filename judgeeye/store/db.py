@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 DATA_DIR_ENV = "JUDGEEYE_DATA_DIR"
 DB_URL_ENV = "JUDGEEYE_DB"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: lowers (or raises) SQLite's busy timeout, e.g. for tests of a locked database
+BUSY_TIMEOUT_ENV = "JUDGEEYE_DB_BUSY_TIMEOUT_MS"
 
 _READONLY_OPTION = "judgeeye_readonly"
 _engines: dict[str, Engine] = {}
@@ -41,14 +43,21 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def busy_timeout_ms() -> int:
+    """How long a SQLite writer waits for the write lock before "database is locked"."""
+    return int(os.environ.get(BUSY_TIMEOUT_ENV, SQLITE_BUSY_TIMEOUT_MS))
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    timeout_ms = busy_timeout_ms()
+
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         # Let SQLAlchemy issue BEGIN itself so that BEGIN IMMEDIATE below works.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -75,7 +84,7 @@ def get_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
             engine = create_engine(
                 url,
                 pool_pre_ping=not is_sqlite,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000} if is_sqlite else {},
+                connect_args={"timeout": busy_timeout_ms() / 1000} if is_sqlite else {},
             )
             if is_sqlite:
                 _configure_sqlite(engine)

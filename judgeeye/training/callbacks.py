@@ -56,30 +56,35 @@ def broadcast_flag(flag: bool) -> bool:
 
 
 def write_metrics(run_id: int, step: int, values: dict[str, float]) -> None:
-    """Upsert metric rows (unique per run, step, name); non-finite values are skipped."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from judgeeye.store import TrainingMetric, session_scope
+    """Upsert metric rows (unique per run, step, name); non-finite values are skipped. Retried
+    while the database is busy (an upsert is idempotent: a retry never duplicates a row)."""
+    from judgeeye.store import write_with_retry
 
     rows = [{"run_id": run_id, "step": int(step), "name": k, "value": float(v)}
             for k, v in values.items() if v is not None and math.isfinite(float(v))]
-    if not rows:
-        return
-    with session_scope() as s:
-        dialect = s.get_bind().dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            module = sqlite if dialect == "sqlite" else postgresql
-            stmt = module.insert(TrainingMetric)
-            stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step", "name"],
-                                              set_={"value": stmt.excluded.value})
-            s.execute(stmt, rows)
-        else:  # other databases: replace by hand
-            for row in rows:
-                old = s.query(TrainingMetric).filter_by(run_id=run_id, step=row["step"], name=row["name"]).first()
-                if old is None:
-                    s.add(TrainingMetric(**row))
-                else:
-                    old.value = row["value"]
+    if rows:
+        write_with_retry(lambda s: _upsert_metrics(s, run_id, rows), what=f"metrics of step {step}")
+
+
+def _upsert_metrics(s: Any, run_id: int, rows: list[dict[str, Any]]) -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from judgeeye.store import TrainingMetric
+
+    dialect = s.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(TrainingMetric)
+        stmt = stmt.on_conflict_do_update(index_elements=["run_id", "step", "name"],
+                                          set_={"value": stmt.excluded.value})
+        s.execute(stmt, rows)
+    else:  # other databases: replace by hand
+        for row in rows:
+            old = s.query(TrainingMetric).filter_by(run_id=run_id, step=row["step"], name=row["name"]).first()
+            if old is None:
+                s.add(TrainingMetric(**row))
+            else:
+                old.value = row["value"]
 
 
 class StoreMetrics(TrainerCallback):
@@ -252,11 +257,26 @@ class Validation(TrainerCallback):
                  f"({result.parsed} wrote a parsable rating)")
         if result.tau is not None and (self.best.tau is None or result.tau > self.best.tau):
             self.best = BestState(result.tau, step)
-            self.best_dir.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(str(self.best_dir))
-            self.tokenizer.save_pretrained(str(self.best_dir))
+            self._save_best(model)
             self.on_best(self.best)
         return result
+
+
+    def _save_best(self, model: Any) -> None:
+        """Write the adapter beside the best folder, then swap it in: a job killed while saving
+        leaves the previous best adapter whole."""
+        import os
+        import shutil
+
+        tmp, old = (self.best_dir.with_name(self.best_dir.name + suffix) for suffix in (".tmp", ".old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        self.tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(old, ignore_errors=True)
+        if self.best_dir.exists():
+            os.replace(self.best_dir, old)
+        os.replace(tmp, self.best_dir)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class JobControl(TrainerCallback):

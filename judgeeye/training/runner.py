@@ -34,7 +34,9 @@ from sqlalchemy.orm import Session
 
 from judgeeye.codebook import CodebookSpec, current_version, get_version, to_spec
 from judgeeye.jobs import JobCancelled, JobContext, other_running_job
-from judgeeye.store import Codebook, Item, Project, RaterRun, TrainingMetric, TrainingRun, session_scope
+from judgeeye.store import (
+    Codebook, Item, Project, RaterRun, TrainingMetric, TrainingRun, session_scope, write_with_retry,
+)
 from judgeeye.training.callbacks import (
     BestState,
     JobControl,
@@ -110,11 +112,14 @@ def run_training_job(ctx: JobContext) -> None:
 def _set_status(run_id: int, status: str, **values: Any) -> None:
     if not is_main_process():
         return
-    with session_scope() as s:
+
+    def write(s: Session) -> None:
         run = s.get(TrainingRun, run_id)
         run.status = status
         for key, value in values.items():
             setattr(run, key, value)
+
+    write_with_retry(write, what=f"status of training run {run_id}")
 
 
 # ================================================================================ training

@@ -9,6 +9,7 @@ neither re-templates nor truncates them; it pads, packs (if asked) and trains.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,11 @@ def latest_checkpoint(output_dir: Path) -> str | None:
             step = int(path.name.split("-", 1)[1])
         except ValueError:
             continue
-        if (path / "trainer_state.json").is_file():
-            found.append((step, path))
+        try:  # written last by the Trainer: a checkpoint killed while being saved lacks it or has half of it
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((step, path))
     return str(max(found)[1]) if found else None
 
 
