@@ -27,6 +27,7 @@ from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.store import RaterRun, session_scope
 from pages.common import project_picker
 from pages.access import require_page
+from pages.keys import api_key_field
 
 actor = require_page("agreement")  # every page checks the session itself (see pages/access.py)
 
@@ -276,9 +277,10 @@ def new_run_view() -> None:
             model = c2.text_input("Model", key="ag_new_oa_model")
             key_env = c3.text_input("API key variable", "", key="ag_new_oa_key",
                                     help="The NAME of an environment variable holding the key; never the key.")
-            if model.strip():
+            usable, key_name = api_key_field(key_env)
+            if model.strip() and usable:
                 engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
-                                      api_key_env=key_env.strip() or None)
+                                      api_key_env=key_name)
         c1, c2, c3, c4 = st.columns(4)
         limit = c1.number_input("Only the first N items (0 = all)", 0, 10_000_000, 0, key="ag_new_limit")
         max_tokens = c2.number_input("Max tokens", 8, 32768, 1024, 16, key="ag_new_max_tokens")

@@ -16,6 +16,7 @@ from judgeeye.refine.critiques import cluster_summary, source_trace
 from judgeeye.refine.runner import launch_refinement, refinement_jobs, resume_refinement, version_of_job
 from judgeeye.store import Job, session_scope
 from pages.access import require_page
+from pages.keys import api_key_field, provide_api_key
 from pages.common import project_picker
 
 actor = require_page("refine")  # every page checks the session itself (see pages/access.py)
@@ -51,9 +52,10 @@ def engine_picker(prefix: str) -> EngineConfig | None:
     model = c2.text_input("Model", key=f"{prefix}_oa_model")
     key_env = c3.text_input("API key variable", "", key=f"{prefix}_oa_key",
                             help="The NAME of an environment variable holding the key; the key is never stored.")
-    if not model.strip():
+    usable, key_name = api_key_field(key_env)
+    if not model.strip() or not usable:
         return None
-    return EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(), api_key_env=key_env.strip() or None)
+    return EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(), api_key_env=key_name)
 
 
 def refine_form() -> None:
@@ -243,6 +245,9 @@ def compare_view() -> None:
         except ValueError as exc:
             st.error(str(exc))
             return
+    for spec in specs:  # a key kept in Streamlit secrets reaches the rating workers by their environment
+        if spec.engine.api_key_env and provide_api_key(spec.engine.api_key_env) is None:
+            st.warning(f"No environment variable or Streamlit secret named `{spec.engine.api_key_env}` is set.")
     if st.button("Rate and compare", type="primary", key="cv_go", disabled=not specs or a == b):
         try:
             with session_scope() as session:

@@ -16,6 +16,7 @@ from judgeeye.sampling.launch import cli_command, item_candidates, item_summarie
 from judgeeye.store import SamplingRun, session_scope
 from pages.common import project_picker, store_busy_notice
 from pages.access import require_page
+from pages.keys import api_key_field
 
 actor = require_page("sample")  # every page checks the session itself (see pages/access.py)
 
@@ -59,11 +60,14 @@ def new_run_form() -> None:
         key_env = c3.text_input("API key variable", "", key="s_oa_key_env",
                                 help="The NAME of an environment variable holding the key; the key itself is never stored.")
         conc = c4.number_input("Concurrent requests", 1, 256, 16, key="s_oa_conc")
+        usable, key_name = api_key_field(key_env)
+        if not usable:
+            return
         if not model.strip():
             st.info("Enter the served model's name.")
             return
         engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
-                              api_key_env=key_env.strip() or None, max_concurrency=int(conc))
+                              api_key_env=key_name, max_concurrency=int(conc))
     c1, c2, c3, c4 = st.columns(4)
     k = c1.number_input("k (candidates per item)", 1, 256, 16, key="s_k")
     temperature = c2.number_input("Temperature", 0.0, 2.0, 1.0, 0.1, key="s_temp")

@@ -19,7 +19,8 @@ Reply = Callable[[str, dict], tuple[str, str]]
 
 
 @contextlib.contextmanager
-def chat_server(reply: Reply) -> Iterator[tuple[str, list[str]]]:
+def chat_server(reply: Reply, headers: list[dict[str, str]] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """``headers``, when given, receives each request's HTTP headers (e.g. to see the API key arrive)."""
     prompts: list[str] = []
     lock = threading.Lock()
 
@@ -44,6 +45,8 @@ def chat_server(reply: Reply) -> Iterator[tuple[str, list[str]]]:
             prompt = request["messages"][-1]["content"]
             with lock:
                 prompts.append(prompt)
+                if headers is not None:
+                    headers.append(dict(self.headers.items()))
             n = int(request.get("n") or 1)
             choices = []
             for i in range(n):

@@ -7,12 +7,13 @@ API) is configuration, stored with every run as :class:`EngineConfig` (never wit
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Messages = list[dict[str, str]]
 EMBEDDED_MODEL = "embedded"
@@ -26,10 +27,28 @@ class ReadoutUnsupported(EngineError):
     """This engine cannot read token probabilities (e.g. a remote API)."""
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def check_api_key_env(name: str | None) -> str | None:
+    """The NAME of the variable that holds an API key, or None; a value that cannot be a
+    variable name (or looks like a key: long, digits, no underscore) is refused without being
+    repeated, because whatever is accepted here is stored with the run."""
+    name = (name or "").strip()
+    if not name:
+        return None
+    looks_like_a_key = len(name) >= 20 and "_" not in name and any(c.isdigit() for c in name)
+    if not _ENV_NAME.fullmatch(name) or looks_like_a_key:
+        raise ValueError("the API key variable must be the NAME of an environment variable or Streamlit "
+                         "secret (letters, digits and _, e.g. OPENAI_API_KEY), never the key itself")
+    return name
+
+
 class EngineConfig(BaseModel):
     """Everything needed to rebuild an engine; stored with runs, so it never holds a secret."""
 
-    model_config = ConfigDict(extra="forbid")
+    # hide_input_in_errors: a key typed where its variable's name belongs is not echoed
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     kind: Literal["transformers", "openai"] = "transformers"
     #: HF model id, local directory, a .gguf file, or "embedded" (SmolLM2-135M-Instruct)
@@ -54,6 +73,11 @@ class EngineConfig(BaseModel):
     max_retries: int = Field(5, ge=0)
     #: extra keyword arguments for the request body / generate()
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_is_a_name(cls, value: str | None) -> str | None:
+        return check_api_key_env(value)
 
     @classmethod
     def parse(cls, spec: str, **overrides: Any) -> EngineConfig:
