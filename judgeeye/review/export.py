@@ -15,7 +15,6 @@ as a formula are prefixed with an apostrophe).
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from collections import Counter, defaultdict
@@ -32,6 +31,7 @@ from judgeeye.review.adjudication import latest_adjudications
 from judgeeye.review.errors import ReviewError
 from judgeeye.review.labels import NONE, outcome_key
 from judgeeye.review.traces import split_trace
+from judgeeye.spreadsheet import spreadsheet_safe, write_csv  # noqa: F401 - spreadsheet_safe re-exported
 from judgeeye.store import Annotator, Candidate, Codebook, Item, Project, SamplingRun, Selection
 
 FORMATS = ("jsonl", "parquet", "hf", "csv")
@@ -40,7 +40,6 @@ PROVENANCES = ("human-selected", "human-edited", "adjudicated", "first-accepted"
 FILES = {"jsonl": "d_reason.jsonl", "parquet": "d_reason.parquet", "hf": "d_reason_hf", "csv": "d_reason.csv"}
 COLUMNS = ["item_id", "external_id", "split", "fields", "gold", "ratings", "codebook_version", "trace",
            "answer", "provenance", "candidate_id", "run_id", "reviewers", "n_reviews"]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 @dataclass
@@ -166,25 +165,18 @@ def _first_accepted(session: Session, item_ids: list[int]) -> dict[int, Candidat
     return out
 
 
-def spreadsheet_safe(value: Any) -> Any:
-    """A cell a spreadsheet shows as text: a leading =, +, -, @, tab or newline is escaped."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _write_csv(rows: list[dict[str, Any]], path: Path, field_names: list[str]) -> None:
     columns = [c for c in COLUMNS if c != "fields"]
     header = ["item_id", "external_id", "split", *(f"field:{n}" for n in field_names), *columns[3:]]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([spreadsheet_safe(h) for h in header])
-        for r in rows:
-            values = [r["item_id"], r["external_id"], r["split"], *(r["fields"].get(n) for n in field_names)]
-            for c in columns[3:]:
-                v = r[c]
-                values.append(json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v)
-            writer.writerow([spreadsheet_safe(v) for v in values])
+
+    def values(r: dict[str, Any]) -> list[Any]:
+        out = [r["item_id"], r["external_id"], r["split"], *(r["fields"].get(n) for n in field_names)]
+        for c in columns[3:]:
+            v = r[c]
+            out.append(json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v)
+        return out
+
+    write_csv(path, header, (values(r) for r in rows))  # escapes formula-like cells
 
 
 def write_rows(rows: list[dict[str, Any]], out_dir: Path, formats: Sequence[str]) -> dict[str, str]:
