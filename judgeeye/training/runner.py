@@ -334,7 +334,7 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     gold label (the rating it wrote is discarded). Resumable: traces already written are kept.
     None when stopped by a cancel."""
     from judgeeye.engines import EngineConfig, GenerationRequest, SamplingParams, make_engine
-    from judgeeye.codebook import render_prompt
+    from judgeeye.codebook import render_prompt, render_prompt_text
     from judgeeye.ratings import parse_rating, trace_text
 
     cfg = r.config
@@ -363,7 +363,9 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
                     for item, (c,) in zip(chunk, outs):
                         if c.finish_reason == "error":
                             continue
-                        parse = parse_rating(c.answer, r.spec.scale_min, r.spec.scale_max)
+                        # with the prompt: a rating the model copies from the item is not its own
+                        parse = parse_rating(c.answer, r.spec.scale_min, r.spec.scale_max,
+                                             prompt=render_prompt_text(r.spec, item.fields))
                         rec = {"item_id": item.id, "trace": trace_text(c.reasoning, c.answer, parse),
                                "finish_reason": c.finish_reason, "written_rating": parse.value}
                         fh.write(json.dumps(rec) + "\n")
