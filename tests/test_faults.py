@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sqlite3
 import time
@@ -176,30 +177,33 @@ def test_sampling_job_killed_then_the_restarted_app_shows_it_and_resumes_it(proj
 
 
 @pytest.mark.slow
-def test_training_job_killed_then_resumed_keeps_a_gapless_curve(project: int, tmp_path: Path) -> None:
+def test_training_job_killed_then_resumed_keeps_a_gapless_curve(
+        store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from training_data import make_tiny_project
 
     from judgeeye.training.launch import metrics_of
 
+    monkeypatch.setenv("JUDGEEYE_JOB_STALE_SECONDS", "2")
     make_tiny_project(tmp_path)
-    steps, every = 9, 3
+    steps, every = 4, 2  # a checkpoint (and a validation) every 2 steps
     result = runner.invoke(app, [
         "train", "--project", "tiny", "--max-steps", str(steps), "--eval-steps", str(every), "--batch-size", "2",
         "--grad-accum", "1", "--max-length", "192", "--warmup-steps", "0", "--lr", "1e-3", "--val-limit", "2",
         "--val-max-tokens", "2", "--val-readout", "expected", "--no-test-eval", "--background"])
     assert result.exit_code == 0, result.output
     with read_scope() as s:
-        run = s.scalars(select(TrainingRun)).one()
+        run = _detached(s, [s.scalars(select(TrainingRun)).one()])[0]
     job_id = run.job_id
 
     def metrics() -> dict[str, list[tuple[int, float]]]:
         with read_scope() as s:
             return metrics_of(s, run.id)
 
-    _wait(lambda: "loss" in metrics(), timeout=180)  # at least one step logged
-    _kill_at_a_random_moment(job_id, random.Random(SEED), 2.0)
+    # logged a step after the first checkpoint: the kill lands where a resume must replay steps
+    _wait(lambda: [s for s, _ in metrics().get("loss", [])][-1:] >= [every + 1], timeout=300)
+    _kill_at_a_random_moment(job_id, random.Random(SEED), 1.0)
     logged = [s for s, _ in metrics()["loss"]]
-    assert logged == list(range(1, len(logged) + 1)) and len(logged) < steps
+    assert logged == list(range(1, len(logged) + 1)) and every < len(logged) <= steps
     time.sleep(2.2)
 
     at = app_as("lead", page="pages/train.py")  # the app, started afresh
@@ -224,8 +228,9 @@ def test_training_job_killed_then_resumed_keeps_a_gapless_curve(project: int, tm
         distinct = s.execute(select(TrainingMetric.step, TrainingMetric.name)
                              .where(TrainingMetric.run_id == run.id).distinct()).all()
     assert rows == len(distinct)
-    if "resuming from" in _log(resumed.id):  # killed after a checkpoint: the replayed steps overwrote theirs
-        assert "checkpoint-" in _log(resumed.id)
+    # it went on from the checkpoint the killed job left, and replayed the steps logged after it
+    resumed_from = re.search(r"main: resuming from \S*checkpoint-(\d+)", _log(resumed.id))
+    assert resumed_from and every <= int(resumed_from.group(1)) < len(logged) + 1
 
 
 # ------------------------------------------------------------------------------ a locked database
