@@ -126,3 +126,15 @@ def test_a_run_is_worked_by_one_job_at_a_time(store_url: str) -> None:
     with session_scope(store_url) as s:
         assert other_running_job(s, JobContext(mine_id, {"run_id": 7}, None)).id == busy_id
         assert other_running_job(s, JobContext(lone_id, {"run_id": 9}, None)) is None
+
+
+def test_replicas_starting_at_once_upgrade_a_fresh_database_once(store_url: str) -> None:
+    """Several app replicas and workers opening a new database together: one migrates, the
+    others wait (an advisory lock on PostgreSQL, BEGIN IMMEDIATE on SQLite) and all start."""
+    code = "from judgeeye.store.db import get_engine, schema_revision; print(schema_revision(get_engine()))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    revisions = {out.strip() for out, _ in outs}
+    assert len(revisions) == 1 and revisions.pop() == schema_revision(get_engine())

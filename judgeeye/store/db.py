@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,8 +102,16 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+#: PostgreSQL advisory lock key held while the schema is upgraded ("JudgeEye" in ASCII)
+_UPGRADE_LOCK_KEY = 0x4A75646765457965
+
+
 def upgrade_schema(engine: Engine) -> None:
-    """Bring the database to the newest Alembic revision, in place."""
+    """Bring the database to the newest Alembic revision, in place.
+
+    Several app replicas and job workers may start at once against one PostgreSQL database: a
+    transaction-scoped advisory lock lets one of them migrate while the others wait, then find
+    nothing left to do (SQLite's BEGIN IMMEDIATE serialises them already)."""
     from alembic import command
     from alembic.config import Config
 
@@ -111,6 +119,8 @@ def upgrade_schema(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(here / "migrations"))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # branches (one per feature) merge by applying all heads
 
