@@ -20,14 +20,20 @@ def project_picker(label: str = "Project") -> Project | None:
     if not projects:
         st.info("No projects yet: import a dataset on the **Data** page.")
         return None
-    ids = [p.id for p in projects]
+    by_id = {p.id: p for p in projects}
     wanted = st.session_state.get("project_id") or _query_project()
-    index = ids.index(wanted) if wanted in ids else 0
-    chosen = st.selectbox(label, projects, index=index, format_func=lambda p: f"{p.name} (#{p.id})",
-                          key="project_picker")
+    # the widget follows "project_id", which an action (an import) may set after the widget last
+    # ran: stale widget state would otherwise win and switch the user back to the old project
+    st.session_state["project_picker"] = wanted if wanted in by_id else projects[0].id
+    chosen = by_id[st.selectbox(label, list(by_id), format_func=lambda i: f"{by_id[i].name} (#{i})",
+                                key="project_picker", on_change=_picked)]
     st.session_state["project_id"] = chosen.id
     st.query_params["project"] = str(chosen.id)
     return chosen
+
+
+def _picked() -> None:
+    st.session_state["project_id"] = st.session_state["project_picker"]
 
 
 def _query_project() -> int | None:
