@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -85,27 +85,104 @@ def other_running_job(session: Session, ctx: JobContext) -> Job | None:
     return next((j for j in others if int(j.params.get("run_id", -1)) == run_id), None)
 
 
-def start_job(job_id: int) -> int:
-    """Start the worker as a detached subprocess (it outlives the app); returns its pid."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise LookupError(f"no job {job_id}")
-        log_path = Path(job.log_path or logs_dir() / f"job-{job_id}.log")
+#: "local" (default): whoever creates a job starts its worker process on its own host;
+#: "workers": jobs stay queued for `judgeeye jobs worker` processes (other hosts, GPU machines)
+RUNNER_ENV = "JUDGEEYE_JOB_RUNNER"
+
+
+def external_workers() -> bool:
+    return os.environ.get(RUNNER_ENV, "local").strip().lower() == "workers"
+
+
+def _spawn_worker(job_id: int, log_path: Path, *extra: str) -> subprocess.Popen:
     log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "judgeeye.cli", "jobs", "run", str(job_id)],
+        return subprocess.Popen(
+            [sys.executable, "-m", "judgeeye.cli", "jobs", "run", str(job_id), *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     finally:
         log.close()
+
+
+def _log_path(job: Job) -> Path:
+    return Path(job.log_path or logs_dir() / f"job-{job.id}.log")
+
+
+def start_job(job_id: int) -> int | None:
+    """Start the worker as a detached subprocess (it outlives the app); returns its pid, or None
+    when ``JUDGEEYE_JOB_RUNNER=workers`` leaves the job queued for a `judgeeye jobs worker`."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        log_path = _log_path(job)
+    if external_workers():
+        return None
+    proc = _spawn_worker(job_id, log_path)
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is not None and job.status == "queued":
             job.pid = proc.pid
     return proc.pid
+
+
+def claim_job(kinds: Sequence[str] | None = None) -> int | None:
+    """Take the oldest queued job (of ``kinds``) for this worker, or None. Atomic across workers:
+    the row is locked (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: BEGIN IMMEDIATE) and marked
+    running before the transaction ends, so no two workers take the same job."""
+    with session_scope() as session:
+        stmt = select(Job).where(Job.status == "queued").order_by(Job.id).limit(1)
+        if kinds:
+            stmt = stmt.where(Job.kind.in_(list(kinds)))
+        job = session.scalars(stmt.with_for_update(skip_locked=True)).first()
+        if job is None:
+            return None
+        job.status, job.pid, job.started_at, job.heartbeat_at = "running", None, _now(), _now()
+        return job.id
+
+
+def serve_jobs(*, kinds: Sequence[str] | None = None, concurrency: int = 1, poll_seconds: float = 2.0,
+               once: bool = False, echo: Callable[[str], None] = print) -> None:
+    """`judgeeye jobs worker`: claim queued jobs and run each in its own `jobs run` process (a
+    crash or OOM takes down the job, not the worker). SIGTERM/SIGINT stop the claiming and are
+    passed on to the running jobs, which stop at their next safe point (resumable)."""
+    if kinds:
+        unknown = sorted(set(kinds) - set(HANDLERS))
+        if unknown:
+            raise ValueError(f"unknown job kind(s) {', '.join(unknown)}; kinds: {', '.join(HANDLERS)}")
+    running: dict[int, subprocess.Popen] = {}
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+        for proc in running.values():
+            proc.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    echo(f"worker {os.getpid()}: serving {', '.join(kinds) if kinds else 'all'} jobs, {concurrency} at a time")
+    try:
+        while True:
+            for job_id, proc in list(running.items()):
+                if proc.poll() is not None:
+                    echo(f"job {job_id} ended (exit {proc.returncode})")
+                    del running[job_id]
+            claimed = None
+            while not stopping.is_set() and len(running) < concurrency:
+                claimed = claim_job(kinds)
+                if claimed is None:
+                    break
+                with session_scope() as session:
+                    log_path = _log_path(session.get(Job, claimed))
+                running[claimed] = _spawn_worker(claimed, log_path, "--claimed")
+                echo(f"job {claimed} started (pid {running[claimed].pid}); log {log_path}")
+            if not running and (stopping.is_set() or (once and claimed is None)):
+                return
+            time.sleep(poll_seconds if claimed is None else 0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def request_cancel(job_id: int, *, actor: Actor) -> None:
@@ -235,17 +312,21 @@ def resolve_handler(kind: str) -> Callable[[JobContext], None]:
     return getattr(importlib.import_module(module), name)
 
 
-def run_job(job_id: int) -> str:
-    """The worker: run one job to its end in this process; returns the final status."""
+def run_job(job_id: int, *, claimed: bool = False) -> str:
+    """The worker: run one job to its end in this process; returns the final status.
+    ``claimed``: a `jobs worker` has taken the job already (running, no pid yet)."""
     with session_scope() as session:
-        job = session.get(Job, job_id)
+        job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             raise LookupError(f"no job {job_id}")
-        if job.status != "queued":
+        if claimed and job.status == "running" and job.pid is None:
+            job.pid, job.heartbeat_at = os.getpid(), _now()  # a cancel asked meanwhile still holds
+        elif job.status != "queued":
             # a cancelled-before-start or finished job is never run again: resuming makes a new job
             raise RuntimeError(f"job {job_id} is {job.status}; only a queued job can run")
-        job.status, job.pid, job.started_at, job.heartbeat_at = "running", os.getpid(), _now(), _now()
-        job.cancel_requested, job.error, job.finished_at = False, None, None
+        else:
+            job.status, job.pid, job.started_at, job.heartbeat_at = "running", os.getpid(), _now(), _now()
+            job.cancel_requested, job.error, job.finished_at = False, None, None
         ctx = JobContext(job_id=job.id, params=dict(job.params), project_id=job.project_id)
         kind = job.kind
     stop = threading.Event()

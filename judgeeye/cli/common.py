@@ -40,17 +40,24 @@ def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:
     sys.stdout.flush()
 
 
+def start_in_background(job_id: int) -> str:
+    """Start a job's worker (or leave it queued for `judgeeye jobs worker`); says which."""
+    from judgeeye.jobs import start_job
+
+    pid = start_job(job_id)
+    return f"started in the background (pid {pid})" if pid else "queued for a `judgeeye jobs worker`"
+
+
 def run_here_or_background(job_id: int, what: str, *, background: bool, follow: str = "") -> str | None:
     """Run a job's worker in this process, or start it in the background and say how to follow
     it. Returns the job's final status when it ran here, else None."""
-    from judgeeye.jobs import run_job, start_job
+    from judgeeye.jobs import run_job
     from judgeeye.store import Job, session_scope
 
     with session_scope() as session:
         log_path = session.get(Job, job_id).log_path
     if background:
-        pid = start_job(job_id)
-        typer.echo(f"{what}: job {job_id} started in the background (pid {pid}); log {log_path}")
+        typer.echo(f"{what}: job {job_id} {start_in_background(job_id)}; log {log_path}")
         typer.echo(f"follow it with: judgeeye jobs show {job_id}{follow}")
         return None
     typer.echo(f"{what} (job {job_id}); log {log_path}")

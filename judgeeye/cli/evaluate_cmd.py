@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from judgeeye.auth.roles import Actor
-from judgeeye.cli.common import echo_table, user_errors
+from judgeeye.cli.common import echo_table, start_in_background, user_errors
 from judgeeye.store import Job, session_scope
 
 
@@ -117,7 +117,7 @@ def evaluate(
     """Rate a split with LLM raters and print τ, ICC(3,1), MSE (95% CIs), parse failures and n."""
     from judgeeye.evaluate import ItemMismatchError, parse_rater
     from judgeeye.evaluate.launch import launch_rater_run, resume_rater_run
-    from judgeeye.jobs import run_job, start_job
+    from judgeeye.jobs import run_job
     from judgeeye.projects import find_project
 
     if list_:
@@ -162,8 +162,7 @@ def evaluate(
         with session_scope() as session:
             log_path = session.get(Job, job_id).log_path
         if background:
-            pid = start_job(job_id)
-            typer.echo(f"rater run {run_id}: job {job_id} started in the background (pid {pid}); log {log_path}")
+            typer.echo(f"rater run {run_id}: job {job_id} {start_in_background(job_id)}; log {log_path}")
         else:
             typer.echo(f"rater run {run_id} (job {job_id})")
             failed |= run_job(job_id) != "succeeded"

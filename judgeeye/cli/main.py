@@ -13,7 +13,8 @@ import typer
 from judgeeye.cli.codebook_cmd import codebook_app
 from judgeeye.cli.refine_cmd import refine_app
 from judgeeye.cli.evaluate_cmd import evaluate
-from judgeeye.cli.sample_cmd import jobs_app, runs_app, sample
+from judgeeye.cli.jobs_cmd import jobs_app
+from judgeeye.cli.sample_cmd import runs_app, sample
 from judgeeye.cli.train_cmd import train_app
 from judgeeye.cli.review_cmd import review_app
 from judgeeye.cli.users_cmd import users_app

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from judgeeye.cli.common import echo_table, user_errors
+from judgeeye.cli.common import echo_table, start_in_background, user_errors
 from judgeeye.store import Job, session_scope
 
 refine_app = typer.Typer(
@@ -59,7 +59,7 @@ def refine(
         return
     from judgeeye.auth import Actor
     from judgeeye.engines import EngineConfig
-    from judgeeye.jobs import run_job, start_job
+    from judgeeye.jobs import run_job
     from judgeeye.projects import find_project
     from judgeeye.refine.runner import launch_refinement, resume_refinement, version_of_job
     from judgeeye.refine.settings import RefineSettings
@@ -95,8 +95,7 @@ def refine(
         job = session.get(Job, job_id)
         log_path, project_id = job.log_path, job.project_id
     if background:
-        pid = start_job(job_id)
-        typer.echo(f"refinement job {job_id} started in the background (pid {pid}); log {log_path}")
+        typer.echo(f"refinement job {job_id} {start_in_background(job_id)}; log {log_path}")
         typer.echo(f"follow it with: judgeeye jobs show {job_id}")
         return
     typer.echo(f"refinement job {job_id}")

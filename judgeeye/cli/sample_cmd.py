@@ -1,4 +1,4 @@
-"""`judgeeye sample`, `judgeeye runs [show RUN]`, `judgeeye jobs ...`."""
+"""`judgeeye sample`, `judgeeye runs [show RUN]`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from sqlalchemy import select
 
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
-from judgeeye.store import Job, SamplingRun, session_scope
+from judgeeye.store import SamplingRun, session_scope
 
 runs_app = typer.Typer(help="Sampling runs and their statistics.", invoke_without_command=True)
-jobs_app = typer.Typer(help="Background jobs: list, follow, cancel, run a worker.", no_args_is_help=True)
 
 
 def _parse_adaptive(text: str | None) -> tuple[int | None, int]:
@@ -149,60 +148,3 @@ def runs_show(run_id: Annotated[int, typer.Argument(help="Run id.")]) -> None:
     """A run's statistics: acceptance per gold level, parse failures, tokens, utilization vs k."""
     with user_errors():
         _print_run(run_id)
-
-
-@jobs_app.command("list")
-def jobs_list(all_: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False) -> None:
-    """Jobs, newest first (running and queued only unless --all)."""
-    from judgeeye.jobs import reconcile
-
-    with session_scope() as session:
-        reconcile(session)
-        stmt = select(Job).order_by(Job.id.desc())
-        if not all_:
-            stmt = stmt.where(Job.status.in_(("queued", "running")))
-        rows = [{"job": j.id, "kind": j.kind, "status": j.status, "progress": f"{j.progress:.0%}",
-                 "detail": (j.progress_text or j.error or "")[:80], "params": j.params}
-                for j in session.scalars(stmt.limit(50)).all()]
-    echo_table(rows)
-
-
-@jobs_app.command("show")
-def jobs_show(job_id: int, log_lines: Annotated[int, typer.Option(help="Lines of log to print.")] = 20) -> None:
-    """A job's status, progress and the end of its log."""
-    from judgeeye.jobs import log_tail, reconcile
-
-    with session_scope() as session:
-        reconcile(session)
-        job = session.get(Job, job_id)
-        if job is None:
-            typer.echo(f"error: no job {job_id}", err=True)
-            raise typer.Exit(2)
-        typer.echo(f"job {job.id} ({job.kind}) {job.status} {job.progress:.0%}  {job.progress_text or ''}")
-        if job.error:
-            typer.echo(f"error: {job.error}")
-        tail = log_tail(job).splitlines()[-log_lines:]
-    typer.echo("\n".join(tail))
-
-
-@jobs_app.command("cancel")
-def jobs_cancel(job_id: int) -> None:
-    """Ask a job to stop; what it wrote so far is kept (resume continues from there)."""
-    from judgeeye.jobs import request_cancel
-
-    with user_errors():
-        try:
-            request_cancel(job_id, actor=Actor.system())
-        except LookupError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-    typer.echo(f"cancel requested for job {job_id}")
-
-
-@jobs_app.command("run")
-def jobs_run(job_id: int) -> None:
-    """Run a job's worker in this process (the app starts this as a subprocess)."""
-    from judgeeye.jobs import run_job
-
-    status = run_job(job_id)
-    raise typer.Exit(0 if status in ("succeeded", "cancelled") else 1)
