@@ -222,7 +222,8 @@ def reconcile(session: Session) -> int:
     changed = 0
     for job in session.scalars(select(Job).where(Job.status == "running")).all():
         beat = _aware(job.heartbeat_at) or _aware(job.started_at)
-        if (beat is None or beat < cutoff) and not _pid_alive(job.pid):
+        # with external workers the pid belongs to another host: the heartbeat alone decides
+        if (beat is None or beat < cutoff) and (external_workers() or not _pid_alive(job.pid)):
             job.status = "failed"
             job.error = (job.error or "") + "worker stopped without finishing (killed or crashed); see the log. Resume to continue."
             job.finished_at = _now()
