@@ -10,16 +10,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from waiting import wait_for  # noqa: F401 - the browser tests import it from here
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -83,17 +84,6 @@ def browser_page(tmp_path: Path, name: str) -> Iterator[Any]:
             raise
         finally:
             browser.close()
-
-
-def wait_for(predicate: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    """Poll ``predicate`` (usually a store query) until it gives something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def log_in(page: Any, name: str, password: str) -> None:

@@ -31,6 +31,7 @@ from judgeeye.engines import EngineConfig
 from judgeeye.sampling import SamplingSettings
 from judgeeye.sampling.launch import launch_run, resume_run
 from judgeeye.store import Candidate, Job, SamplingRun, TrainingMetric, TrainingRun, dispose_engines, read_scope
+from waiting import wait_for
 
 runner = CliRunner()
 DATA = Path(__file__).parent / "data"
@@ -98,18 +99,10 @@ def _latest_job(kind: str) -> Job:
         return _detached(s, [s.scalars(select(Job).where(Job.kind == kind).order_by(Job.id.desc())).first()])[0]
 
 
-def _wait(predicate, timeout: float = 120.0, every: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def _done(job_id: int) -> Job:
-    return _wait(lambda: (j := _job(job_id)).status not in ("queued", "running") and j)
+    return wait_for(lambda: (j := _job(job_id)).status not in ("queued", "running") and j)
 
 
 def _log(job_id: int) -> str:
@@ -147,7 +140,7 @@ def test_sampling_job_killed_then_the_restarted_app_shows_it_and_resumes_it(proj
     fault.default = {"kind": "ok", "delay": 0.3}  # one request (k samples of an item) takes 0.3 s
     run_id, job_id = launch_run(project, _engine(fault), SamplingSettings(k=K, max_tokens=32, readout=False),
                                 actor=Actor.system())
-    _wait(lambda: len(_candidates(run_id)) >= K)
+    wait_for(lambda: len(_candidates(run_id)) >= K)
     _kill_at_a_random_moment(job_id, random.Random(SEED), 0.6)
     before = {(c.item_id, c.sample_index): (c.id, c.answer) for c in _candidates(run_id)}
     assert K <= len(before) < N_ITEMS * K
@@ -200,7 +193,7 @@ def test_training_job_killed_then_resumed_keeps_a_gapless_curve(
             return metrics_of(s, run.id)
 
     # logged a step after the first checkpoint: the kill lands where a resume must replay steps
-    _wait(lambda: [s for s, _ in metrics().get("loss", [])][-1:] >= [every + 1], timeout=300)
+    wait_for(lambda: [s for s, _ in metrics().get("loss", [])][-1:] >= [every + 1], timeout=300)
     _kill_at_a_random_moment(job_id, random.Random(SEED), 1.0)
     logged = [s for s, _ in metrics()["loss"]]
     assert logged == list(range(1, len(logged) + 1)) and every < len(logged) <= steps
@@ -262,7 +255,7 @@ def test_a_briefly_locked_database_is_waited_out_and_nothing_is_lost(
     fault.default = {"kind": "ok", "delay": 0.15}
     run_id, job_id = launch_run(project, _engine(fault), SamplingSettings(k=K, max_tokens=32, readout=False),
                                 actor=Actor.system())
-    _wait(lambda: len(_candidates(run_id)) >= K)
+    wait_for(lambda: len(_candidates(run_id)) >= K)
     lock = _hold_write_lock(sqlite_only)
     try:
         time.sleep(3.0)
@@ -284,10 +277,10 @@ def test_a_database_locked_past_the_retries_fails_the_job_clearly_then_resume_co
     fault.default = {"kind": "ok", "delay": 0.15}
     run_id, job_id = launch_run(project, _engine(fault), SamplingSettings(k=K, max_tokens=32, readout=False),
                                 actor=Actor.system())
-    _wait(lambda: len(_candidates(run_id)) >= K)
+    wait_for(lambda: len(_candidates(run_id)) >= K)
     lock = _hold_write_lock(sqlite_only)
     try:  # hold it until the job has given up (its final status write waits longer, then succeeds)
-        _wait(lambda: "StoreBusyError" in _log(job_id), timeout=60, every=0.05)
+        wait_for(lambda: "StoreBusyError" in _log(job_id), timeout=60, every=0.05)
     finally:
         lock.rollback()
         lock.close()
@@ -369,7 +362,7 @@ def test_postgres_connections_terminated_mid_run_lose_nothing(
     fault.default = {"kind": "ok", "delay": 0.15}
     run_id, job_id = launch_run(project, _engine(fault), SamplingSettings(k=K, max_tokens=32, readout=False),
                                 actor=Actor.system())
-    _wait(lambda: len(_candidates(run_id)) >= K)
+    wait_for(lambda: len(_candidates(run_id)) >= K)
     admin = create_engine(os.environ["JUDGEEYE_TEST_PG"], isolation_level="AUTOCOMMIT")
     terminated = 0
     try:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from judgeeye.auth import Actor
@@ -27,6 +25,7 @@ from judgeeye.sampling import SamplingSettings, run_stats
 from judgeeye.sampling.launch import launch_run
 from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
 from judgeeye.engines import EngineConfig
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -62,16 +61,6 @@ def short_project(store_url: str) -> int:
 def _candidates(run_id: int) -> list[Candidate]:
     with session_scope() as s:
         return list(s.scalars(select(Candidate).where(Candidate.run_id == run_id).order_by(Candidate.id)).all())
-
-
-def _wait(predicate, timeout: float = 600.0, every: float = 0.3):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def test_sample_cli_five_items_k4(sample_store: int) -> None:
@@ -115,7 +104,7 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(short_project: int, monk
     engine = EngineConfig(kind="transformers", model="embedded", batch_size=4)
     settings = SamplingSettings(k=4, max_tokens=32, readout=False)
     run_id, job_id = launch_run(short_project, engine, settings, actor=Actor.system())
-    _wait(lambda: len(_candidates(run_id)) >= 4)
+    wait_for(lambda: len(_candidates(run_id)) >= 4, timeout=600)
     with session_scope() as s:
         pid = s.get(Job, job_id).pid
     os.kill(pid, signal.SIGKILL)
@@ -164,7 +153,7 @@ def test_per_annotator_targets_and_cancel_then_resume(short_project: int) -> Non
     settings = SamplingSettings(k=3, max_tokens=24, limit=4, targets="annotators", readout=False)
     run_id, job_id = launch_run(short_project, EMBEDDED, settings, actor=Actor.system())
     request_cancel(job_id, actor=Actor.system())
-    _wait(lambda: _job(job_id).status in ("cancelled", "succeeded"))
+    wait_for(lambda: _job(job_id).status in ("cancelled", "succeeded"), timeout=600)
     from judgeeye.sampling.runner import execute_run
 
     assert execute_run(run_id) == "completed"

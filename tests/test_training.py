@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from judgeeye.cli import app
 from judgeeye.store import Job, RaterRun, TrainingRun, session_scope
 from judgeeye.training.data import ReasonRow, build_examples
 from training_data import SPEC, make_tiny_project
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -258,14 +258,6 @@ def test_train_tract_two_stages_with_cot_raft(tiny_project: int) -> None:
     assert "test_tau" in meta["test"] and "base_mse" in metrics and "p_mse" in metrics
 
 
-def _wait(predicate, timeout: float = 600.0, every: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def test_stop_saves_a_checkpoint_and_a_resumed_job_continues_from_it(tiny_project: int) -> None:
@@ -281,11 +273,11 @@ def test_stop_saves_a_checkpoint_and_a_resumed_job_continues_from_it(tiny_projec
     with session_scope() as s:
         run = s.scalars(select(TrainingRun)).one()
         job_id = run.job_id
-    _wait(lambda: "loss" in _metrics(run.id))  # the worker is training
+    wait_for(lambda: "loss" in _metrics(run.id), timeout=600)  # the worker is training
     listing = runner.invoke(app, ["jobs", "list"])  # another process sees the running job
     assert listing.exit_code == 0 and f"{job_id}" in listing.output and "running" in listing.output
     request_cancel(job_id, actor=Actor.system())
-    _wait(lambda: _job(job_id).status not in ("queued", "running"))
+    wait_for(lambda: _job(job_id).status not in ("queued", "running"), timeout=600)
     job = _job(job_id)
     assert job.status == "cancelled", (job.status, job.error)
     with session_scope() as s:
