@@ -38,6 +38,7 @@ from judgeeye.store import (
     ReviewRound,
     SamplingRun,
     Selection,
+    TrainingMetric,
     TrainingRun,
     session_scope,
 )
@@ -270,3 +271,89 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         inert(page)
         log_out_and_in(page, "admin", PASSWORD)
         expect(page.get_by_text("Logged in as admin")).to_be_visible()
+
+        # --- Refine: new instructions from one trace per level, by the embedded model
+        go(page, "Refine")
+        choose(page, "Project", re.compile(PROJECT))  # a new login starts on the first project
+        expect(page.get_by_role("combobox", name="Project")).to_have_value(re.compile(PROJECT))
+        radio(page, "instructions")
+        number(page, "Traces per level (instructions)", 1)
+        number(page, "Attempts per step", 3)
+        number(page, "Max tokens (codebook)", 160)
+        page.get_by_role("button", name="Start refinement").click()
+        expect(page.get_by_text(re.compile(r"Refinement started \(job \d+\)"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Job \d+: (succeeded|failed)"))).to_be_visible(timeout=150_000)
+        if page.get_by_text(re.compile(r"Job \d+: failed")).count():  # a 135M model may never close its answer
+            assert "no usable answer" in job_of("refine").error  # ... which the page says; Resume samples afresh
+            page.get_by_role("button", name="Resume").click()
+            expect(page.get_by_text(re.compile(r"Job \d+: succeeded"))).to_be_visible(timeout=150_000)
+        expect(page.get_by_text("Wrote codebook version 2 (refined_instructions)")).to_be_visible()
+        inert(page)
+
+        # --- Codebooks: edit the refined version side by side (hostile text included) and save
+        go(page, "Codebooks")
+        tab(page, "Edit")
+        instructions = page.get_by_label("Instructions", exact=True)
+        expect(instructions).to_be_visible()
+        instructions.fill("Rate how complex the story is. " + HOSTILE)
+        instructions.press("Tab")
+        level = page.get_by_label("Level 1", exact=True)
+        level.fill("1: one event, no turn. " + LINK)
+        level.press("Tab")
+        settled(page)
+        note = page.get_by_label("Note for this version")
+        note.fill("journey edit")
+        note.press("Tab")
+        settled(page)
+        page.get_by_role("button", name="Save as a new version").click()
+        expect(page.get_by_text("Saved as version 3, now the current one.")).to_be_visible()
+        settled(page)
+        tab(page, "Diff")
+        choose(page, "To version", "3")
+        inert(page, shown=(SCRIPT, IMG))
+        with session_scope() as s:
+            pid = project_id()
+            v3 = s.scalar(select(Codebook).where(Codebook.project_id == pid, Codebook.version == 3))
+            assert v3.instructions.endswith(HOSTILE) and s.get(Project, pid).current_codebook_id == v3.id
+        tab(page, "View")
+        choose(page, "Version", "3")
+        inert(page, shown=(SCRIPT, IMG, LINK))
+
+        # --- Train: a short run; its loss curve appears; Stop; it shows stopped
+        go(page, "Train")
+        number(page, "Warm-up steps", 0)
+        number(page, "Max steps (0: by epochs)", 200)
+        number(page, "Batch size per device", 1)
+        number(page, "Gradient accumulation", 1)
+        number(page, "Max length (tokens)", 1024)
+        number(page, "Validate every N steps", 1000)
+        page.get_by_text("Evaluate on the test split").click()
+        settled(page)
+        page.get_by_role("button", name="Start training").click()
+        expect(page.get_by_text(re.compile(r"Training run \d+ started"))).to_be_visible()
+        tab(page, "Runs")
+        expect(page.get_by_text("Training loss", exact=True)).to_be_visible(timeout=150_000)  # the curve's title
+        stop = page.get_by_role("button", name="Stop (saves a checkpoint)")
+        stop.click()
+        expect(page.get_by_text(re.compile(r"Job \d+: cancelled"))).to_be_visible(timeout=90_000)
+        expect(page.get_by_role("button", name="Resume from the last checkpoint")).to_be_visible()
+        with session_scope() as s:
+            run = s.scalar(select(TrainingRun).where(TrainingRun.project_id == project_id()))
+            steps = s.scalar(select(func.count()).select_from(TrainingMetric)
+                             .where(TrainingMetric.run_id == run.id, TrainingMetric.name == "loss"))
+            assert run.status != "completed" and 1 <= steps < 200, (run.status, steps)
+        inert(page)
+
+        # --- Agreement: a rater run on the test split, then its τ / ICC / MSE as the store has them
+        go(page, "Agreement")
+        tab(page, "New rater run")
+        number(page, "Max tokens", 24)
+        page.get_by_role("button", name="Start rating").click()
+        expect(page.get_by_text(re.compile(r"Rater run \d+ started"))).to_be_visible()
+        rater = wait_for(lambda: (job_of("evaluate") or Job(status="queued")).status in ("succeeded", "failed"),
+                         "the rater run", timeout=150)
+        assert job_of("evaluate").status == "succeeded", job_of("evaluate").error
+        tab(page, "Rater runs")
+        grid = page.get_by_test_id("stDataFrame").first
+        expect(grid).to_be_visible()
+        print(grid.inner_text())
