@@ -8,7 +8,7 @@ from streamlit.errors import StreamlitAPIException
 
 from judgeeye.display import escape_markdown
 from judgeeye.auth import Actor, UserError, authenticate, page_permission, refresh_actor, set_password, user_for_identity
-from judgeeye.store import session_scope
+from judgeeye.store import read_scope, session_scope
 
 SESSION_KEY = "judgeeye_user"
 
@@ -36,7 +36,7 @@ def current_actor() -> Actor | None:
     """The logged-in user as the store knows them now (a new role applies at once; a
     deactivated user is logged out), or None."""
     data = st.session_state.get(SESSION_KEY)
-    with session_scope() as session:
+    with read_scope() as session:  # every run of every page: never wait on a writing job
         if data:
             actor = refresh_actor(session, Actor(data["id"], data["name"], data["role"]))
         else:

@@ -9,13 +9,13 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy import select
 
-from judgeeye.store import Project, session_scope
+from judgeeye.store import Project, read_scope
 from judgeeye.store.retry import StoreBusyError, busy_message, is_transient
 
 
 def project_picker(label: str = "Project") -> Project | None:
     """Select a project; the choice is kept across pages in session state and the URL."""
-    with session_scope() as session:
+    with read_scope() as session:
         projects = session.scalars(select(Project).order_by(Project.id)).all()
     if not projects:
         st.info("No projects yet: import a dataset on the **Data** page.")

@@ -76,27 +76,19 @@ def _engine(server: FaultServer, **extra: Any) -> EngineConfig:
                         max_retries=2, timeout=10, extra={**FAST, **extra})
 
 
-def _detached(s, rows):  # type: ignore[no-untyped-def]
-    """Rows that outlive their read-only session (which rolls back, expiring what it holds)."""
-    for row in rows:
-        s.expunge(row)
-    return rows
-
-
 def _candidates(run_id: int) -> list[Candidate]:
     with read_scope() as s:
-        return _detached(s, list(s.scalars(select(Candidate).where(Candidate.run_id == run_id)
-                                           .order_by(Candidate.id)).all()))
+        return list(s.scalars(select(Candidate).where(Candidate.run_id == run_id).order_by(Candidate.id)).all())
 
 
 def _job(job_id: int) -> Job:
     with read_scope() as s:
-        return _detached(s, [s.get(Job, job_id)])[0]
+        return s.get(Job, job_id)
 
 
 def _latest_job(kind: str) -> Job:
     with read_scope() as s:
-        return _detached(s, [s.scalars(select(Job).where(Job.kind == kind).order_by(Job.id.desc())).first()])[0]
+        return s.scalars(select(Job).where(Job.kind == kind).order_by(Job.id.desc())).first()
 
 
 
@@ -185,7 +177,7 @@ def test_training_job_killed_then_resumed_keeps_a_gapless_curve(
         "--val-max-tokens", "2", "--val-readout", "expected", "--no-test-eval", "--background"])
     assert result.exit_code == 0, result.output
     with read_scope() as s:
-        run = _detached(s, [s.scalars(select(TrainingRun)).one()])[0]
+        run = s.scalars(select(TrainingRun)).one()
     job_id = run.job_id
 
     def metrics() -> dict[str, list[tuple[int, float]]]:

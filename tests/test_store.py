@@ -138,3 +138,13 @@ def test_replicas_starting_at_once_upgrade_a_fresh_database_once(store_url: str)
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
     revisions = {out.strip() for out, _ in outs}
     assert len(revisions) == 1 and revisions.pop() == schema_revision(get_engine())
+
+
+def test_rows_read_in_a_read_scope_stay_usable_afterwards(store_url: str) -> None:
+    from judgeeye.store import read_scope
+
+    with session_scope() as s:
+        s.add(Project(name="kept", task="t", dimension="d", scale_min=1, scale_max=5))
+    with read_scope() as s:
+        project = s.scalars(select(Project)).one()
+    assert project.name == "kept"  # not expired by the scope's rollback

@@ -157,11 +157,13 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 def read_scope(url: str | None = None) -> Iterator[Session]:
     """A read-only transaction for pages and reports: it never takes SQLite's write lock, so it
     neither waits on running jobs nor blocks them, and may be opened inside a session_scope.
-    Anything written through it is rolled back."""
+    Anything written through it is rolled back; objects read stay usable afterwards, as after
+    a session_scope (detached with what was loaded)."""
     engine = get_engine(url).execution_options(**{_READONLY_OPTION: True})
     session = sessionmaker(bind=engine, expire_on_commit=False)()
     try:
         yield session
     finally:
+        session.expunge_all()  # a rollback would expire them
         session.rollback()
         session.close()
