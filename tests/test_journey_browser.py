@@ -375,3 +375,5 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         for shown in (ci(got.tau, got.tau_lo, got.tau_hi), ci(got.icc3, got.icc3_lo, got.icc3_hi),
                       ci(got.mse, got.mse_lo, got.mse_hi)):
             assert f"<td>{shown}</td>" in row, (shown, row)
+        tab(page, "One run")  # the worst disagreements show the items' text
+        inert(page)
