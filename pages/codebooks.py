@@ -83,7 +83,9 @@ def show_diff(diff: CodebookDiff) -> None:
 view_tab, edit_tab, diff_tab, history_tab = st.tabs(["View", "Edit", "Diff", "History"])
 
 with view_tab:
-    version = st.selectbox("Version", list(specs), index=list(specs).index(current), key="cb_view_version")
+    # keyed by the newest version: a new version (a save here or elsewhere) opens on the current one
+    version = st.selectbox("Version", list(specs), index=list(specs).index(current),
+                           key=f"cb_view_version_{list(specs)[-1]}_{current}")
     spec = specs[version]
     st.caption(f"Scale {spec.scale_min}–{spec.scale_max} · {len(spec.rubric)} rubric levels")
     st.markdown("**Instructions**")
@@ -183,7 +185,7 @@ with diff_tab:
     names = list(specs)
     c1, c2 = st.columns(2)
     a = c1.selectbox("From version", names, index=0, key="cb_diff_a")
-    b = c2.selectbox("To version", names, index=len(names) - 1, key="cb_diff_b")
+    b = c2.selectbox("To version", names, index=len(names) - 1, key=f"cb_diff_b_{names[-1]}")
     diff = diff_codebooks(specs[a], specs[b])
     if not diff.changed_sections:
         st.success(f"Versions {a} and {b} are identical.")

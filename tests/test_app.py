@@ -104,7 +104,7 @@ def test_codebooks_page_views_and_diffs(store_url: str) -> None:
     assert not at.exception
     assert any("Rubric" in m.value for m in at.markdown)
     assert at.dataframe[0].value["Level"].tolist() == [1, 2, 3, 4, 5]
-    at.selectbox(key="cb_diff_b").set_value(1).run()
+    at.selectbox(key="cb_diff_b_1").set_value(1).run()
     assert any("identical" in s.value for s in at.success)
 
 
