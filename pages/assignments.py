@@ -26,7 +26,7 @@ from judgeeye.review import (
     round_progress,
     set_round_status,
 )
-from judgeeye.store import Annotator, Candidate, Item, session_scope
+from judgeeye.store import Annotator, Candidate, Item, read_scope, session_scope
 from pages.access import require_permission
 from pages.common import project_picker
 
@@ -47,7 +47,7 @@ rounds_tab, open_tab, team_tab, disagree_tab, export_tab = st.tabs(
     ["Rounds", "Open a round", "Team", "Disagreements", "Export"])
 
 with rounds_tab:
-    with session_scope() as session:
+    with read_scope() as session:
         progress = [(r.id, r.run_id, round_progress(session, r.id)) for r in list_rounds(session, project.id)]
     if not progress:
         st.info("No review round yet: open one in the next tab.")
@@ -69,7 +69,7 @@ with rounds_tab:
             st.rerun()
 
 with open_tab:
-    with session_scope() as session:
+    with read_scope() as session:
         runs = reviewable_runs(session, project.id)
         people = [(u.name, u.role) for u in session.scalars(
             select(Annotator).where(Annotator.active.is_(True)).order_by(Annotator.name)).all()]
@@ -125,7 +125,7 @@ with team_tab:
     st.caption(agreement["note"])
 
 with disagree_tab:
-    with session_scope() as session:
+    with read_scope() as session:
         open_items = disagreements(session, project.id)
         texts = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_([d.item_id for d in open_items]))).all()}
         traces = {c.id: c for c in session.scalars(select(Candidate).where(

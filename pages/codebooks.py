@@ -17,7 +17,7 @@ from judgeeye.codebook.diff import CodebookDiff
 from judgeeye.codebook.editor import EditError, default_pair, edited_spec, make_current, save_edit
 from judgeeye.display import escape_markdown
 from pages.common import project_picker
-from judgeeye.store import session_scope
+from judgeeye.store import read_scope, session_scope
 from pages.access import require_page
 
 actor = require_page("codebooks")  # every page checks the session itself (see pages/access.py)
@@ -27,7 +27,7 @@ project = project_picker()
 if project is None:
     st.stop()
 
-with session_scope() as session:
+with read_scope() as session:
     versions = list_versions(session, project.id)
     specs = {v.version: to_spec(v, project) for v in versions}
     pair = default_pair(session, project.id)

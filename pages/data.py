@@ -24,7 +24,7 @@ from judgeeye.datasets import (
     read_table,
 )
 from judgeeye.projects import SAMPLE_FILE, builtin_codebook_for, import_with_codebook
-from judgeeye.store import Item, session_scope
+from judgeeye.store import Item, read_scope, session_scope
 from judgeeye.uploads import list_uploads, save_upload
 from pages.common import project_picker
 from pages.access import require_page
@@ -184,7 +184,7 @@ with browse_tab:
             stmt = stmt.where(Item.gold_status == status)
         if split != "all":
             stmt = stmt.where(Item.split == split)
-        with session_scope() as session:
+        with read_scope() as session:
             items = session.scalars(stmt).all()
         st.caption(f"{len(items)} items shown (at most 2,000)")
         st.dataframe(

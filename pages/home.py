@@ -7,7 +7,7 @@ import streamlit as st
 
 from judgeeye.display import escape_markdown
 from judgeeye.projects import pipeline_status
-from judgeeye.store import session_scope
+from judgeeye.store import read_scope
 from pages.access import require_page
 
 require_page("home")  # every page checks the session itself (see pages/access.py)
@@ -16,7 +16,7 @@ st.title("JudgeEye")
 st.caption("LLM raters that agree with humans: infer the reasoning behind label-only ratings, "
            "review it, refine the codebook, fine-tune raters, and measure agreement.")
 
-with session_scope() as session:
+with read_scope() as session:
     statuses = pipeline_status(session)
 
 if not statuses:

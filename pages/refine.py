@@ -14,7 +14,7 @@ from judgeeye.refine import MODES, RefineSettings, critique_jobs, map_points
 from judgeeye.refine.charts import critique_map
 from judgeeye.refine.critiques import cluster_summary, source_trace
 from judgeeye.refine.runner import launch_refinement, refinement_jobs, resume_refinement, version_of_job
-from judgeeye.store import Job, session_scope
+from judgeeye.store import Job, read_scope, session_scope
 from pages.access import require_page
 from pages.keys import api_key_field, provide_api_key
 from pages.common import project_picker
@@ -26,7 +26,7 @@ st.caption("Instructions from N traces per rating level; a rubric from critiques
 project = project_picker()
 if project is None:
     st.stop()
-with session_scope() as session:
+with read_scope() as session:
     versions = list_versions(session, project.id)
 if not versions:
     st.info("This project has no codebook yet.")
@@ -125,7 +125,7 @@ def job_status(job_id: int) -> None:
 
 def refine_view() -> None:
     refine_form()
-    with session_scope() as session:
+    with read_scope() as session:
         jobs = [(j.id, j.status) for j in refinement_jobs(session, project.id)]
     if not jobs:
         return
@@ -139,7 +139,7 @@ def refine_view() -> None:
 
 
 def show_trace(critique_id: int) -> None:
-    with session_scope() as session:
+    with read_scope() as session:
         src = source_trace(session, critique_id)
     with st.container(border=True):
         st.markdown(f"**Critique** (level {src.level})")
@@ -160,7 +160,7 @@ def show_trace(critique_id: int) -> None:
 
 
 def map_view() -> None:
-    with session_scope() as session:
+    with read_scope() as session:
         jobs = critique_jobs(session, project.id)
     if not jobs:
         st.info("No critiques yet: run a rubric (or both) refinement on the **Refine** tab.")
@@ -168,7 +168,7 @@ def map_view() -> None:
     counts = dict(jobs)
     job_id = st.selectbox("Refinement", list(counts), key="cm_job",
                           format_func=lambda j: f"job {j} · {counts[j]} critiques")
-    with session_scope() as session:
+    with read_scope() as session:
         points = map_points(session, job_id)
     placed = [p for p in points if p.x is not None]
     if not placed:

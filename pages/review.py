@@ -29,7 +29,7 @@ from judgeeye.review import (
     skip,
     undo,
 )
-from judgeeye.store import Project, session_scope
+from judgeeye.store import Project, read_scope, session_scope
 from pages.access import require_permission
 
 actor = require_permission("review")
@@ -62,7 +62,7 @@ def diff_markdown(old: str, new: str) -> str:
     return "".join(out).replace("\n", "  \n")
 
 
-with session_scope() as session:
+with read_scope() as session:
     rounds = [(r.id, r.name, session.get(Project, r.project_id).name) for r in rounds_for(session, actor)]
 if not rounds:
     st.title("Review")
@@ -98,7 +98,7 @@ def act(action, *args) -> None:  # type: ignore[no-untyped-def]
     go(None)
 
 
-with session_scope() as session:
+with session_scope() as session:  # next_item leases the item it hands out
     mine = history(session, actor, round_id)
     wanted = st.session_state.get("rv_item")
     current = wanted if wanted in mine else next_item(session, actor, round_id)
