@@ -100,3 +100,11 @@ def settled(page: Any) -> None:
 
     expect(page.get_by_test_id("stStatusWidget")).to_be_hidden()
     page.wait_for_timeout(300)
+
+
+def enter(page: Any, field: Any, text: str) -> None:
+    """Type into a text field and leave it (Streamlit commits a text box's value on blur), then
+    wait for the rerun that follows."""
+    field.fill(text)
+    field.press("Tab")
+    settled(page)

@@ -120,3 +120,15 @@ def scripted_reply(prompt: str, body: dict | None = None) -> tuple[str, str]:
             level += 1
         return f"Considering the elements. <rating>{level}</rating>", "stop"
     return "I cannot help with that.", "stop"
+
+
+def save_as_another_author(project_id: int, version: int, level: int, text: str) -> None:
+    """Someone else ("bea") saves an edit of ``version`` (changing one level) while a test's editor is open."""
+    from judgeeye.codebook import list_versions, to_spec
+    from judgeeye.codebook.editor import edited_spec, save_edit
+
+    with session_scope() as s:
+        spec = to_spec(next(v for v in list_versions(s, project_id) if v.version == version))
+        other = edited_spec(spec, spec.instructions, {**{lv.level: lv.text for lv in spec.rubric}, level: text})
+        save_edit(s, project_id, other, actor=Actor(None, "bea", "author"), edited_from=version,
+                  seen_current=version, note=f"level {level}")

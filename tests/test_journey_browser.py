@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from browser import browser_page, log_in, settled, streamlit_app, wait_for
+from browser import browser_page, enter, log_in, settled, streamlit_app, wait_for
 from judgeeye.auth import authenticate
 from judgeeye.evaluate.summary import summary
 from judgeeye.store import (
@@ -296,16 +296,9 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         tab(page, "Edit")
         instructions = page.get_by_label("Instructions", exact=True)
         expect(instructions).to_be_visible()
-        instructions.fill("Rate how complex the story is. " + HOSTILE)
-        instructions.press("Tab")
-        level = page.get_by_label("Level 1", exact=True)
-        level.fill("1: one event, no turn. " + LINK)
-        level.press("Tab")
-        settled(page)
-        note = page.get_by_label("Note for this version")
-        note.fill("journey edit")
-        note.press("Tab")
-        settled(page)
+        enter(page, instructions, "Rate how complex the story is. " + HOSTILE)
+        enter(page, page.get_by_label("Level 1", exact=True), "1: one event, no turn. " + LINK)
+        enter(page, page.get_by_label("Note for this version"), "journey edit")
         page.get_by_role("button", name="Save as a new version").click()
         expect(page.get_by_text("Saved as version 3, now the current one.")).to_be_visible()
         settled(page)

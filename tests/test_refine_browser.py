@@ -12,17 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from browser import browser_page, log_in, settled, streamlit_app, wait_for
+from browser import browser_page, enter, log_in, settled, streamlit_app, wait_for
 from chat_server import chat_server
 from judgeeye.auth import Actor
 from judgeeye.codebook import current_version, list_versions, to_spec
-from judgeeye.codebook.editor import edited_spec, save_edit
 from judgeeye.engines import EngineConfig
 from judgeeye.jobs import run_job
 from judgeeye.refine import RefineSettings
 from judgeeye.refine.runner import launch_refinement
 from judgeeye.store import Candidate, Critique, Item, session_scope
-from refine_data import make_project, scripted_reply
+from refine_data import make_project, save_as_another_author, scripted_reply
 from review_data import PASSWORD, make_users
 
 pytestmark = pytest.mark.slow
@@ -108,13 +107,9 @@ def test_author_uses_the_critique_map_and_the_editor(server: str, refined: int, 
         expect(page.get_by_text("Version 2 (refined_both), editable")).to_be_visible()
         instructions = page.get_by_label("Instructions")
         added = "Step 4: check the ending twice. <script>window.pwned=1</script> [x](javascript:alert(1))"
-        instructions.fill(instructions.input_value() + "\n" + added)
-        instructions.press("Tab")
-        settled(page)
+        enter(page, instructions, instructions.input_value() + "\n" + added)
         expect(page.locator("[data-testid='stMarkdown']").filter(has_text="twice").first).to_be_visible()
-        page.get_by_label("Note for this version").fill("clearer last step")
-        page.get_by_label("Note for this version").press("Tab")
-        settled(page)
+        enter(page, page.get_by_label("Note for this version"), "clearer last step")
         page.get_by_role("button", name="Save as a new version").click()
         expect(page.get_by_text("Saved as version 3, now the current one.")).to_be_visible()
         with session_scope() as s:
@@ -124,17 +119,9 @@ def test_author_uses_the_critique_map_and_the_editor(server: str, refined: int, 
         _assert_inert(page)
 
         # someone else saves meanwhile: this editor's save is refused with the diff
-        with session_scope() as s:
-            spec3 = to_spec(list_versions(s, project_id)[2])
-            other = edited_spec(spec3, spec3.instructions, {**{lv.level: lv.text for lv in spec3.rubric},
-                                                             5: "Masterfully layered."})
-            save_edit(s, project_id, other, actor=Actor(None, "bea", "author"), edited_from=3, seen_current=3,
-                      note="level 5")
+        save_as_another_author(project_id, 3, 5, "Masterfully layered.")
         settled(page)
-        level1 = page.get_by_label("Level 1")
-        level1.fill("Nothing happens; no characters.")
-        level1.press("Tab")
-        settled(page)
+        enter(page, page.get_by_label("Level 1"), "Nothing happens; no characters.")
         page.get_by_role("button", name="Save as a new version").click()
         expect(page.get_by_text("Not saved: someone saved version 4")).to_be_visible()
         expect(page.get_by_text("What changed meanwhile: version 3 → version 4")).to_be_visible()

@@ -13,13 +13,12 @@ from apptest_login import SESSION_KEY, login_as
 from chat_server import chat_server
 from judgeeye.auth import Actor
 from judgeeye.codebook import current_version, list_versions, to_spec
-from judgeeye.codebook.editor import edited_spec, save_edit
 from judgeeye.engines import EngineConfig
 from judgeeye.jobs import run_job
 from judgeeye.refine import RefineSettings
 from judgeeye.refine.runner import launch_refinement
 from judgeeye.store import Critique, session_scope
-from refine_data import make_project, scripted_reply, trace_for
+from refine_data import make_project, save_as_another_author, scripted_reply, trace_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,12 +95,7 @@ def test_editor_saves_refuses_a_stale_save_and_history_makes_current(store_url: 
     assert at.selectbox(key="ed_right").value == 3
 
     # someone else saves while this editor is open on version 3
-    with session_scope() as s:
-        spec3 = to_spec(list_versions(s, project_id)[2])
-        other = edited_spec(spec3, spec3.instructions, {**{lv.level: lv.text for lv in spec3.rubric},
-                                                         5: "Masterfully layered."})
-        save_edit(s, project_id, other, actor=Actor(None, "bea", "author"), edited_from=3, seen_current=3,
-                  note="level 5")
+    save_as_another_author(project_id, 3, 5, "Masterfully layered.")
     at.text_area(key=f"ed_{project_id}_3_lvl_1").set_value("Nothing happens; no characters.").run()
     at.button(key="ed_save").click().run()
     assert not at.exception
