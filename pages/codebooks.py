@@ -110,11 +110,13 @@ def editor() -> None:
     left_default, right_default = pair or (names[0], names[-1])
     if "ed_right_next" in st.session_state:  # after a save: open the new version
         st.session_state["ed_right"] = st.session_state.pop("ed_right_next")
+    # the choices live in session state only (a widget given both a default and a state value warns)
+    for key, default in (("ed_left", left_default), ("ed_right", right_default)):
+        if st.session_state.get(key) not in names:  # first visit, or another project
+            st.session_state[key] = default
     c1, c2 = st.columns(2)
-    left = c1.selectbox("Left: compare with", names, index=names.index(left_default), key="ed_left",
-                        format_func=lambda v: f"v{v} · {rows[v].origin}")
-    right = c2.selectbox("Right: edit", names, index=names.index(right_default), key="ed_right",
-                         format_func=lambda v: f"v{v} · {rows[v].origin}")
+    left = c1.selectbox("Left: compare with", names, key="ed_left", format_func=lambda v: f"v{v} · {rows[v].origin}")
+    right = c2.selectbox("Right: edit", names, key="ed_right", format_func=lambda v: f"v{v} · {rows[v].origin}")
     seen_key = f"ed_seen_{project.id}_{right}"
     st.session_state.setdefault(seen_key, current)  # the current version when editing began
     base, other = specs[right], specs[left]
