@@ -75,6 +75,24 @@ def create_job(session: Session, kind: str, params: dict[str, Any], project_id: 
     return job
 
 
+def current_job(session: Session, run: Any) -> Job | None:
+    """The job working (or last to work) a sampling, rater or training run: every run points at
+    its newest job (``run.job_id``, set when the job is queued)."""
+    return session.get(Job, run.job_id) if run is not None and run.job_id is not None else None
+
+
+def queue_run_job(session: Session, kind: str, run: Any, busy: str) -> int:
+    """Queue the job that (re)works ``run`` (params ``{"run_id": run.id}``) and point the run at
+    it; returns its id. Refused while the run's current job is still queued or running: ``busy``
+    starts that message, e.g. "run 3 is already being sampled by" (" job 7" follows)."""
+    active = current_job(session, run)
+    if active is not None and active.status in ACTIVE:
+        raise RuntimeError(f"{busy} job {active.id}")
+    job = create_job(session, kind, {"run_id": run.id}, project_id=run.project_id)
+    run.job_id = job.id
+    return job.id
+
+
 def other_running_job(session: Session, ctx: JobContext) -> Job | None:
     """Another running job of the same kind on the same run (``params["run_id"]``), if any: a
     run must be worked by one job at a time, or its rows would be written twice."""

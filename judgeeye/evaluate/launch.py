@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, require
 from judgeeye.evaluate.raters import RaterSpec, create_rater_run
-from judgeeye.jobs import ACTIVE, create_job, start_job
+from judgeeye.jobs import ACTIVE, current_job, queue_run_job, start_job
 from judgeeye.store import Job, RaterRun, session_scope
 
 JOB_KIND = "evaluate"
@@ -30,19 +30,14 @@ def launch_rater_run(
     require(actor, "evaluate")
     with session_scope() as session:
         run = create_rater_run(session, project_id, spec, split=split, codebook_version=codebook_version, name=name)
-        job = create_job(session, JOB_KIND, {"run_id": run.id}, project_id=project_id)
-        run.job_id = job.id
-        run_id, job_id = run.id, job.id
+        run_id, job_id = run.id, queue_run_job(session, JOB_KIND, run, f"rater run {run.id} is already being rated by")
     if start:
         start_job(job_id)
     return run_id, job_id
 
 
 def latest_job(session: Session, run_id: int) -> Job | None:
-    run = session.get(RaterRun, run_id)
-    if run is not None and run.job_id is not None:
-        return session.get(Job, run.job_id)
-    return None
+    return current_job(session, session.get(RaterRun, run_id))
 
 
 def resume_rater_run(run_id: int, *, actor: Actor, start: bool = True) -> int:
@@ -57,12 +52,7 @@ def _new_job(run_id: int, *, start: bool) -> int:
         run = session.get(RaterRun, run_id)
         if run is None:
             raise LookupError(f"no rater run {run_id}")
-        active = latest_job(session, run_id)
-        if active is not None and active.status in ACTIVE:
-            raise RuntimeError(f"rater run {run_id} is already being rated by job {active.id}")
-        job = create_job(session, JOB_KIND, {"run_id": run_id}, project_id=run.project_id)
-        run.job_id = job.id
-        job_id = job.id
+        job_id = queue_run_job(session, JOB_KIND, run, f"rater run {run_id} is already being rated by")
     if start:
         start_job(job_id)
     return job_id

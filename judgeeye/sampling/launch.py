@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, require
 from judgeeye.engines import EngineConfig
-from judgeeye.jobs import create_job, start_job
+from judgeeye.jobs import current_job, queue_run_job, start_job
 from judgeeye.sampling.runs import SamplingSettings, create_run
 from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
 
@@ -29,8 +29,7 @@ def launch_run(
     require(actor, "sample")
     with session_scope() as session:
         run = create_run(session, project_id, engine, settings, codebook_version)
-        job = create_job(session, "sample", {"run_id": run.id}, project_id=project_id)
-        run_id, job_id = run.id, job.id
+        run_id, job_id = run.id, queue_run_job(session, "sample", run, f"run {run.id} is already being sampled by")
     if start:
         start_job(job_id)
     return run_id, job_id
@@ -43,18 +42,14 @@ def resume_run(run_id: int, *, actor: Actor, start: bool = True) -> int:
         run = session.get(SamplingRun, run_id)
         if run is None:
             raise LookupError(f"no sampling run {run_id}")
-        active = latest_job(session, run_id)
-        if active is not None and active.status in ("queued", "running"):
-            raise RuntimeError(f"run {run_id} is already being sampled by job {active.id}")
-        job_id = create_job(session, "sample", {"run_id": run_id}, project_id=run.project_id).id
+        job_id = queue_run_job(session, "sample", run, f"run {run_id} is already being sampled by")
     if start:
         start_job(job_id)
     return job_id
 
 
 def latest_job(session: Session, run_id: int) -> Job | None:
-    jobs = session.scalars(select(Job).where(Job.kind == "sample").order_by(Job.id.desc())).all()
-    return next((j for j in jobs if int(j.params.get("run_id", -1)) == run_id), None)
+    return current_job(session, session.get(SamplingRun, run_id))
 
 
 def cli_command(project: str, engine: EngineConfig, settings: SamplingSettings, codebook_version: int | None) -> str:

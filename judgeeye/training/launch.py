@@ -10,11 +10,10 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, require
 from judgeeye.codebook import current_version, get_version
-from judgeeye.jobs import create_job, start_job
+from judgeeye.jobs import current_job, queue_run_job, start_job
 from judgeeye.store import Candidate, Job, Project, SamplingRun, TrainingMetric, TrainingRun, data_dir, session_scope
 from judgeeye.training.config import TrainingConfig
 
-ACTIVE = ("queued", "running")
 
 
 def runs_root() -> Path:
@@ -47,17 +46,14 @@ def launch_training(project_id: int, config: TrainingConfig, *, actor: Actor,
     require(actor, "train")
     with session_scope() as session:
         run = create_training_run(session, project_id, config)
-        job = create_job(session, "train", {"run_id": run.id}, project_id=project_id)
-        run.job_id = job.id
-        run_id, job_id = run.id, job.id
+        run_id, job_id = run.id, queue_run_job(session, "train", run, f"training run {run.id} is already running as")
     if start:
         start_job(job_id)
     return run_id, job_id
 
 
 def latest_job(session: Session, run_id: int) -> Job | None:
-    jobs = session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc())).all()
-    return next((j for j in jobs if int(j.params.get("run_id", -1)) == run_id), None)
+    return current_job(session, session.get(TrainingRun, run_id))
 
 
 def resume_training(run_id: int, *, actor: Actor, start: bool = True) -> int:
@@ -67,13 +63,9 @@ def resume_training(run_id: int, *, actor: Actor, start: bool = True) -> int:
         run = session.get(TrainingRun, run_id)
         if run is None:
             raise LookupError(f"no training run {run_id}")
-        active = latest_job(session, run_id)
-        if active is not None and active.status in ACTIVE:
-            raise RuntimeError(f"training run {run_id} is already running as job {active.id}")
         if run.status == "completed":
             raise RuntimeError(f"training run {run_id} is complete; start a new run instead")
-        job_id = create_job(session, "train", {"run_id": run_id}, project_id=run.project_id).id
-        run.job_id = job_id
+        job_id = queue_run_job(session, "train", run, f"training run {run_id} is already running as")
     if start:
         start_job(job_id)
     return job_id
