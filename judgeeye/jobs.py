@@ -103,6 +103,21 @@ def other_running_job(session: Session, ctx: JobContext) -> Job | None:
     return next((j for j in others if int(j.params.get("run_id", -1)) == run_id), None)
 
 
+def take_run(session: Session, model: type, ctx: JobContext, busy: str) -> int:
+    """A job handler's first step: point the run it works (``params["run_id"]``) at this job,
+    refusing while another job is running it (``busy`` starts that message, as in
+    :func:`queue_run_job`). Returns the run id."""
+    run_id = int(ctx.params["run_id"])
+    run = session.get(model, run_id)
+    if run is None:
+        raise LookupError(f"no {model.__tablename__.replace('_', ' ')} {run_id}")
+    run.job_id = ctx.job_id
+    other = other_running_job(session, ctx)
+    if other is not None:
+        raise RuntimeError(f"{busy} job {other.id}")
+    return run_id
+
+
 #: "local" (default): whoever creates a job starts its worker process on its own host;
 #: "workers": jobs stay queued for `judgeeye jobs worker` processes (other hosts, GPU machines)
 RUNNER_ENV = "JUDGEEYE_JOB_RUNNER"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, GenerationRequest, SamplingParams, make_engine
 from judgeeye.evaluate.raters import RaterSpec, rater_spec, run_items_stmt
-from judgeeye.jobs import JobCancelled, JobContext, other_running_job
+from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.ratings import answer_cue, argmax_score, expected_score, parse_rating
 from judgeeye.store import Codebook, Prediction, Project, RaterRun, StoreBusyError, session_scope, write_with_retry
 
@@ -202,15 +202,8 @@ def _generate(engine: Engine, chunk: list[Pending], params: SamplingParams, writ
 
 def run_evaluate_job(ctx: JobContext) -> None:
     """Job handler for kind 'evaluate': params {"run_id": N}."""
-    run_id = int(ctx.params["run_id"])
     with session_scope() as s:
-        run = s.get(RaterRun, run_id)
-        if run is None:
-            raise LookupError(f"no rater run {run_id}")
-        run.job_id = ctx.job_id
-        other = other_running_job(s, ctx)
-        if other is not None:
-            raise RuntimeError(f"rater run {run_id} is already being rated by job {other.id}")
+        run_id = take_run(s, RaterRun, ctx, f"rater run {ctx.params['run_id']} is already being rated by")
     status = execute_rater_run(run_id, ctx=ctx)
     if status == "cancelled":
         raise JobCancelled()

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
-from judgeeye.jobs import JobCancelled, JobContext, other_running_job
+from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.sampling.posthoc import explain_messages, verify
 from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
@@ -291,12 +291,8 @@ def _generate(
 
 def run_sampling_job(ctx: JobContext) -> None:
     """Job handler for kind 'sample': params {"run_id": N}."""
-    run_id = int(ctx.params["run_id"])
     with session_scope() as s:
-        run = s.get(SamplingRun, run_id)
-        run.job_id = ctx.job_id
-        if other_running_job(s, ctx) is not None:
-            raise RuntimeError(f"run {run_id} is already being sampled by another job")
+        run_id = take_run(s, SamplingRun, ctx, f"run {ctx.params['run_id']} is already being sampled by")
     status = execute_run(run_id, ctx=ctx)
     if status == "cancelled":
         raise JobCancelled()

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import CodebookSpec, current_version, get_version, to_spec
-from judgeeye.jobs import JobCancelled, JobContext, other_running_job
+from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.store import (
     Codebook, Item, Project, RaterRun, TrainingMetric, TrainingRun, session_scope, write_with_retry,
 )
@@ -92,14 +92,8 @@ class RunState:
 
 def run_training_job(ctx: JobContext) -> None:
     """Job handler for kind 'train': params {"run_id": N}."""
-    run_id = int(ctx.params["run_id"])
     with session_scope() as s:
-        run = s.get(TrainingRun, run_id)
-        if run is None:
-            raise LookupError(f"no training run {run_id}")
-        run.job_id = ctx.job_id
-        if other_running_job(s, ctx) is not None:
-            raise RuntimeError(f"training run {run_id} is already running in another job")
+        run_id = take_run(s, TrainingRun, ctx, f"training run {ctx.params['run_id']} is already running as")
     try:
         status = execute_training(run_id, ctx=ctx)
     except Exception:
