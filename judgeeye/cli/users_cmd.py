@@ -6,18 +6,29 @@ already holds every right over it; roles restrict what people do through the app
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Optional, TypeVar
 
 import typer
 
 from judgeeye.cli.common import echo_table
 
+T = TypeVar("T")
 users_app = typer.Typer(help="People and roles: annotator, author, lead, admin.", no_args_is_help=True)
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
+def _as_operator(action: Callable[..., T], *args: object) -> T:
+    """Run a user action (``action(session, actor, *args)``) as the store's operator in one
+    transaction; a refused one ends the command with its reason and exit status 2."""
+    from judgeeye.auth import Actor, UserError
+    from judgeeye.store import session_scope
+
+    try:
+        with session_scope() as session:
+            return action(session, Actor.system(), *args)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @users_app.command("add")
@@ -29,16 +40,10 @@ def add_cmd(
                                                     "history: prefer the generated one.")] = None,
 ) -> None:
     """Add a user."""
-    from judgeeye.auth import Actor, UserError, add_user
-    from judgeeye.store import session_scope
+    from judgeeye.auth import add_user
 
-    try:
-        with session_scope() as session:
-            user, generated = add_user(session, Actor.system(), name, role, password)
-            user_id = user.id
-    except UserError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"added {role} {name!r} (id {user_id})")
+    user, generated = _as_operator(add_user, name, role, password)
+    typer.echo(f"added {role} {name!r} (id {user.id})")
     if generated:
         typer.echo(f"password: {generated}   (shown once; change it after the first login)")
 
@@ -61,42 +66,27 @@ def set_password_cmd(
     password: Annotated[Optional[str], typer.Option(help="New password; default: asked without echo.")] = None,
 ) -> None:
     """Set a user's password."""
-    from judgeeye.auth import Actor, UserError, set_password
-    from judgeeye.store import session_scope
+    from judgeeye.auth import set_password
 
     if password is None:
         password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    try:
-        with session_scope() as session:
-            set_password(session, Actor.system(), name, password)
-    except UserError as exc:
-        raise _fail(exc) from None
+    _as_operator(set_password, name, password)
     typer.echo(f"password of {name!r} changed")
 
 
 @users_app.command("set-role")
 def set_role_cmd(name: str, role: str) -> None:
     """Change a user's role."""
-    from judgeeye.auth import Actor, UserError, set_role
-    from judgeeye.store import session_scope
+    from judgeeye.auth import set_role
 
-    try:
-        with session_scope() as session:
-            set_role(session, Actor.system(), name, role)
-    except UserError as exc:
-        raise _fail(exc) from None
+    _as_operator(set_role, name, role)
     typer.echo(f"{name!r} is now {role}")
 
 
 def _set_active(name: str, active: bool) -> None:
-    from judgeeye.auth import Actor, UserError, set_active
-    from judgeeye.store import session_scope
+    from judgeeye.auth import set_active
 
-    try:
-        with session_scope() as session:
-            set_active(session, Actor.system(), name, active)
-    except UserError as exc:
-        raise _fail(exc) from None
+    _as_operator(set_active, name, active)
     typer.echo(f"{name!r} {'activated' if active else 'deactivated'}")
 
 
