@@ -8,7 +8,7 @@ tests use), then times, in one process:
   first view after new data costs: bootstrap intervals, the 320,000-candidate sampling scan);
 * **warm**: each data function again, `--repeats` times (the median), as every later view in any
   server process sees it (the cache lives in the store);
-* **AppTest**: the whole page (app.py + pages/agreement.py) rendered by Streamlit's AppTest,
+* **AppTest**: the whole page (app.py + judgeeye_app/views/agreement.py) rendered by Streamlit's AppTest,
   one tab at a time (the tabs are lazy: only the open one runs), in an open session; and a fresh
   session's first view (which adds AppTest's own per-session scan of installed component
   packages, about a second here, that a real server does once at start);
@@ -110,7 +110,7 @@ def main() -> None:
     def fresh() -> AppTest:
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
         at.session_state["judgeeye_user"] = user
-        at.switch_page("pages/agreement.py")
+        at.switch_page("judgeeye_app/views/agreement.py")
         return at
 
     at = fresh()

@@ -52,7 +52,7 @@ from judgeeye.engines import (  # noqa: E402
     make_engine,
 )
 
-SAMPLE = REPO / "assets" / "sample" / "hanna_sample.csv"
+SAMPLE = REPO / "judgeeye" / "assets" / "sample" / "hanna_sample.csv"
 #: request-body fields that turn off llama.cpp's default sampler extras
 LLAMA_PLAIN_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 

@@ -33,7 +33,7 @@ from judgeeye.store import (
     session_scope,
 )
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 SAMPLE_FILE = ASSETS_DIR / "sample" / "hanna_sample.csv"
 SAMPLE_PROJECT = "HANNA story complexity (sample)"
 

@@ -2,7 +2,7 @@
 
     from apptest_login import app_as
     at = app_as("lead")                          # Home (Review for annotators)
-    at = app_as("lead", page="pages/sample.py")  # then switch page
+    at = app_as("lead", page="judgeeye_app/views/sample.py")  # then switch page
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from judgeeye.store import Annotator, session_scope
 from review_data import password_hash
 
 REPO = Path(__file__).resolve().parents[1]
-SESSION_KEY = "judgeeye_user"  # pages/access.py
+SESSION_KEY = "judgeeye_user"  # judgeeye_app/ui/access.py
 
 
 def login_as(role: str = "admin", name: str | None = None) -> dict[str, object]:

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _page(timeout: float = 120) -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
     at.session_state[SESSION_KEY] = login_as("lead")  # the page is for leads
-    at.switch_page("pages/agreement.py")  # straight there: Home is not what is measured here
+    at.switch_page("judgeeye_app/views/agreement.py")  # straight there: Home is not what is measured here
     return at.run()
 
 

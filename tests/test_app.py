@@ -37,7 +37,7 @@ def test_first_start_shows_the_sample_project(store_url: str) -> None:
 
 
 def test_data_page_imports_a_builtin_format(store_url: str) -> None:
-    at = _page(_app(), "pages/data.py")
+    at = _page(_app(), "judgeeye_app/views/data.py")
     assert not at.exception
     at.radio(key="data_source").set_value("Bundled sample (HANNA, 300 stories)").run()
     at.selectbox(key="data_loader").set_value("hanna").run()
@@ -66,7 +66,7 @@ def _upload(data_dir: Path, name: str) -> None:
 
 def test_data_page_maps_columns_of_an_uploaded_file(store_url: str, data_dir: Path) -> None:
     _upload(data_dir, "generic_ratings.csv")
-    at = _page(_app(), "pages/data.py")
+    at = _page(_app(), "judgeeye_app/views/data.py")
     at.radio(key="data_source").set_value("A file uploaded before").run()
     at.radio(key="data_kind").set_value("Map columns").run()
     at.selectbox(key="map_id").set_value("id").run()
@@ -85,7 +85,7 @@ def test_data_page_maps_columns_of_an_uploaded_file(store_url: str, data_dir: Pa
 
 def test_data_page_shows_validation_errors_inline(store_url: str, data_dir: Path) -> None:
     _upload(data_dir, "generic_ratings_bad.csv")
-    at = _page(_app(), "pages/data.py")
+    at = _page(_app(), "judgeeye_app/views/data.py")
     at.radio(key="data_source").set_value("A file uploaded before").run()
     at.radio(key="data_kind").set_value("Map columns").run()
     at.selectbox(key="map_id").set_value("id").run()
@@ -100,7 +100,7 @@ def test_data_page_shows_validation_errors_inline(store_url: str, data_dir: Path
 
 
 def test_codebooks_page_views_and_diffs(store_url: str) -> None:
-    at = _page(_app(), "pages/codebooks.py")
+    at = _page(_app(), "judgeeye_app/views/codebooks.py")
     assert not at.exception
     assert any("Rubric" in m.value for m in at.markdown)
     assert at.dataframe[0].value["Level"].tolist() == [1, 2, 3, 4, 5]
@@ -109,7 +109,7 @@ def test_codebooks_page_views_and_diffs(store_url: str) -> None:
 
 
 def test_pages_say_what_to_do_with_an_empty_store(store_url: str) -> None:
-    at = AppTest.from_file(str(REPO / "pages" / "codebooks.py"), default_timeout=30)
+    at = AppTest.from_file(str(REPO / "judgeeye_app" / "views" / "codebooks.py"), default_timeout=30)
     at.session_state[SESSION_KEY] = login_as("author")  # every page checks the session itself
     at.run()
     assert not at.exception
@@ -117,7 +117,7 @@ def test_pages_say_what_to_do_with_an_empty_store(store_url: str) -> None:
 
 
 def test_browse_tab_lists_items_even_before_a_file_is_chosen(store_url: str) -> None:
-    at = _page(_app(), "pages/data.py")
+    at = _page(_app(), "judgeeye_app/views/data.py")
     assert not at.exception
     frames = [d.value for d in at.dataframe]
     assert any(len(f) == 300 and "gold" in f.columns for f in frames)
@@ -127,10 +127,10 @@ def test_browse_tab_lists_items_even_before_a_file_is_chosen(store_url: str) -> 
 
 
 def test_a_page_run_on_its_own_asks_for_a_login(store_url: str) -> None:
-    """Streamlit runs a page file without app.py on a deep link to a fresh server (its pages/
+    """Streamlit runs a page file without app.py on a deep link to a fresh server (in a pages/
     folder mode): the page itself refuses to work without a session."""
     for page in ("home", "data", "codebooks", "sample", "review", "assignments", "users"):
-        at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=30).run()
+        at = AppTest.from_file(str(REPO / "judgeeye_app" / "views" / f"{page}.py"), default_timeout=30).run()
         assert not at.exception, page
         assert [e.value for e in at.error] == ["Log in first."], page
         assert not at.dataframe and not at.text_input and not at.button, page

@@ -138,7 +138,7 @@ def test_sampling_job_killed_then_the_restarted_app_shows_it_and_resumes_it(proj
     assert K <= len(before) < N_ITEMS * K
     time.sleep(2.2)  # the heartbeat goes stale (JUDGEEYE_JOB_STALE_SECONDS=2)
 
-    at = app_as("lead", page="pages/sample.py")  # the app, started afresh, finds the dead worker
+    at = app_as("lead", page="judgeeye_app/views/sample.py")  # the app, started afresh, finds the dead worker
     assert not at.exception
     assert any(f"Job {job_id} failed" in e.value and "killed" in e.value for e in at.error)
     assert any(f"Job {job_id}: failed" in p.proto.text for p in at.get("progress"))
@@ -191,7 +191,7 @@ def test_training_job_killed_then_resumed_keeps_a_gapless_curve(
     assert logged == list(range(1, len(logged) + 1)) and every < len(logged) <= steps
     time.sleep(2.2)
 
-    at = app_as("lead", page="pages/train.py")  # the app, started afresh
+    at = app_as("lead", page="judgeeye_app/views/train.py")  # the app, started afresh
     assert not at.exception
     assert any(f"Job {job_id} failed" in e.value and "killed" in e.value for e in at.error)
     assert not [b for b in at.button if b.key == f"t_stop_{run.id}"]
@@ -302,7 +302,7 @@ def _start_a_job_from_a_button(repo: str) -> None:
     sys.path.insert(0, repo)
     from judgeeye.jobs import create_job
     from judgeeye.store import session_scope
-    from pages.common import store_busy_notice
+    from judgeeye_app.ui.common import store_busy_notice
 
     if st.button("Start", key="start"):
         with store_busy_notice():

@@ -48,7 +48,7 @@ def _refined_project(tmp_path) -> tuple[int, int]:  # type: ignore[no-untyped-de
 
 def test_critique_map_lists_clusters_and_opens_a_trace(store_url: str, tmp_path) -> None:
     project_id, job_id = _refined_project(tmp_path)
-    at = _open("pages/refine.py", project_id, rf_tab="Critique map")
+    at = _open("judgeeye_app/views/refine.py", project_id, rf_tab="Critique map")
     assert not at.error, [e.value for e in at.error]
     assert at.get("plotly_chart"), "the map is drawn"
     labels = [e.label for e in at.expander]
@@ -76,7 +76,7 @@ def test_editor_saves_refuses_a_stale_save_and_history_makes_current(store_url: 
     project_id, _ = _refined_project(tmp_path)
     with session_scope() as s:
         v2 = to_spec(list_versions(s, project_id)[1])
-    at = _open("pages/codebooks.py", project_id, role="author")
+    at = _open("judgeeye_app/views/codebooks.py", project_id, role="author")
     assert at.selectbox(key="ed_left").value == 1 and at.selectbox(key="ed_right").value == 2
     instr = at.text_area(key=f"ed_{project_id}_2_instr")
     assert instr.value == v2.instructions
@@ -132,7 +132,7 @@ def test_compare_tab_rates_both_versions_and_shows_the_tests(store_url: str, tmp
         engine = EngineConfig(kind="openai", model="scripted", base_url=url, max_retries=0)
         assert run_job(launch_refinement(project_id, RefineSettings(mode="instruction", engine=engine, n_inst=1),
                                          actor=Actor.system(), start=False)) == "succeeded"
-        at = _open("pages/refine.py", project_id, rf_tab="Compare versions")
+        at = _open("judgeeye_app/views/refine.py", project_id, rf_tab="Compare versions")
         assert at.selectbox(key="cv_a").value == 1 and at.selectbox(key="cv_b").value == 2
         at.text_area(key="cv_raters").set_value(f"openai:rater-a@{url},max_tokens=32\n"
                                                 f"openai:rater-b@{url},max_tokens=32").run()
@@ -158,17 +158,17 @@ def test_compare_tab_rates_both_versions_and_shows_the_tests(store_url: str, tmp
 
 
 def test_refine_page_on_its_own_asks_for_a_login_and_is_closed_to_annotators(store_url: str, tmp_path) -> None:
-    at = AppTest.from_file(str(REPO / "pages" / "refine.py"), default_timeout=30).run()
+    at = AppTest.from_file(str(REPO / "judgeeye_app" / "views" / "refine.py"), default_timeout=30).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["Log in first."]
     assert not at.button and not at.text_input
     project_id = make_project(tmp_path, per_level=1, test_per_level=0)
-    at = AppTest.from_file(str(REPO / "pages" / "refine.py"), default_timeout=30)
+    at = AppTest.from_file(str(REPO / "judgeeye_app" / "views" / "refine.py"), default_timeout=30)
     at.session_state[SESSION_KEY] = login_as("annotator")
     at.session_state["project_id"] = project_id
     at.run()
     assert not at.exception and at.error and not at.button  # refinement is for authors and up
-    at = AppTest.from_file(str(REPO / "pages" / "refine.py"), default_timeout=30)
+    at = AppTest.from_file(str(REPO / "judgeeye_app" / "views" / "refine.py"), default_timeout=30)
     at.session_state[SESSION_KEY] = login_as("author")  # guideline authors refine codebooks
     at.session_state["project_id"] = project_id
     at.run()

@@ -40,11 +40,11 @@ def test_first_start_prints_the_admin_password_and_login_works(store_url: str, c
 
 
 @pytest.mark.parametrize("role,allowed,denied", [
-    ("annotator", ["pages/review.py"], ["pages/data.py", "pages/codebooks.py", "pages/sample.py",
-                                        "pages/assignments.py", "pages/users.py"]),
-    ("author", ["pages/codebooks.py", "pages/review.py"], ["pages/data.py", "pages/users.py", "pages/assignments.py"]),
-    ("lead", ["pages/data.py", "pages/sample.py", "pages/assignments.py"], ["pages/users.py"]),
-    ("admin", ["pages/users.py", "pages/assignments.py"], []),
+    ("annotator", ["judgeeye_app/views/review.py"], ["judgeeye_app/views/data.py", "judgeeye_app/views/codebooks.py", "judgeeye_app/views/sample.py",
+                                        "judgeeye_app/views/assignments.py", "judgeeye_app/views/users.py"]),
+    ("author", ["judgeeye_app/views/codebooks.py", "judgeeye_app/views/review.py"], ["judgeeye_app/views/data.py", "judgeeye_app/views/users.py", "judgeeye_app/views/assignments.py"]),
+    ("lead", ["judgeeye_app/views/data.py", "judgeeye_app/views/sample.py", "judgeeye_app/views/assignments.py"], ["judgeeye_app/views/users.py"]),
+    ("admin", ["judgeeye_app/views/users.py", "judgeeye_app/views/assignments.py"], []),
 ])
 def test_navigation_follows_the_role(store_url: str, role: str, allowed: list[str], denied: list[str]) -> None:
     for page in allowed:
@@ -142,7 +142,7 @@ def test_review_page_shows_item_text_inert(store_url: str) -> None:
 def test_assignments_page_opens_a_round_settles_and_exports(store_url: str) -> None:
     make_users(("ann", "annotator"), ("bob", "annotator"))
     _, run_id = make_project(3)
-    at = app_as("lead", "lea", page="pages/assignments.py")
+    at = app_as("lead", "lea", page="judgeeye_app/views/assignments.py")
     assert not at.exception
     picker = at.selectbox(key="project_picker")
     picker.select_index([i for i, o in enumerate(picker.options) if "review test" in o][0]).run()
@@ -156,7 +156,7 @@ def test_assignments_page_opens_a_round_settles_and_exports(store_url: str) -> N
     ann, bob = (app_as("annotator", n) for n in ("ann", "bob"))
     ann.button(key="rv_choose_1").click().run()
     bob.button(key="rv_none").click().run()
-    at = app_as("lead", "lea", page="pages/assignments.py")
+    at = app_as("lead", "lea", page="judgeeye_app/views/assignments.py")
     picker = at.selectbox(key="project_picker")
     picker.select_index([i for i, o in enumerate(picker.options) if "review test" in o][0]).run()
     radios = [r for r in at.radio if r.key.startswith("as_settle_")]
@@ -172,7 +172,7 @@ def test_assignments_page_opens_a_round_settles_and_exports(store_url: str) -> N
 
 
 def test_users_page_adds_a_user_and_shows_the_password_once(store_url: str) -> None:
-    at = app_as("admin", page="pages/users.py")
+    at = app_as("admin", page="judgeeye_app/views/users.py")
     at.text_input(key="users_add_name").input("newbie")
     at.selectbox(key="users_add_role").set_value("author")
     [b for b in at.button if b.label == "Add"][0].click().run()

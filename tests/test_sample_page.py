@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _page() -> AppTest:
-    return app_as("lead", page="pages/sample.py")
+    return app_as("lead", page="judgeeye_app/views/sample.py")
 
 
 def test_launch_watch_and_browse_a_run(store_url: str) -> None:

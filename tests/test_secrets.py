@@ -147,7 +147,7 @@ def test_a_key_from_streamlit_secrets_reaches_the_worker_by_its_environment(
         at.secrets["api_keys"] = {name: key}
         at.session_state[SESSION_KEY] = login_as("lead")
         at.run()
-        at.switch_page("pages/sample.py").run()
+        at.switch_page("judgeeye_app/views/sample.py").run()
         at.radio(key="s_engine").set_value("OpenAI-compatible server").run()
         at.text_input(key="s_oa_url").set_value(url).run()
         at.text_input(key="s_oa_model").set_value("scripted").run()
@@ -193,7 +193,7 @@ def test_a_key_typed_where_its_name_belongs_is_refused_unrepeated(store_url: str
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     at.session_state[SESSION_KEY] = login_as("lead")
     at.run()
-    at.switch_page("pages/sample.py").run()
+    at.switch_page("judgeeye_app/views/sample.py").run()
     at.radio(key="s_engine").set_value("OpenAI-compatible server").run()
     at.text_input(key="s_oa_model").set_value("scripted").run()
     at.text_input(key="s_oa_key_env").set_value(key).run()

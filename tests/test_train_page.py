@@ -16,7 +16,7 @@ from training_data import make_tiny_project
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-SESSION_KEY = "judgeeye_user"  # pages/access.py: who is logged in
+SESSION_KEY = "judgeeye_user"  # judgeeye_app/ui/access.py: who is logged in
 
 
 def _lead() -> dict:
@@ -32,7 +32,7 @@ def _lead() -> dict:
 def _page() -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.session_state[SESSION_KEY] = _lead()
-    at.switch_page("pages/train.py")
+    at.switch_page("judgeeye_app/views/train.py")
     return at.run()
 
 

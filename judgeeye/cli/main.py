@@ -38,9 +38,6 @@ app.command("evaluate")(evaluate)
 app.add_typer(users_app, name="users")
 app.add_typer(review_app, name="review")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 def _parse_named(values: list[str] | None) -> dict[str, str]:
     """`NAME=COLUMN` or `COLUMN` (the column's own name) pairs, in order."""
     out: dict[str, str] = {}
@@ -166,10 +163,8 @@ def app_cmd(
     """Start the Streamlit app (imports the sample project on a first start)."""
     from judgeeye.projects import ensure_sample_project
 
-    script = REPO_ROOT / "app.py"
-    if not script.exists():
-        typer.echo(f"error: {script} not found; run from a source checkout (pip install -e .)", err=True)
-        raise typer.Exit(2)
+    from judgeeye_app import ENTRY_SCRIPT as script  # the installed app package (imports no streamlit)
+
     if not no_sample:
         created = ensure_sample_project()
         if created:
@@ -177,7 +172,8 @@ def app_cmd(
     _first_admin()
     typer.echo(f"store: {redact_url(database_url())}")
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-           "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1024"]
     raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
 
 

@@ -1,4 +1,4 @@
-"""The built-in original codebooks shipped in ``assets/codebooks/<name>.json``."""
+"""The built-in original codebooks shipped in ``judgeeye/assets/codebooks/<name>.json``."""
 
 from __future__ import annotations
 
@@ -10,30 +10,25 @@ from judgeeye.codebook.io import load_codebook_file
 from judgeeye.codebook.model import CodebookNotFoundError, CodebookSpec
 
 ASSETS_ENV = "JUDGEEYE_ASSETS"
+#: shipped inside the package: sample project, original codebooks, licences
+PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def assets_dir() -> Path:
-    """The ``assets`` folder: ``$JUDGEEYE_ASSETS`` if set, else the one beside the package.
-
-    The repository root is the parent of the ``judgeeye`` package; as a last resort
-    ``./assets`` in the working directory is used.
-    """
+    """The ``assets`` folder: ``$JUDGEEYE_ASSETS`` if set, else the one inside the package
+    (installed with it as package data)."""
     env = os.environ.get(ASSETS_ENV)
     if env:
         path = Path(env).expanduser().resolve()
         if not path.is_dir():
             raise CodebookNotFoundError(f"${ASSETS_ENV} points to {path}, which is not a folder")
         return path
-    candidates = [Path(__file__).resolve().parents[2] / "assets", Path.cwd() / "assets"]
-    for path in candidates:
-        if (path / "codebooks").is_dir():
-            return path
-    raise CodebookNotFoundError(
-        "cannot find the JudgeEye assets folder (looked in "
-        + ", ".join(str(p) for p in candidates)
-        + f"); set ${ASSETS_ENV} to it"
-    )
+    path = PACKAGE_ASSETS
+    if not (path / "codebooks").is_dir():
+        raise CodebookNotFoundError(f"the JudgeEye assets folder {path} is missing (a broken install?); "
+                                    f"set ${ASSETS_ENV} to a folder holding codebooks/")
+    return path
 
 
 def codebooks_dir() -> Path:

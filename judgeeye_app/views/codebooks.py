@@ -16,9 +16,9 @@ from judgeeye.codebook import (
 from judgeeye.codebook.diff import CodebookDiff
 from judgeeye.codebook.editor import EditError, default_pair, edited_spec, make_current, save_edit
 from judgeeye.display import escape_markdown
-from pages.common import project_picker
+from judgeeye_app.ui.common import project_picker
 from judgeeye.store import read_scope, session_scope
-from pages.access import require_page
+from judgeeye_app.ui.access import require_page
 
 actor = require_page("codebooks")  # every page checks the session itself (see pages/access.py)
 

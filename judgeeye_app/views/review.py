@@ -30,7 +30,7 @@ from judgeeye.review import (
     undo,
 )
 from judgeeye.store import Project, read_scope, session_scope
-from pages.access import require_permission
+from judgeeye_app.ui.access import require_permission
 
 actor = require_permission("review")
 KEYS = "Keys: **1–9** choose a trace · **N** none fits · **E** edit · **S** skip · **B** back · **F** forward · **U** undo"

@@ -15,9 +15,9 @@ from judgeeye.refine.charts import critique_map
 from judgeeye.refine.critiques import cluster_summary, source_trace
 from judgeeye.refine.runner import launch_refinement, refinement_jobs, resume_refinement, version_of_job
 from judgeeye.store import Job, read_scope, session_scope
-from pages.access import require_page
-from pages.keys import api_key_field, provide_api_key
-from pages.common import project_picker
+from judgeeye_app.ui.access import require_page
+from judgeeye_app.ui.keys import api_key_field, provide_api_key
+from judgeeye_app.ui.common import project_picker
 
 actor = require_page("refine")  # every page checks the session itself (see pages/access.py)
 st.title("Refine the codebook")

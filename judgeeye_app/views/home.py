@@ -8,7 +8,7 @@ import streamlit as st
 from judgeeye.display import escape_markdown
 from judgeeye.projects import pipeline_status
 from judgeeye.store import read_scope
-from pages.access import require_page
+from judgeeye_app.ui.access import require_page
 
 require_page("home")  # every page checks the session itself (see pages/access.py)
 

@@ -8,7 +8,7 @@ import streamlit as st
 from judgeeye.auth import ROLES, AccessDenied, UserError, add_user, generate_password, list_users, set_active, set_password, set_role
 from judgeeye.display import escape_markdown
 from judgeeye.store import session_scope
-from pages.access import require_permission
+from judgeeye_app.ui.access import require_permission
 
 actor = require_permission("manage_users")
 st.title("Users")

@@ -14,9 +14,9 @@ from judgeeye.jobs import log_tail, reconcile, request_cancel
 from judgeeye.sampling import SamplingSettings, run_stats
 from judgeeye.sampling.launch import cli_command, item_candidates, item_summaries, latest_job, launch_run, resume_run
 from judgeeye.store import SamplingRun, session_scope
-from pages.common import project_picker, store_busy_notice
-from pages.access import require_page
-from pages.keys import api_key_field
+from judgeeye_app.ui.common import project_picker, store_busy_notice
+from judgeeye_app.ui.access import require_page
+from judgeeye_app.ui.keys import api_key_field
 
 actor = require_page("sample")  # every page checks the session itself (see pages/access.py)
 

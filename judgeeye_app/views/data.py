@@ -26,8 +26,8 @@ from judgeeye.datasets import (
 from judgeeye.projects import SAMPLE_FILE, builtin_codebook_for, import_with_codebook
 from judgeeye.store import Item, read_scope, session_scope
 from judgeeye.uploads import list_uploads, save_upload
-from pages.common import project_picker
-from pages.access import require_page
+from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.access import require_page
 
 actor = require_page("data")  # every page checks the session itself (see pages/access.py)
 

@@ -25,9 +25,9 @@ from judgeeye.evaluate.report import (
 )
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.store import RaterRun, session_scope
-from pages.common import project_picker
-from pages.access import require_page
-from pages.keys import api_key_field
+from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.access import require_page
+from judgeeye_app.ui.keys import api_key_field
 
 actor = require_page("agreement")  # every page checks the session itself (see pages/access.py)
 

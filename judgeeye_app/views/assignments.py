@@ -27,8 +27,8 @@ from judgeeye.review import (
     set_round_status,
 )
 from judgeeye.store import Annotator, Candidate, Item, read_scope, session_scope
-from pages.access import require_permission
-from pages.common import project_picker
+from judgeeye_app.ui.access import require_permission
+from judgeeye_app.ui.common import project_picker
 
 actor = require_permission("manage_rounds")
 st.title("Assignments")

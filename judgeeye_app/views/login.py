@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.access import log_in, oidc_configured
+from judgeeye_app.ui.access import log_in, oidc_configured
 
 st.title("JudgeEye")
 st.caption("Log in to review traces, edit codebooks or lead the team.")

@@ -12,8 +12,8 @@ from judgeeye.jobs import log_tail, reconcile, request_cancel
 from judgeeye.store import TrainingRun, session_scope
 from judgeeye.training import TrainingConfig, cli_command
 from judgeeye.training.launch import latest_job, launch_training, metrics_of, resume_training, run_rows, trace_sources
-from pages.common import project_picker, store_busy_notice
-from pages.access import require_page
+from judgeeye_app.ui.common import project_picker, store_busy_notice
+from judgeeye_app.ui.access import require_page
 
 actor = require_page("train")  # every page checks the session itself (see pages/access.py)
 
