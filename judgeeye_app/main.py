@@ -33,9 +33,12 @@ def _first_start(url: str) -> int | None:
 
 
 def login_only() -> None:
-    """Every page but this one needs a session."""
+    """Every page but this one needs a session. A deep link to a page (``/review``) shows the
+    login under that address, so after logging in the user is where the link pointed."""
     login = st.Page(VIEWS / "login.py", title="Log in", icon=":material/login:", default=True)  # "/" before and after
-    st.navigation([login], position="hidden").run()
+    aliases = [st.Page(VIEWS / "login.py", title="Log in", url_path=page.stem)
+               for page in sorted(VIEWS.glob("*.py")) if page.stem != "login"]
+    st.navigation([login, *aliases], position="hidden").run()
 
 
 def pages_for(role: str) -> dict[str, list]:
