@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from judgeeye.cli.codebook_cmd import codebook_app
 from judgeeye.cli.refine_cmd import refine_app
@@ -18,12 +19,56 @@ from judgeeye.cli.sample_cmd import runs_app, sample
 from judgeeye.cli.train_cmd import train_app
 from judgeeye.cli.review_cmd import review_app
 from judgeeye.cli.users_cmd import users_app
-from judgeeye.cli.common import echo_table, user_errors
-from judgeeye.store import redact_url, session_scope
-from judgeeye.store.db import database_url
+from judgeeye.cli.common import echo_store, echo_table, user_errors
+from judgeeye.store import StoreNotFound, session_scope, store_exists, store_location
+from judgeeye.store.db import DATA_DIR_ENV, DB_URL_ENV, allow_store_creation, legacy_store, store_source
+
+#: the commands that work on an empty store, so may create one where none is; every other
+#: command (a listing, or work on a project, run or job that must exist) refuses a missing store
+CREATES_STORE = frozenset({"import", "app", "users add"})
+_COMMAND_KEY = "judgeeye.command"
+
+
+def command_path(group: TyperGroup, ctx: typer.Context, words: list[str]) -> str:
+    """The sub-command the words name, e.g. "users add" for ``users add ann --role lead``."""
+    names: list[str] = []
+    command: object = group
+    for word in words:
+        sub = command.get_command(ctx, word) if isinstance(command, TyperGroup) else None
+        if sub is None:
+            break
+        names.append(word)
+        command = sub
+    return " ".join(names)
+
+
+class RootGroup(TyperGroup):
+    """The `judgeeye` group: its help says where the store is (read when the help is shown, so
+    it follows the environment), and every command runs under the store-creation rule above."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self.epilog = (f"Store: {store_location()} ({store_source()}; {DB_URL_ENV} or {DATA_DIR_ENV} "
+                       f"choose another){'' if store_exists() else ' — not created yet'}.")
+        super().format_help(ctx, formatter)
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta[_COMMAND_KEY] = command_path(self, ctx, list(args))
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        previous = allow_store_creation(ctx.meta.get(_COMMAND_KEY, "") in CREATES_STORE)
+        try:
+            return super().invoke(ctx)
+        except StoreNotFound as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            allow_store_creation(previous)
+
 
 app = typer.Typer(
     name="judgeeye",
+    cls=RootGroup,
     help="LLM raters that agree with humans: import ratings, infer traces, review, refine, train, evaluate.",
     no_args_is_help=True,
     add_completion=False,
@@ -83,6 +128,7 @@ def projects_cmd() -> None:
             }
             for s in pipeline_status(session)
         ]
+    echo_store()
     echo_table(rows)
 
 
@@ -170,7 +216,7 @@ def app_cmd(
         if created:
             typer.echo(f"first start: imported the sample project (id {created})")
     _first_admin()
-    typer.echo(f"store: {redact_url(database_url())}")
+    echo_store()
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1024"]
