@@ -154,6 +154,9 @@ def start_job(job_id: int) -> int | None:
     if external_workers():
         return None
     proc = _spawn_worker(job_id, log_path)
+    # reap it when it ends, or it stays a defunct process of a long-lived starter (the app's
+    # server) until that exits; once the starter is gone, init reaps it
+    threading.Thread(target=proc.wait, name=f"reap-job-{job_id}", daemon=True).start()
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is not None and job.status == "queued":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -206,11 +205,21 @@ def app_cmd(
     address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     no_sample: Annotated[bool, typer.Option(help="Do not import the bundled sample project into an empty store.")] = False,
 ) -> None:
-    """Start the Streamlit app (imports the sample project on a first start)."""
+    """Start the Streamlit app (imports the sample project on a first start).
+
+    Ctrl-C or SIGTERM stops the app and its server. Jobs started from the app run detached and
+    keep running to the end (stop one with `judgeeye jobs cancel ID`; it resumes later)."""
+    from judgeeye.cli.server import run_until_stopped
     from judgeeye.projects import ensure_sample_project
 
     from judgeeye_app import ENTRY_SCRIPT as script  # the installed app package (imports no streamlit)
 
+    if not store_exists():
+        legacy = legacy_store()
+        typer.echo(f"first start: creating the store at {store_location()}")
+        if legacy is not None:
+            typer.echo(f"  a store of an earlier version is at {legacy}; to use it instead, stop (Ctrl-C) "
+                       f"and start again with {DATA_DIR_ENV}={legacy.parent}")
     if not no_sample:
         created = ensure_sample_project()
         if created:
@@ -220,7 +229,25 @@ def app_cmd(
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1024"]
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    code = run_until_stopped(cmd, os.environ.copy())
+    _jobs_left_running()
+    raise typer.Exit(code)
+
+
+def _jobs_left_running() -> None:
+    """Say which jobs outlive the app (workers are detached so that a page reload or an app
+    restart never loses a job) and how to follow or stop them."""
+    from sqlalchemy import select
+
+    from judgeeye.jobs import reconcile
+    from judgeeye.store import Job
+
+    with session_scope() as session:
+        reconcile(session)  # a worker that died meanwhile is not "running"
+        running = session.scalars(select(Job).where(Job.status == "running").order_by(Job.id)).all()
+        for job in running:
+            typer.echo(f"job {job.id} ({job.kind}) keeps running in the background: `judgeeye jobs show {job.id}` "
+                       f"follows it, `judgeeye jobs cancel {job.id}` stops it at a safe point (resumable)")
 
 
 def _first_admin() -> None:
