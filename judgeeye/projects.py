@@ -68,7 +68,6 @@ class PipelineStatus:
     reviewed: int = 0
     training_runs: int = 0
     rater_runs: int = 0
-    review_rounds: int = 0
     open_rounds: int = 0
     #: items of open rounds that wait for a review by the user the status was asked for
     items_to_review: int = 0
@@ -159,17 +158,16 @@ def pipeline_status(session: Session, actor: Actor | None = None) -> list[Pipeli
         rows[pid].training_runs = n
     for pid, n in _counts(session, select(RaterRun.project_id, func.count()).group_by(RaterRun.project_id)).items():
         rows[pid].rater_runs = n
-    rounds = session.scalars(select(ReviewRound)).all()
-    for rnd in rounds:
-        rows[rnd.project_id].review_rounds += 1
-        rows[rnd.project_id].open_rounds += int(rnd.status == "open")
+    open_rounds = session.scalars(select(ReviewRound).where(ReviewRound.status == "open")).all()
+    for rnd in open_rounds:
+        rows[rnd.project_id].open_rounds += 1
     for pid, kind in session.execute(
         select(Job.project_id, Job.kind).where(Job.status.in_(("queued", "running")), Job.project_id.is_not(None))
     ).all():
         rows[pid].active_jobs.add(kind)
     if actor is not None and actor.id is not None:
-        for rnd in rounds:
-            if rnd.status == "open" and actor.id in (rnd.annotator_ids or []):
+        for rnd in open_rounds:
+            if actor.id in (rnd.annotator_ids or []):
                 rows[rnd.project_id].items_to_review += _items_waiting_for(session, rnd.id, actor.id)
     return list(rows.values())
 
@@ -221,13 +219,13 @@ def _lead_step(s: PipelineStatus) -> tuple[NextStep, str]:
         return (NextStep(f"None of the {_plural(s.candidates, 'sampled trace')} reached the gold rating: sample "
                          "again, with a larger token budget or more traces per item.", "sample", "Sample again"),
                 "a lead to sample traces that reach the gold rating")
-    if s.review_rounds == 0:
+    if s.reviewed == 0 and s.open_rounds:
+        return (NextStep("A review round is open and no item is reviewed yet: follow its progress.",
+                         "assignments", "Follow the review round"), "the first reviews")
+    if s.reviewed == 0:
         return (NextStep(f"{_plural(s.items_with_accepted, 'item')} have accepted traces: open a review round "
                          "so that annotators choose, edit or reject them.", "assignments", "Open a review round"),
                 "a lead to open a review round")
-    if s.reviewed == 0:
-        return (NextStep("A review round is open and no item is reviewed yet: follow its progress.",
-                         "assignments", "Follow the review round"), "the first reviews")
     if "train" in s.active_jobs:
         return NextStep("A rater is being trained.", "train", "Follow the training run"), "the training run to finish"
     if s.training_runs == 0:

@@ -16,7 +16,7 @@ from judgeeye.auth import Actor
 from judgeeye.projects import ensure_sample_project, next_step, pipeline_status
 from judgeeye.review import next_item, open_round
 from judgeeye.review.actions import choose
-from judgeeye.review.rounds import shown_candidates
+from judgeeye.review.rounds import set_round_status, shown_candidates
 from judgeeye.store import (Item, Job, Project, RaterRun, ReviewRound, SamplingRun, TrainingRun, read_scope,
                             session_scope, store_location)
 from review_data import PASSWORD, SYSTEM, make_project, make_users
@@ -67,6 +67,12 @@ def test_the_next_step_follows_the_pipeline_for_each_role(store_url: str) -> Non
     steps = _steps(project_id, actors)
     assert steps["ann"][:2] == ("review", "Review") and steps["ann"][2].startswith("4 items of an open round")
     assert steps["lea"][:2] == ("assignments", "Follow the review round")
+    with session_scope() as s:  # closed before anyone reviewed: open one again
+        set_round_status(s, SYSTEM, round_id, "closed")
+    assert _steps(project_id, actors)["lea"][:2] == ("assignments", "Open a review round")
+    assert _pages(project_id, actors)["ann"] is None
+    with session_scope() as s:
+        set_round_status(s, SYSTEM, round_id, "open")
 
     # ann reviews everything: nothing waits for her; the lead trains a rater
     for _ in range(4):

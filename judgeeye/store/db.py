@@ -77,7 +77,8 @@ def sqlite_file(url: str | None = None) -> Path | None:
     """The SQLite file behind ``url`` (default: this process's store); None for other databases."""
     parsed = make_url(url or database_url())
     database = parsed.database
-    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:" or database.startswith("file:"):
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:" \
+            or database.startswith("file:"):
         return None
     return Path(database).expanduser().resolve()
 
