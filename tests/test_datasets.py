@@ -546,7 +546,9 @@ def test_shared_files_load_and_import(store_url: str) -> None:
     with session_scope(store_url) as s:
         report = import_dataset(s, hanna, project_name="HANNA complexity")
     assert (report.n_items, report.n_gold, report.n_dropped) == (1056, 783, 273)
-    assert report.splits == {"train": 548, "validation": 78, "test": 157}
+    # split by writing prompt (96 prompts, each told by 11 systems): whole prompts per split
+    assert report.splits == {"train": 533, "validation": 83, "test": 167}
+    assert (report.group_by, report.n_groups) == ("writing prompt", 96)
     assert _counts(store_url) == (1, 1056)
     # the gold labels round-trip through JSON/the store
     assert json.loads(json.dumps(report.to_dict()))["gold"]["n_gold"] == 783

@@ -30,7 +30,11 @@ MAX_PREVIEW_RATERS = 8
 
 @dataclass
 class ImportReport:
-    """What an import wrote: the project id, item counts, gold statistics and split sizes."""
+    """What an import wrote: the project id, item counts, gold statistics and split sizes.
+
+    ``group_by`` says what the splits kept together (None: items were split one by one) and
+    ``n_groups`` how many such groups the gold items form.
+    """
 
     project_id: int
     project_name: str
@@ -38,6 +42,8 @@ class ImportReport:
     gold: GoldStats
     splits: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    group_by: str | None = None
+    n_groups: int = 0
 
     @property
     def n_gold(self) -> int:
@@ -58,6 +64,8 @@ class ImportReport:
             "n_items": self.n_items,
             "gold": self.gold.to_dict(),
             "splits": dict(self.splits),
+            "group_by": self.group_by,
+            "n_groups": self.n_groups,
             "seconds": round(self.seconds, 3),
         }
 
@@ -109,10 +117,13 @@ def import_dataset(
 
     outcome = apply_gold(dataset, gold_rule)
     pairs = zip(dataset.items, outcome.results)
-    gold = [(it.external_id, r.gold) for it, r in pairs if r.status == "gold"]
-    gold_ids = [ext for ext, _ in gold]
+    gold = [(it, r.gold) for it, r in pairs if r.status == "gold"]
+    gold_ids = [it.external_id for it, _ in gold]
     gold_labels = [label for _, label in gold]
-    splits = assign_splits(gold_ids, gold_labels, split_rule)  # type: ignore[arg-type]
+    groups = None
+    if dataset.group_by is not None:  # an item without a group is a group of its own
+        groups = [it.external_id if it.group is None else it.group for it, _ in gold]
+    splits = assign_splits(gold_ids, gold_labels, split_rule, groups)  # type: ignore[arg-type]
 
     project = Project(
         name=name,
@@ -127,6 +138,7 @@ def import_dataset(
             "loader": dataset.loader,
             "format": dataset.format,
             "label_kind": dataset.label_kind,
+            "group_by": dataset.group_by,
             "meta": _jsonable(dataset.meta),
         },
         gold_rule={**gold_rule.model_dump(), "split": split_rule.model_dump()},
@@ -149,6 +161,8 @@ def import_dataset(
         gold=outcome.stats,
         splits=split_counts(splits.values()),
         seconds=time.perf_counter() - started,
+        group_by=dataset.group_by,
+        n_groups=len(set(groups)) if groups is not None else len(gold_ids),
     )
 
 
