@@ -484,11 +484,14 @@ def test_import_uses_one_insert_per_batch(store_url: str, monkeypatch: pytest.Mo
 def test_preview_shows_gold_std_and_status() -> None:
     ds = load_builtin("hanna", DATA / "hanna_per_annotator.csv", "complexity")
     frame = preview(ds, n=3, max_chars=40)
-    assert list(frame.columns) == ["external_id", "prompt", "human_story", "story",
-                                   "rater1", "rater2", "rater3", "gold", "std", "status"]
+    assert list(frame.columns) == ["id", "prompt", "human_story", "story",
+                                   "rater1", "rater2", "rater3", "gold", "raters' std", "status"]
     assert len(frame) == 3
-    assert frame.status.tolist() == ["dropped_disagreement", "gold", "gold"]
-    assert frame.gold.tolist()[1:] == [4.0, 3.0]
+    # text a person reads: no None, no raw status names
+    assert frame.status.tolist() == ["dropped: raters disagree", "gold", "gold"]
+    assert frame.gold.tolist() == ["—", "4", "3"]
+    assert frame["raters' std"].tolist()[0] == "1.53" and frame.rater1.tolist()[0] == "4"
+    assert not frame.isna().any().any()
     assert all(len(t) <= 40 for t in frame.story)
     long = load_builtin("hanna", DATA / "hanna_stories_annotations.csv", "complexity")
     assert "ratings" not in preview(long, n=2).columns  # 4 distinct workers fit as columns

@@ -16,7 +16,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from judgeeye.datasets.errors import DatasetError
-from judgeeye.datasets.gold import GoldOutcome, GoldRule, GoldStats, apply_gold, compute_gold
+from judgeeye.datasets.gold import (
+    STATUS_TEXT,
+    GoldOutcome,
+    GoldRule,
+    GoldStats,
+    apply_gold,
+    compute_gold,
+)
 from judgeeye.datasets.model import ParsedDataset
 from judgeeye.datasets.splits import SplitRule, assign_splits, split_counts
 from judgeeye.datasets.values import fmt_number
@@ -26,6 +33,8 @@ from judgeeye.store.models import Item, Project
 BATCH_SIZE = 5000
 MAX_PROJECT_NAME = 200
 MAX_PREVIEW_RATERS = 8
+#: How the preview shows a value that is not there (a rating not given, no gold label).
+MISSING = "—"
 
 
 @dataclass
@@ -201,8 +210,9 @@ def preview(
     n: int = 20,
     max_chars: int = 120,
 ) -> pd.DataFrame:
-    """The first ``n`` items as a table for the import page: texts (shortened), every rater's
-    rating, and the gold label, std and status the import would give them."""
+    """The first ``n`` items as the import page shows them: id, texts (shortened), every rater's
+    rating, and the gold label, raters' std and status the import would give them. Every cell
+    is text a person reads ("—" where a rating or label is absent, statuses in words)."""
     rule = gold_rule or GoldRule()
     shown = dataset.items[:n]
     raters = list(dict.fromkeys(r for item in shown for r in item.ratings))
@@ -211,19 +221,21 @@ def preview(
     records = []
     for item in shown:
         res = compute_gold(item.ratings, rule)
-        rec: dict[str, Any] = {"external_id": item.external_id}
+        rec: dict[str, str] = {"id": item.external_id}
         for f in dataset.text_fields:
             text = item.fields.get(f, "")
             rec[f] = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
         for r in raters:
-            rec[r] = item.ratings.get(r)
+            rec[r] = _number(item.ratings.get(r))
         if not raters:
             rec["ratings"] = ", ".join(f"{k}: {fmt_number(v)}" for k, v in item.ratings.items())
-        rec["gold"] = res.gold
-        rec["std"] = None if res.std is None else round(res.std, 3)
-        rec["status"] = res.status
+        rec["gold"] = _number(res.gold)
+        rec["raters' std"] = MISSING if res.std is None else f"{res.std:.2f}"
+        rec["status"] = STATUS_TEXT[res.status]
         records.append(rec)
-    columns = [
-        "external_id", *dataset.text_fields, *(raters or ["ratings"]), "gold", "std", "status"
-    ]
+    columns = ["id", *dataset.text_fields, *(raters or ["ratings"]), "gold", "raters' std", "status"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _number(value: float | None) -> str:
+    return MISSING if value is None else fmt_number(value)
