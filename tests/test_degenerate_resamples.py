@@ -7,7 +7,10 @@ from typer.testing import CliRunner
 
 from judgeeye.cli import app
 from judgeeye.evaluate import dashboard
-from judgeeye.evaluate.report import UNDEFINED, comparison_view, run_table_view
+import numpy as np
+
+from judgeeye.evaluate.report import UNDEFINED, comparison_view, run_table_view, undefined_note
+from judgeeye.metrics import bootstrap_icc3_improvement
 from judgeeye.evaluate.synthetic import fill_synthetic
 from judgeeye.store import session_scope
 
@@ -34,3 +37,13 @@ def test_undefined_resamples_are_shown_with_the_intervals(store_url: str) -> Non
     assert result.exit_code == 0, result.output
     assert UNDEFINED in result.output and "(constant ratings)" in result.output
     assert "undefined resamples" in result.output and " of 200" in result.output
+
+
+def test_inter_rater_test_notes_its_undefined_resamples() -> None:
+    """The codebook-version comparison's ICC line (page and HTML report) says how many resamples
+    the bootstrap left out."""
+    ma = np.array([[1, 1], [2, 2], [3, 3.0]])
+    test = bootstrap_icc3_improvement(ma, ma + np.array([[0, 1], [0, 0], [0, 0]]), n_boot=300, seed=0)
+    assert test.n_degenerate and undefined_note(test) == (
+        f"; {test.n_degenerate:,} of 300 resamples left out: constant ratings, where the metric is undefined")
+    assert undefined_note(bootstrap_icc3_improvement(ma, ma, n_boot=0)) == ""

@@ -237,3 +237,13 @@ def test_shared_summeval_articles_never_straddle(dimension: str, store_url: str)
     assert groups_across_splits(splits, article) == {}
     share = {k: v / len(splits) for k, v in Counter(splits.values()).items()}
     assert abs(share["train"] - 0.7) < 0.03 and abs(share["test"] - 0.2) < 0.03
+
+
+def test_an_empty_prompt_is_reported_once(tmp_path: Path) -> None:
+    """HelpSteer2 groups by its prompt, which is also a text field: one problem, not two."""
+    path = tmp_path / "hs.csv"
+    path.write_text("prompt,response,helpfulness,correctness,coherence,complexity,verbosity\n"
+                    "Hi,Hello,3,3,3,1,1\n,Orphan answer,2,2,2,1,1\n")
+    with pytest.raises(DatasetValidationError) as exc:
+        load_builtin("helpsteer2", path, "helpfulness")
+    assert [(e.row, e.field, e.message) for e in exc.value.errors] == [(3, "prompt", "the text is empty")]

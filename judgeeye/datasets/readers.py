@@ -202,7 +202,11 @@ def table_to_dataset(
             what = "the label is blank" if len(raters) == 1 else "every rating column is blank"
             errors.add(f"the item has no rating at all ({what})", row=row, field=no_rating_field)
         group = None
-        if mapping.group_column is not None:
+        text_failed = any(  # the group column is also a text field, already reported as such
+            col == mapping.group_column and name not in fields
+            for name, col in mapping.text_columns.items()
+        )
+        if mapping.group_column is not None and not text_failed:
             group = group_value(
                 values[mapping.group_column][i], row=row, column=mapping.group_column,
                 errors=errors,

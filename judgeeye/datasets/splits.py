@@ -21,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sklearn.model_selection import StratifiedGroupKFold
 
 DEFAULT_RATIOS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.evaluate import charts, dashboard
 from judgeeye.evaluate.compare import ItemMismatchError, significance_mark
+from judgeeye.metrics import TestResult
 from judgeeye.store import Project
 
 STYLE = """
@@ -61,6 +62,14 @@ def undefined_resamples(tau: int, icc3: int, n_boot: int) -> str:
     """Bootstrap resamples where τ / ICC(3,1) is undefined (constant ratings), in words."""
     parts = [f"{name} {n:,}" for name, n in (("τ", tau), ("ICC(3,1)", icc3)) if n]
     return f"{', '.join(parts)} of {n_boot:,} (constant ratings)" if parts else ""
+
+
+def undefined_note(test: TestResult) -> str:
+    """"; 12 of 1,000 resamples left out: ..." for a bootstrap test with undefined resamples."""
+    if not test.n_degenerate:
+        return ""
+    return (f"; {test.n_degenerate:,} of {test.n_boot or 0:,} resamples left out: constant ratings, "
+            "where the metric is undefined")
 
 
 def run_table_view(table: pd.DataFrame) -> pd.DataFrame:
@@ -181,7 +190,8 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
             if group.icc_test is not None:
                 parts.append(_p(f"Inter-rater ICC(3,1): v{va} {_fmt(group.icc_a.icc3)} → v{vb} {_fmt(group.icc_b.icc3)}; "
                                 f"one-sided bootstrap p = {_fmt(group.icc_test.p_value)} "
-                                f"{significance_mark(group.icc_test.p_value)} ({group.icc_test.n} items)."))
+                                f"{significance_mark(group.icc_test.p_value)} ({group.icc_test.n} items"
+                                f"{undefined_note(group.icc_test)})."))
             for note in group.notes:
                 parts.append(_p(note))
             parts.append(charts.figure_html(charts.group_chart(group, raters), standalone=False))

@@ -22,6 +22,7 @@ from judgeeye.evaluate.report import (
     group_view,
     reliability_frame,
     run_table_view,
+    undefined_note,
 )
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.store import RaterRun, session_scope
@@ -168,8 +169,7 @@ def compare_view() -> None:
         st.markdown(f"Inter-rater ICC(3,1): v{va} **{fmt(group.icc_a.icc3)}** → v{vb} **{fmt(group.icc_b.icc3)}**, "
                     f"one-sided bootstrap p = {fmt(group.icc_test.p_value, 4)} "
                     f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items"
-                    + (f"; {group.icc_test.n_degenerate:,} of {group.icc_test.n_boot:,} resamples left out: "
-                       "constant ratings, where ICC is undefined" if group.icc_test.n_degenerate else "") + ").")
+                    f"{undefined_note(group.icc_test)}).")
     for note in group.notes:
         st.caption(note)
     chart(charts.group_chart(group, raters), "codebook_versions")

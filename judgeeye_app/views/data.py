@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
+from pydantic import ValidationError
 import streamlit as st
 from sqlalchemy import select
-
-from pydantic import ValidationError
 
 from judgeeye.codebook import list_builtin, load_builtin
 from judgeeye.datasets import (
