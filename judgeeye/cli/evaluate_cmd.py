@@ -33,6 +33,9 @@ def print_table(run_ids: list[int]) -> None:
         if unknown:
             raise LookupError(f"no rater run(s) {unknown}; list them with: judgeeye evaluate --list")
         sums = summaries(session, run_ids)
+    from judgeeye.evaluate.report import UNDEFINED, undefined_resamples
+    from judgeeye.evaluate.summary import N_BOOT
+
     rows = []
     for run_id in run_ids:
         s, r = sums[run_id], info[run_id]
@@ -40,7 +43,11 @@ def print_table(run_ids: list[int]) -> None:
                      "status": r.status, "n": s.n, "parse fail": s.parse_failures,
                      "tau [95% CI]": _ci(s.tau, s.tau_lo, s.tau_hi),
                      "ICC(3,1) [95% CI]": _ci(s.icc3, s.icc3_lo, s.icc3_hi),
-                     "MSE [95% CI]": _ci(s.mse, s.mse_lo, s.mse_hi)})
+                     "MSE [95% CI]": _ci(s.mse, s.mse_lo, s.mse_hi),
+                     UNDEFINED: undefined_resamples(s.tau_degenerate, s.icc3_degenerate, N_BOOT)})
+    if not any(row[UNDEFINED] for row in rows):
+        for row in rows:
+            del row[UNDEFINED]
     echo_table(rows)
 
 
@@ -67,7 +74,8 @@ def print_compare(run_a: int, run_b: int, n_boot: int) -> None:
                "(one-sided, in favour of B; * p<.05 ** p<.01 *** p<.001):")
     echo_table([{"metric": r["metric"], "A": _f(r["A"]), "B": _f(r["B"]), "B-A": _f(r["B - A"]),
                  "test": r["test"], "p": _f(r["p"], 4), "sig": r["mark"],
-                 "95% CI of the gain": f"[{_f(r['ci_lo'])}, {_f(r['ci_hi'])}]", "n": r["n"], "excluded": r["excluded"]}
+                 "95% CI of the gain": f"[{_f(r['ci_lo'])}, {_f(r['ci_hi'])}]", "n": r["n"], "excluded": r["excluded"],
+                 "undefined resamples": f"{r['degenerate']} of {n_boot}" if r["degenerate"] else ""}
                 for r in comp.rows()])
     typer.echo("(for MSE the gain is MSE(A) - MSE(B): positive means B errs less)")
 

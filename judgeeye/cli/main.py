@@ -142,6 +142,7 @@ def import_cmd(
     text: Annotated[Optional[list[str]], typer.Option(help="Generic import: a text field, COLUMN or NAME=COLUMN; repeat.")] = None,
     rater: Annotated[Optional[list[str]], typer.Option(help="Generic import: one annotator's rating column, COLUMN or NAME=COLUMN; repeat.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Generic import: one aggregated label column (instead of --rater).")] = None,
+    group_column: Annotated[Optional[str], typer.Option(help="Generic import: what rows share (source document, prompt); rows with the same value stay in one split.")] = None,
     scale: Annotated[Optional[str], typer.Option(help="Generic import: rating scale, e.g. 1-5.")] = None,
     task: Annotated[str, typer.Option(help="Generic import: task name.")] = "rating",
     generation_type: Annotated[str, typer.Option(help="Generic import: what the items are (story, essay, ...).")] = "text",
@@ -161,6 +162,9 @@ def import_cmd(
         if loader:
             if not dimension:
                 raise typer.BadParameter("--dimension is required with --loader")
+            if group_column:
+                raise typer.BadParameter("--group-column is for a generic import; a built-in loader "
+                                         "groups its items itself (e.g. SummEval by source article)")
             dataset = load_dataset(loader, path, dimension)
         else:
             if not (id_column and text and scale and (rater or label)):
@@ -172,7 +176,7 @@ def import_cmd(
             mapping = ColumnMapping(
                 id_column=id_column, text_columns=_parse_named(text),
                 rating_columns=_parse_named(rater) or None, label_column=label,
-                scale_min=lo, scale_max=hi, task=task, dimension=dimension or "quality",
+                group_column=group_column, scale_min=lo, scale_max=hi, task=task, dimension=dimension or "quality",
                 generation_type=generation_type,
             )
             dataset = read_table(path, mapping, format=fmt)
@@ -197,6 +201,8 @@ def import_cmd(
     typer.echo("  gold labels: " + ", ".join(f"{k}: {v}" for k, v in stats.to_dict()["histogram"].items()))
     order = ("train", "validation", "test")
     typer.echo("  splits: " + ", ".join(f"{k} {report.splits.get(k, 0)}" for k in order))
+    if report.group_by:
+        typer.echo(f"  split by {report.group_by}: {report.n_groups} groups, each in one split")
 
 
 @app.command("app")

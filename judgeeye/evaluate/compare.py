@@ -135,7 +135,8 @@ class Comparison:
             a, b = self.metrics_a[metric], self.metrics_b[metric]
             out.append({"metric": metric, "A": a, "B": b, "B - A": b - a, "test": test.name,
                         "p": test.p_value, "ci_lo": test.ci[0], "ci_hi": test.ci[1], "n": test.n,
-                        "excluded": test.n_excluded, "mark": significance_mark(test.p_value)})
+                        "excluded": test.n_excluded, "degenerate": test.n_degenerate or 0,
+                        "mark": significance_mark(test.p_value)})
         return out
 
 

@@ -36,7 +36,7 @@ from judgeeye.store import Candidate, Codebook, Item, Job, Prediction, Project, 
 N_BOOT = 1000
 RUN_COLUMNS = ["run", "name", "rater", "readout", "codebook", "split", "status", "predictions",
                "parse failures", "n", "tau", "tau_lo", "tau_hi", "icc3", "icc3_lo", "icc3_hi",
-               "mse", "mse_lo", "mse_hi", "created"]
+               "mse", "mse_lo", "mse_hi", "tau_degenerate", "icc3_degenerate", "created"]
 
 
 # ----------------------------------------------------------------------------- rater runs
@@ -109,7 +109,8 @@ def run_table(session: Session, project_id: int) -> pd.DataFrame:
                      "predictions": s.n_predictions, "parse failures": s.parse_failures, "n": s.n,
                      "tau": s.tau, "tau_lo": s.tau_lo, "tau_hi": s.tau_hi, "icc3": s.icc3,
                      "icc3_lo": s.icc3_lo, "icc3_hi": s.icc3_hi, "mse": s.mse, "mse_lo": s.mse_lo,
-                     "mse_hi": s.mse_hi, "created": created.get(r.id)})
+                     "mse_hi": s.mse_hi, "tau_degenerate": s.tau_degenerate,
+                     "icc3_degenerate": s.icc3_degenerate, "created": created.get(r.id)})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -195,7 +196,8 @@ def _floats(d: dict[str, Any]) -> dict[str, float]:
 
 def _run_fingerprint(session: Session, run_ids: list[int]) -> dict[str, Any]:
     fps = prediction_fingerprints(session, run_ids)
-    return {"runs": [[r, *fps[r][:2]] for r in run_ids], "n_boot": N_BOOT}
+    # version 2: tests count their undefined (degenerate) resamples
+    return {"runs": [[r, *fps[r][:2]] for r in run_ids], "n_boot": N_BOOT, "version": 2}
 
 
 def comparison(session: Session, run_a: int, run_b: int) -> Comparison:

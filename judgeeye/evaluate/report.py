@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.evaluate import charts, dashboard
 from judgeeye.evaluate.compare import ItemMismatchError, significance_mark
+from judgeeye.metrics import TestResult
 from judgeeye.store import Project
 
 STYLE = """
@@ -54,15 +55,33 @@ def _p(text: str) -> str:
     return f"<p class='note'>{html.escape(text)}</p>"
 
 
+UNDEFINED = "resamples left out of the CI"
+
+
+def undefined_resamples(tau: int, icc3: int, n_boot: int) -> str:
+    """Bootstrap resamples where τ / ICC(3,1) is undefined (constant ratings), in words."""
+    parts = [f"{name} {n:,}" for name, n in (("τ", tau), ("ICC(3,1)", icc3)) if n]
+    return f"{', '.join(parts)} of {n_boot:,} (constant ratings)" if parts else ""
+
+
+def undefined_note(test: TestResult) -> str:
+    """"; 12 of 1,000 resamples left out: ..." for a bootstrap test with undefined resamples."""
+    if not test.n_degenerate:
+        return ""
+    return (f"; {test.n_degenerate:,} of {test.n_boot or 0:,} resamples left out: constant ratings, "
+            "where the metric is undefined")
+
+
 def run_table_view(table: pd.DataFrame) -> pd.DataFrame:
-    """The run table as shown: metrics with their intervals in one column each."""
+    """The run table as shown: metrics with their intervals in one column each, and (only when
+    some run has any) how many bootstrap resamples each interval had to leave out."""
     def ci(row: pd.Series, m: str) -> str:
         return f"{_fmt(row[m])} [{_fmt(row[m + '_lo'])}, {_fmt(row[m + '_hi'])}]"
 
     if table.empty:
         return pd.DataFrame(columns=["run", "name", "codebook", "readout", "status", "n", "parse failures",
                                      "τ [95% CI]", "ICC(3,1) [95% CI]", "MSE [95% CI]"])
-    return pd.DataFrame({
+    view = pd.DataFrame({
         "run": table["run"], "name": table["name"], "codebook": [f"v{v}" for v in table["codebook"]],
         "readout": table["readout"], "status": table["status"], "n": table["n"],
         "parse failures": table["parse failures"],
@@ -70,13 +89,21 @@ def run_table_view(table: pd.DataFrame) -> pd.DataFrame:
         "ICC(3,1) [95% CI]": [ci(r, "icc3") for _, r in table.iterrows()],
         "MSE [95% CI]": [ci(r, "mse") for _, r in table.iterrows()],
     })
+    if (table["tau_degenerate"] > 0).any() or (table["icc3_degenerate"] > 0).any():
+        view[UNDEFINED] = [undefined_resamples(int(r["tau_degenerate"]), int(r["icc3_degenerate"]),
+                                               dashboard.N_BOOT) for _, r in table.iterrows()]
+    return view
 
 
 def comparison_view(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{
+    view = pd.DataFrame([{
         "metric": charts.METRIC_TITLES[r["metric"]], "A": r["A"], "B": r["B"], "B − A": r["B - A"],
         "test": r["test"], "p (one-sided)": r["p"], "": r["mark"], "n": r["n"], "excluded": r["excluded"],
     } for r in rows])
+    if any(r.get("degenerate") for r in rows):  # bootstrap resamples where A's or B's metric is undefined
+        view[UNDEFINED] = [f"{r['degenerate']:,} of {dashboard.N_BOOT:,}" if r.get("degenerate") else ""
+                           for r in rows]
+    return view
 
 
 def group_view(group, raters: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
@@ -163,7 +190,8 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
             if group.icc_test is not None:
                 parts.append(_p(f"Inter-rater ICC(3,1): v{va} {_fmt(group.icc_a.icc3)} → v{vb} {_fmt(group.icc_b.icc3)}; "
                                 f"one-sided bootstrap p = {_fmt(group.icc_test.p_value)} "
-                                f"{significance_mark(group.icc_test.p_value)} ({group.icc_test.n} items)."))
+                                f"{significance_mark(group.icc_test.p_value)} ({group.icc_test.n} items"
+                                f"{undefined_note(group.icc_test)})."))
             for note in group.notes:
                 parts.append(_p(note))
             parts.append(charts.figure_html(charts.group_chart(group, raters), standalone=False))

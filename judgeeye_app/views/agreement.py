@@ -22,6 +22,7 @@ from judgeeye.evaluate.report import (
     group_view,
     reliability_frame,
     run_table_view,
+    undefined_note,
 )
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.store import RaterRun, session_scope
@@ -167,7 +168,8 @@ def compare_view() -> None:
     if group.icc_test is not None:
         st.markdown(f"Inter-rater ICC(3,1): v{va} **{fmt(group.icc_a.icc3)}** → v{vb} **{fmt(group.icc_b.icc3)}**, "
                     f"one-sided bootstrap p = {fmt(group.icc_test.p_value, 4)} "
-                    f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items).")
+                    f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items"
+                    f"{undefined_note(group.icc_test)}).")
     for note in group.notes:
         st.caption(note)
     chart(charts.group_chart(group, raters), "codebook_versions")
