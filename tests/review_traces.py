@@ -30,12 +30,12 @@ def traces_round(annotators: list[str], n_traces: int, text: str = "short", *, n
     _, run_id = make_project(n_items, k=n_traces, name=f"layout {n_traces} {text}")
     with session_scope() as s:
         for c in s.scalars(select(Candidate).where(Candidate.run_id == run_id)).all():
-            c.reasoning = f"Trace {c.sample_index + 1}. {TRACE_TEXTS[text]}" if text != "empty" else ""
+            c.reasoning = f"Sample {c.sample_index + 1}. {TRACE_TEXTS[text]}" if text != "empty" else ""
             c.answer = "<rating>3</rating>"
             c.predicted, c.target_label, c.accepted = 3.0, 3.0, True
         for item in s.scalars(select(Item).join(Candidate, Candidate.item_id == Item.id)
                               .where(Candidate.run_id == run_id)).unique().all():
-            item.gold = 3.0
+            item.gold, item.ratings = 3.0, {"r1": 3, "r2": 3, "r3": 4}
         s.flush()
         round_id = open_round(s, SYSTEM, run_id, annotators).id
         if no_gold:

@@ -48,7 +48,7 @@ def reasoning_heights(at: AppTest) -> list[int | None]:
     heights = []
     for node in _walk(at.main):
         if type(node).__name__ == "Block" and any(
-                type(c).__name__ == "Markdown" and (c.value.startswith("Trace ") or c.value == "_(empty)_")
+                type(c).__name__ == "Markdown" and (c.value.startswith("Sample ") or c.value == "_(empty)_")
                 for c in _children(node)):
             config = node.proto.height_config
             heights.append(config.pixel_height if config.HasField("pixel_height") else None)
@@ -93,7 +93,7 @@ def test_review_page_renders_in_every_layout(store_url: str, layout: str, n_trac
     else:
         assert rows == []  # one trace per row, full width
         assert heights == ([640] * shown if text == "long" else [None] * shown)
-    bodies = [m.value for m in at.markdown if m.value.startswith("Trace ") or m.value == "_(empty)_"]
+    bodies = [m.value for m in at.markdown if m.value.startswith("Sample ") or m.value == "_(empty)_"]
     if text == "long":  # all of it is on the page (the box scrolls), nothing cut
         assert all(b.endswith("ENDOFTRACE") and len(b) > 19_000 for b in bodies)
     if text == "empty":
