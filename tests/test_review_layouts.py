@@ -113,7 +113,7 @@ def test_skipping_keeps_the_total_and_the_title_counts_items(store_url: str) -> 
     at = app_as("annotator", "ann")
     assert at.markdown[0].value == "### Item 1 of 3"
     assert {m.label: m.value for m in at.metric}["Done"] == "0 / 3"
-    assert any(c.value.startswith("layout 4 short · round") for c in at.caption)  # project and round
+    assert any(c.value == "layout 4 short · run 1 review" for c in at.caption)  # project and round
     assert any("item id s" in c.value for c in at.caption)  # the external id: a small caption only
     at.button(key="rv_skip").click().run()
     assert at.markdown[0].value == "### Item 2 of 3"

@@ -153,7 +153,7 @@ with st.sidebar:
 round_name, project_name = next((name, project) for rid, name, project in rounds if rid == round_id)
 top = st.columns([3, 1, 1, 1])
 top[0].markdown(f"### Item {position} of {total}" if view is not None else "### Review")
-top[0].caption(f"{escape_markdown(project_name)} · round {escape_markdown(round_name)}")
+top[0].caption(f"{escape_markdown(project_name)} · {escape_markdown(round_name)}")
 top[1].metric("Done", f"{progress.submitted} / {total}")
 top[2].metric("Today", progress.today)
 top[3].metric("Pace", pace, help="Items per hour today (breaks over 10 minutes not counted)")
