@@ -33,8 +33,9 @@ if [ -n "$lock" ]; then
   # the lock pins every package; pip installs those the requested extras need, at the pinned version
   constraints=(-c "$lock")
   torch=$(grep -E '^torch==' "$lock")
-  # ===: exactly PyPI's build, not the CPU file of the same version that pip also finds here
-  [ -n "$cuda" ] && torch="torch===${torch#torch==}"
+  if [ -n "$cuda" ]; then  # ===: exactly PyPI's build, not the CPU file of that version pip also finds here
+    torch="torch===${torch#torch==}"
+  fi
 else
   constraints=(--upgrade --upgrade-strategy eager)  # also in an existing environment: the newest
   torch=${TORCH_SPEC:-torch==2.13.0}
