@@ -209,7 +209,8 @@ def _print_run(run_id: int) -> None:
                f"LoRA r={cfg.lora_r} α={cfg.lora_alpha}, lr {cfg.learning_rate:g} ({cfg.lr_scheduler}), "
                f"batch {cfg.effective_batch}")
     for plan in run_plans(run_id):
-        typer.echo(f"  plan ({plan.stage}): {plan.rows} rows, {plan.optimizer_steps} optimizer steps at most "
+        rows = f"{plan.rows} {'sequences' if cfg.packing else 'rows'}"
+        typer.echo(f"  plan ({plan.stage}): {rows}, {plan.optimizer_steps} optimizer steps at most "
                    f"({plan.steps_per_epoch} per epoch), warm-up {plan.warmup_steps}, {plan.evaluations} validations "
                    f"every {plan.eval_steps} steps, patience {plan.patience} steps")
     typer.echo(f"  adapter: {adapter or '—'}   (folder {run_dir(run_id)})")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from functools import partial
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -433,19 +434,15 @@ def split_rater_spec(cfg: TrainingConfig, adapter_dir: str | None):  # type: ign
 def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
     """Adapter against the base model on the test split (judgeeye.evaluate); None when cancelled."""
     from judgeeye.evaluate.compare import compare_runs
-    from judgeeye.evaluate.raters import RaterSpec, create_rater_run
+    from judgeeye.evaluate.raters import create_rater_run
     from judgeeye.evaluate.runner import execute_rater_run
-    from judgeeye.evaluate.summary import prediction_fingerprints
+    from judgeeye.evaluate.summary import summaries
 
     cfg = r.config
     if r.n_test == 0:
         r.log("no gold items in the test split: test evaluation skipped")
         return {}
-    readout = cfg.readout
-
-    def spec(adapter_dir: str | None) -> RaterSpec:
-        return split_rater_spec(cfg, adapter_dir)
-
+    readout, spec = cfg.readout, partial(split_rater_spec, cfg)
     ev = r.state.data.setdefault("evaluation", {})
     with session_scope() as s:
         if "base_run" not in ev:
@@ -475,15 +472,15 @@ def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
             raise RuntimeError(f"rater run {ev[key]} ended {status}; resume the training run to retry")
     with session_scope() as s:
         cmp = compare_runs(s, ev["base_run"], ev["adapter_run"], n_boot=cfg.n_boot, seed=cfg.seed)
-        failures = prediction_fingerprints(s, [ev["base_run"], ev["adapter_run"]])
+        sums = summaries(s, [ev["base_run"], ev["adapter_run"]])
         step = s.scalar(select(TrainingMetric.step).where(TrainingMetric.run_id == r.run_id)
                         .order_by(TrainingMetric.step.desc()).limit(1)) or 0
     # n: items whose rating enters the metrics; parse failures: answers without a parsable rating
     # (left out under the parsed read-out), reported with every τ rather than dropped silently
     values: dict[str, float] = {"test_items": float(cmp.n_items),
                                 "test_n": float(cmp.metrics_b["n"]), "base_n": float(cmp.metrics_a["n"]),
-                                "test_parse_failures": float(failures[ev["adapter_run"]][2]),
-                                "base_parse_failures": float(failures[ev["base_run"]][2])}
+                                "test_parse_failures": float(sums[ev["adapter_run"]].parse_failures),
+                                "base_parse_failures": float(sums[ev["base_run"]].parse_failures)}
     for m in TEST_METRICS:
         values[f"test_{m}"] = cmp.metrics_b[m]
         values[f"base_{m}"] = cmp.metrics_a[m]
