@@ -273,7 +273,8 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
         plan = StagePlan(**info["plan"])
     else:
         plan = plan_stage(cfg, len(dataset), len(r.val_items), stage=stage)
-        TrainingPlan(cfg.mode, cfg.preset, [plan], packing=False).check(cfg.force)
+        if latest_checkpoint(out) is None:  # (a stage begun before plans were kept is not refused now)
+            TrainingPlan(cfg.mode, cfg.preset, [plan], packing=False).check(cfg.force)
         info["plan"] = asdict(plan)
         r.state.save()
     r.log(f"{stage}: plan: {plan.rows} {'packed sequences' if cfg.packing else 'rows'}, {plan.steps_per_epoch} "
