@@ -28,7 +28,8 @@ plain SFT under TRACT's name. So a TRACT batch without a rating position is an e
 Two implementations with one result: :func:`cot_raft_loss` on full logits (a reference), and
 :class:`TractTrainer.compute_loss`, which keeps TRL's fused LM head (log-probabilities in chunks,
 no (batch × length × vocab) logits) and projects only the hidden states at the rating positions
-onto the output head.
+onto the output head (through the head's own forward; models that scale or soft-cap their logits
+after the head, e.g. Gemma-2, are not covered by that shortcut).
 """
 
 from __future__ import annotations
