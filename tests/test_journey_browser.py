@@ -315,12 +315,12 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
 
         # --- Train: a short run; its loss curve appears; Stop; it shows stopped
         go(page, "Train")
-        number(page, "Warm-up steps", 0)
         number(page, "Max steps (0: by epochs)", 200)
         number(page, "Batch size per device", 1)
         number(page, "Gradient accumulation", 1)
         number(page, "Max length (tokens)", 1024)
-        number(page, "Validate every N steps", 1000)
+        number(page, "Tokens per rating", 8)  # validation rates as the test would, briefly here
+        expect(page.get_by_text("Optimizer steps (most)")).to_be_visible()  # the plan, before Start
         page.get_by_text("Evaluate on the test split").click()
         settled(page)
         page.get_by_role("button", name="Start training").click()

@@ -83,7 +83,7 @@ def test_sample_cli_five_items_k4(sample_store: int) -> None:
         assert r.accepted == (r.predicted is not None and r.predicted == items[r.item_id].gold)
         if r.parse_ok:
             assert parse_rating(r.answer, 1, 5).value == r.predicted
-        assert r.score_dist and abs(sum(r.score_dist.values()) - 1) < 1e-6
+        assert r.score_dist and 0 < sum(r.score_dist.values()) <= 1 + 1e-6  # raw level probabilities
         assert r.completion_tokens > 0 and r.finish_reason in ("stop", "length")
     first = {}
     for r in sorted(rows, key=lambda r: r.sample_index):

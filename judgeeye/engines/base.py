@@ -181,7 +181,8 @@ class Engine(ABC):
         self, messages: Sequence[Messages], traces: Sequence[str], levels: Sequence[int], cue: str
     ) -> list[dict[str, float]]:
         """TRACT's CoT-RAIL read-out: for each prompt, the probability of each rating level at
-        the next token after ``trace + cue`` (renormalised over the levels)."""
+        the next token after ``trace + cue``: raw probabilities, not renormalised over the levels
+        (:func:`judgeeye.engines.readout.level_probabilities`)."""
         raise ReadoutUnsupported(f"{self.config.kind} engine cannot read token probabilities")
 
     def close(self) -> None:

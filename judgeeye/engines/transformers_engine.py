@@ -74,7 +74,7 @@ from judgeeye.engines.base import (
     SamplingParams,
 )
 from judgeeye.engines.model_loader import load_model, prepare_tokenizer, release_model
-from judgeeye.engines.readout import level_token_ids, renormalise
+from judgeeye.engines.readout import level_probabilities, level_token_ids
 from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -1046,7 +1046,7 @@ class TransformersEngine(Engine):
                                     use_cache=False, logits_to_keep=1).logits[:, -1, :]
                 probs = torch.softmax(logits.float(), dim=-1)[:, index.to(self.device)].cpu()
                 for r, i in enumerate(chunk):
-                    out[i] = renormalise(probs[r].tolist(), keys)
+                    out[i] = level_probabilities(probs[r].tolist(), keys)
         return out  # type: ignore[return-value]
 
     def _readout_shared(self, prefix: list[int], suffixes: list[list[int]], index: Any,
@@ -1074,7 +1074,7 @@ class TransformersEngine(Engine):
         last = torch.tensor([len(x) - 1 for x in suffixes], device=logits.device)
         picked = logits[torch.arange(n, device=logits.device), last].float()
         probs = torch.softmax(picked, dim=-1)[:, index.to(picked.device)].cpu()
-        return [renormalise(probs[r].tolist(), keys) for r in range(n)]
+        return [level_probabilities(probs[r].tolist(), keys) for r in range(n)]
 
     # ----------------------------------------------------------------------------- close
     def close(self) -> None:
