@@ -133,14 +133,15 @@ class ValidationRater:
     def rate(self, model: Any, tokenizer: Any, should_stop: Callable[[], bool] | None = None) -> ValResult | None:
         """Greedy generation in batches of different prompts, then the read-out; None when
         ``should_stop`` interrupted it."""
-        from judgeeye.engines import EngineConfig, SamplingParams
+        from judgeeye.engines import SamplingParams, TransformersConfig
         from judgeeye.engines.transformers_engine import TransformersEngine
         from judgeeye.metrics import kendall_tau, mse
 
         was_training = model.training
         model.eval()
         engine = TransformersEngine.from_model(
-            model, tokenizer, EngineConfig(batch_size=self.batch_size, extra={"use_cache": True}), fast_decode=False)
+            model, tokenizer, TransformersConfig(batch_size=self.batch_size, generate_kwargs={"use_cache": True}),
+            fast_decode=False)
         params = SamplingParams(temperature=0.0, max_tokens=max(1, self.max_tokens), seed=self.seed)
         preds: list[float | None] = []
         parsed = 0

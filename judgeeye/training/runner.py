@@ -327,7 +327,7 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     """D_self: one trace per gold training item sampled from the stage-1 model, paired with the
     gold label (the rating it wrote is discarded). Resumable: traces already written are kept.
     None when stopped by a cancel."""
-    from judgeeye.engines import EngineConfig, GenerationRequest, SamplingParams, make_engine
+    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.codebook import render_prompt, render_prompt_text
     from judgeeye.ratings import parse_rating, trace_text
 
@@ -343,8 +343,8 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     todo = [i for i in items if i.id not in done]
     if todo and is_main_process():
         r.log(f"stage 2 data: sampling {len(todo)} traces from the stage-1 model ({len(done)} already written)")
-        engine = make_engine(EngineConfig(model=cfg.base_model, adapter=str(stage1_adapter), device=cfg.device,
-                                          batch_size=cfg.val_batch_size, extra={"keep_loaded": False}))
+        engine = make_engine(TransformersConfig(model=cfg.base_model, adapter=str(stage1_adapter), device=cfg.device,
+                                                batch_size=cfg.val_batch_size, keep_loaded=False))
         params = SamplingParams(temperature=cfg.self_trace_temperature, max_tokens=cfg.self_trace_max_tokens,
                                 top_p=1.0, seed=cfg.seed)
         try:
@@ -396,7 +396,7 @@ def _distributed() -> bool:
 
 def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
     """Adapter against the base model on the test split (judgeeye.evaluate); None when cancelled."""
-    from judgeeye.engines import EngineConfig
+    from judgeeye.engines import TransformersConfig
     from judgeeye.evaluate.compare import compare_runs
     from judgeeye.evaluate.raters import RaterSpec, create_rater_run
     from judgeeye.evaluate.runner import execute_rater_run
@@ -408,8 +408,8 @@ def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
     readout = cfg.readout_for(cfg.test_readout)
 
     def spec(adapter_dir: str | None) -> RaterSpec:
-        engine = EngineConfig(model=cfg.base_model, adapter=adapter_dir, device=cfg.device,
-                              batch_size=cfg.val_batch_size, extra={"keep_loaded": False})
+        engine = TransformersConfig(model=cfg.base_model, adapter=adapter_dir, device=cfg.device,
+                                    batch_size=cfg.val_batch_size, keep_loaded=False)
         return RaterSpec(engine=engine, readout=readout, temperature=cfg.test_temperature, top_p=cfg.test_top_p,
                          max_tokens=cfg.test_max_tokens, seed=cfg.seed, limit=cfg.test_limit)
 
