@@ -74,9 +74,9 @@ def test_specs_labels_and_cli_options_round_trip() -> None:
     assert tuned.label() == "transformers:base+a1" and tuned.cli_options() == ["--adapter", "/runs/a1"]
     keyed = EngineConfig.parse("openai:m@http://h/v1", api_key_env="MY_KEY")
     assert keyed.cli_options() == ["--api-key-env", "MY_KEY"]
-    with pytest.raises(ValueError, match="openai engine takes no adapter"):
+    with pytest.raises(ValueError, match="openai engine takes no LoRA adapter"):
         EngineConfig.parse("openai:m@http://h/v1", adapter="/runs/a1")
-    with pytest.raises(ValueError, match="vllm engine takes no api key env"):
+    with pytest.raises(ValueError, match="vllm engine takes no API key variable"):
         EngineConfig.parse("vllm:m", api_key_env="MY_KEY")
     with pytest.raises(ValueError, match="unknown engine"):
         EngineConfig.parse("tgi:m")

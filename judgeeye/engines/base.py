@@ -108,7 +108,8 @@ class EngineConfig(BaseModel):
             raise ValueError(
                 f"unknown engine {spec!r}: use 'embedded', 'hf:MODEL', 'vllm:MODEL' or 'openai:MODEL@URL'")
         target = config_class(fields["kind"])
-        known = {name for kind in ENGINE_KINDS for name in config_class(kind).model_fields}
+        known = {name for kind in ENGINE_KINDS.values() for name in kind.model_fields}
+        refused = {"adapter": "LoRA adapter", "api_key_env": "API key variable"}
         for name, value in overrides.items():
             if value is None:
                 continue
@@ -116,8 +117,8 @@ class EngineConfig(BaseModel):
                 raise TypeError(f"EngineConfig.parse got an unknown option {name!r}")
             if name in target.model_fields:
                 fields[name] = value
-            elif name in ("adapter", "api_key_env"):
-                raise ValueError(f"the {fields['kind']} engine takes no {name.replace('_', ' ')}")
+            elif name in refused:
+                raise ValueError(f"the {fields['kind']} engine takes no {refused[name]}")
         return target(**fields)
 
     def spec(self) -> str:
