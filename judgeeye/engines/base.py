@@ -232,9 +232,10 @@ class OpenAIConfig(EngineConfig):
     @model_validator(mode="before")
     @classmethod
     def _legacy(cls, data: Any) -> Any:
-        # the old engine ignored core fields in the body: they are dropped, not refused
+        # the old engine ignored core fields in the body, and retry_after_max is the SDK's now
         return _from_flat(data, own={"base_url", "api_key_env", "max_concurrency", "timeout", "max_retries"},
-                          options=_OPENAI_OPTIONS, rest="extra_body", ignored=OPENAI_CORE_FIELDS)
+                          options=_OPENAI_OPTIONS, rest="extra_body",
+                          ignored=OPENAI_CORE_FIELDS | {"retry_after_max"})
 
     @field_validator("api_key_env")
     @classmethod
@@ -309,23 +310,21 @@ class VLLMConfig(EngineConfig):
         return ["--adapter", self.adapter] if self.adapter else []
 
 
-#: legacy ``extra`` keys that became fields (old name -> field)
-_TRANSFORMERS_OPTIONS = {name: name for name in (
+#: keys of the old ``extra`` dict that are fields now
+_TRANSFORMERS_OPTIONS = frozenset({
     "fast_decode", "compile", "cuda_graphs", "fuse_projections", "decode_attention", "compile_mode",
-    "sync_every", "max_graphs", "merge_adapter", "keep_loaded")}
-#: retry_after_max is gone: the openai SDK honours Retry-After up to its own cap
-_OPENAI_OPTIONS = {"backoff_base": "backoff_base", "backoff_max": "backoff_max",
-                   "max_tokens_param": "max_tokens_param", "retry_after_max": None}
+    "sync_every", "max_graphs", "merge_adapter", "keep_loaded"})
+_OPENAI_OPTIONS = frozenset({"backoff_base", "backoff_max", "max_tokens_param"})
 
 
-def _from_flat(data: Any, *, own: set[str], options: dict[str, str | None], rest: str,
+def _from_flat(data: Any, *, own: set[str], options: frozenset[str], rest: str,
                ignored: frozenset[str] = frozenset()) -> Any:
     """A config stored before the typed models (it has ``extra``) in this kind's fields.
 
     The old model had every kind's fields (the other kinds' ones at their defaults, unused by
     this kind's engine: dropped) and engine options plus free keyword arguments in ``extra``:
-    the options become fields (None meant the default; a None field drops the option), the
-    other keys go to the field ``rest`` except the ``ignored`` ones, which had no effect."""
+    the options become fields (None meant the default), the other keys go to the field ``rest``
+    except the ``ignored`` ones, which had no effect."""
     if not isinstance(data, dict) or "extra" not in data:
         return data
     extra = data.get("extra") or {}
@@ -333,9 +332,7 @@ def _from_flat(data: Any, *, own: set[str], options: dict[str, str | None], rest
         raise ValueError("extra must be a dict of engine options")
     out = {k: v for k, v in data.items() if k in own or k in ("kind", "model")}
     out[rest] = {k: v for k, v in extra.items() if k not in options and k not in ignored}
-    for key, name in options.items():
-        if name is not None and extra.get(key) is not None:
-            out[name] = extra[key]
+    out.update({k: v for k, v in extra.items() if k in options and v is not None})
     return out
 
 
