@@ -142,7 +142,8 @@ def test_rater_specs_and_runs_refuse_bad_input(synthetic) -> None:  # type: igno
     assert spec.engine.kind == "openai" and version == 1 and spec.limit == 5
     for bad, needle in [("embedded,colour=red", "unknown option"), ("embedded,readout", "not key=value"),
                         ("openai:m@http://x/v1,readout=argmax", "token probabilities"),
-                        ("embedded,readout=median", "readout"), ("vllm:m", "unknown engine"),
+                        ("embedded,readout=median", "readout"), ("tgi:m", "unknown engine"),
+                        ("vllm:m,readout=argmax", "token probabilities"),
                         ("embedded,max_tokens=many", "whole number")]:
         with pytest.raises(ValueError, match=needle):
             parse_rater(bad)

@@ -74,8 +74,4 @@ def cli_command(project: str, spec: RaterSpec, split: str, codebook_version: int
         args += ["--codebook", str(codebook_version)]
     if spec.limit:
         args += ["--limit", str(spec.limit)]
-    if spec.engine.adapter:
-        args += ["--adapter", spec.engine.adapter]
-    if spec.engine.api_key_env:
-        args += ["--api-key-env", spec.engine.api_key_env]
-    return shlex.join(args)
+    return shlex.join(args + spec.engine.cli_options())

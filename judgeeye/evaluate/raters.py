@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import current_version, get_version
-from judgeeye.engines import EngineConfig
+from judgeeye.engines import AnyEngineConfig, EngineConfig
 from judgeeye.store import Codebook, Item, Project, RaterRun
 
 Readout = Literal["parsed", "argmax", "expected"]
@@ -29,7 +29,7 @@ class RaterSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+    engine: AnyEngineConfig = Field(default_factory=EngineConfig)
     readout: Readout = "parsed"
     #: the paper rates with temperature 1.0 and top-p 0.95 (section 4.3)
     temperature: float = Field(1.0, ge=0)

@@ -170,8 +170,7 @@ class PredictionWriter:
 
 def _chunk_size(engine: Engine) -> int:
     """Requests per generate() call: a few engine batches, small enough to cancel promptly."""
-    config = engine.config
-    return 4 * (config.max_concurrency if config.kind == "openai" else config.batch_size)
+    return 4 * engine.config.concurrency()
 
 
 def execute_rater_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | None = None) -> str:

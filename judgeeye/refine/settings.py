@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from judgeeye.engines import EngineConfig
+from judgeeye.engines import AnyEngineConfig, EngineConfig
 from judgeeye.refine.project2d import METHODS
 from judgeeye.refine.traces import check_splits
 
@@ -22,7 +22,7 @@ class RefineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Mode = "both"
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+    engine: AnyEngineConfig = Field(default_factory=EngineConfig)
     #: the version to refine (default: the project's current one)
     codebook_version: int | None = None
     #: traces per rating level for instruction refinement

@@ -73,11 +73,7 @@ def cli_command(project: str, engine: EngineConfig, settings: SamplingSettings, 
         args.append("--post-hoc")
     if settings.verifier is not None:
         args += ["--verifier", settings.verifier.spec()]
-    if engine.api_key_env:
-        args += ["--api-key-env", engine.api_key_env]
-    if engine.adapter:
-        args += ["--adapter", engine.adapter]
-    return shlex.join(args)
+    return shlex.join(args + engine.cli_options())
 
 
 @dataclass

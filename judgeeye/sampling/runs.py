@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import current_version, get_version
-from judgeeye.engines import EngineConfig
+from judgeeye.engines import AnyEngineConfig, EngineConfig
 from judgeeye.store import Item, Project, SamplingRun
 
 
@@ -35,7 +35,7 @@ class SamplingSettings(BaseModel):
     readout: bool = True
     seed: int = 0
     #: post hoc mode: the engine that must reach the gold rating from the stripped explanation
-    verifier: EngineConfig | None = None
+    verifier: AnyEngineConfig | None = None
 
     @property
     def adaptive(self) -> bool:

@@ -142,7 +142,7 @@ class ValidationRater:
         ``should_stop`` interrupted it."""
         import torch
 
-        from judgeeye.engines import Completion, EngineConfig, SamplingParams
+        from judgeeye.engines import Completion, SamplingParams, TransformersConfig
         from judgeeye.engines.transformers_engine import TransformersEngine
         from judgeeye.evaluate.runner import rate_completions
         from judgeeye.metrics import kendall_tau, mse
@@ -150,7 +150,8 @@ class ValidationRater:
         was_training = model.training
         model.eval()
         engine = TransformersEngine.from_model(
-            model, tokenizer, EngineConfig(batch_size=self.batch_size, extra={"use_cache": True}), fast_decode=False)
+            model, tokenizer, TransformersConfig(batch_size=self.batch_size, generate_kwargs={"use_cache": True}),
+            fast_decode=False)
         params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                                 seed=self.seed)
         preds: list[float | None] = []

@@ -342,7 +342,7 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     """D_self: one trace per gold training item sampled from the stage-1 model, paired with the
     gold label (the rating it wrote is discarded). Resumable: traces already written are kept.
     None when stopped by a cancel."""
-    from judgeeye.engines import EngineConfig, GenerationRequest, SamplingParams, make_engine
+    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.codebook import render_prompt, render_prompt_text
     from judgeeye.ratings import parse_rating, trace_text
 
@@ -358,8 +358,8 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     todo = [i for i in items if i.id not in done]
     if todo and is_main_process():
         r.log(f"stage 2 data: sampling {len(todo)} traces from the stage-1 model ({len(done)} already written)")
-        engine = make_engine(EngineConfig(model=cfg.base_model, adapter=str(stage1_adapter), device=cfg.device,
-                                          batch_size=cfg.val_batch_size, extra={"keep_loaded": False}))
+        engine = make_engine(TransformersConfig(model=cfg.base_model, adapter=str(stage1_adapter), device=cfg.device,
+                                                batch_size=cfg.val_batch_size, keep_loaded=False))
         params = SamplingParams(temperature=cfg.self_trace_temperature, max_tokens=cfg.self_trace_max_tokens,
                                 top_p=1.0, seed=cfg.seed)
         try:
@@ -419,12 +419,12 @@ def validation_rater(cfg: TrainingConfig, spec: CodebookSpec, items: list[ValIte
 def split_rater_spec(cfg: TrainingConfig, adapter_dir: str | None):  # type: ignore[no-untyped-def]
     """The test split's rater (the base model, or it with ``adapter_dir``): the run's rating
     protocol, as :func:`validation_rater` rates."""
-    from judgeeye.engines import EngineConfig
+    from judgeeye.engines import TransformersConfig
     from judgeeye.evaluate.raters import RaterSpec
 
     p = cfg.protocol
-    engine = EngineConfig(model=cfg.base_model, adapter=adapter_dir, device=cfg.device,
-                          batch_size=cfg.val_batch_size, extra={"keep_loaded": False})
+    engine = TransformersConfig(model=cfg.base_model, adapter=adapter_dir, device=cfg.device,
+                                batch_size=cfg.val_batch_size, keep_loaded=False)
     return RaterSpec(engine=engine, readout=cfg.readout, temperature=p.temperature, top_p=p.top_p,
                      max_tokens=p.max_tokens, seed=cfg.seed, limit=cfg.test_limit)
 

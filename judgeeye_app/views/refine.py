@@ -246,8 +246,9 @@ def compare_view() -> None:
             st.error(str(exc))
             return
     for spec in specs:  # a key kept in Streamlit secrets reaches the rating workers by their environment
-        if spec.engine.api_key_env and provide_api_key(spec.engine.api_key_env) is None:
-            st.warning(f"No environment variable or Streamlit secret named `{spec.engine.api_key_env}` is set.")
+        key_env = getattr(spec.engine, "api_key_env", None)  # openai engines only
+        if key_env and provide_api_key(key_env) is None:
+            st.warning(f"No environment variable or Streamlit secret named `{key_env}` is set.")
     if st.button("Rate and compare", type="primary", key="cv_go", disabled=not specs or a == b):
         try:
             with session_scope() as session:
