@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from judgeeye.auth import Actor
 from judgeeye.evaluate.report import ReportChoices, build_report
-from judgeeye.evaluate.synthetic import fill_synthetic
+from synthetic_project import fill_synthetic
 from apptest_login import SESSION_KEY, login_as
 from judgeeye.store import session_scope
 

@@ -31,7 +31,7 @@ from judgeeye.evaluate import (
     parse_rater,
     summaries,
 )
-from judgeeye.evaluate.synthetic import fill_synthetic
+from synthetic_project import fill_synthetic
 from judgeeye.jobs import reconcile
 from judgeeye.ratings import expected_score, parse_rating
 from judgeeye.store import Item, Job, Prediction, RaterRun, StatsCache, session_scope
