@@ -55,7 +55,9 @@ with change_col:
     names = [u.name for u in users]
     who = st.selectbox("User", names, key="users_pick")
     current = next(u for u in users if u.name == who)
-    new_role = st.selectbox("Role", ROLES, index=ROLES.index(current.role), key=f"users_role_{who}")
+    # keyed by the stored role too: when the role changes (here or by another admin), the box
+    # starts afresh on it instead of keeping what was picked before
+    new_role = st.selectbox("Role", ROLES, index=ROLES.index(current.role), key=f"users_role_{who}_{current.role}")
     cols = st.columns(3)
     if cols[0].button("Set role", key="users_set_role") and attempt(set_role, who, new_role):
         st.rerun()
