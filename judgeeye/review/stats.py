@@ -255,7 +255,7 @@ def progress_view(progress: pd.DataFrame) -> pd.DataFrame:
     where there is no pace or activity yet."""
     view = progress.rename(columns={"none_fits": "none fits", "pace_per_hour": "pace (items/h)",
                                     "last_active": "last active"})
-    view["pace (items/h)"] = ["—" if pd.isna(v) else f"{v:.0f}" for v in progress["pace_per_hour"]]
+    view["pace (items/h)"] = ["—" if pd.isna(v) else f"{v:,.0f}" for v in progress["pace_per_hour"]]
     view["last active"] = [_when(v) for v in progress["last_active"]]
     return view
 
