@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from judgeeye.auth import Actor
 from judgeeye.evaluate.report import ReportChoices, build_report
 from synthetic_project import fill_synthetic
+from apptest_widgets import box
 from apptest_login import SESSION_KEY, login_as
 from judgeeye.store import session_scope
 
@@ -55,7 +56,7 @@ def _check_synthetic_page(at: AppTest, n_runs: int, significant: bool = False) -
     assert any("Inter-rater ICC(3,1): v1" in m.value for m in at.markdown)
     reliability = _tab(at, "Inter-rater reliability").dataframe[0].value
     assert list(reliability["codebook"]) == ["v1", "v2"] and all(reliability["raters"] == 4)
-    assert _tab(at, "Sampling").selectbox(key="ag_sampling_run").value is not None
+    assert box(_tab(at, "Sampling"), "Sampling run").value is not None
     _tab(at, "Annotators")
     try:  # from judgeeye.review when it is there, else "no reviews yet"
         import judgeeye.review.stats  # noqa: F401
@@ -73,7 +74,7 @@ def test_page_on_synthetic_data(store_url: str) -> None:
     _check_synthetic_page(at, n_runs=8)
     # the newest run is in focus; pick another and see its worst disagreements with reasoning
     first = data.rater_run_ids[1][0]
-    _tab(at, "One run").selectbox(key="ag_run").set_value(first).run()
+    box(_tab(at, "One run"), "Rater run").set_value(first).run()
     assert not at.exception
     assert len(at.expander) >= 10 and all("syn" in e.label and "off by" in e.label for e in at.expander)
     by_gold = next(df.value for df in at.dataframe if "mean rating" in df.value.columns)
@@ -142,8 +143,10 @@ def test_page_with_real_runs_of_the_embedded_model(store_url: str, tmp_path: Pat
     runs = at.dataframe[0].value
     assert list(runs["run"]) == run_ids and list(runs["readout"]) == ["parsed", "expected"]
     _tab(at, "Before / after")
-    assert at.selectbox(key="ag_cmp_a").value == run_ids[0] and at.selectbox(key="ag_cmp_b").value == run_ids[1]
-    _tab(at, "One run").selectbox(key="ag_run").set_value(run_ids[1]).run()  # the read-out run rated every item
+    pair = (box(at, "A (before: original codebook, base model)").value,
+            box(at, "B (after: refined codebook, fine-tuned model)").value)
+    assert pair == tuple(run_ids)
+    box(_tab(at, "One run"), "Rater run").set_value(run_ids[1]).run()  # the read-out run rated every item
     assert not at.exception
     texts = [t.value for t in at.text]
     assert any(NASTY in t for t in texts), "item text is shown verbatim (st.text), never as markdown"

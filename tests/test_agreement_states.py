@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from apptest_widgets import box
 from apptest_login import SESSION_KEY, login_as
 from judgeeye.codebook import load_builtin
 from judgeeye.codebook.versions import create_version
@@ -113,7 +114,7 @@ def test_an_all_unparsed_run_is_explained_not_charted_as_zeros(store_url: str) -
     assert [trace["x"] for trace in plotly_specs(at)[0]["data"]][0] == [f"run {good}", f"run {single}"]
     no_internals(at)
 
-    open_tab(at, "One run").selectbox(key="ag_run").set_value(unparsed).run()
+    box(open_tab(at, "One run"), "Rater run").set_value(unparsed).run()
     assert any(i.value.startswith("All 6 answers of this run were unparsed: no rating could be read")
                for i in at.info), [i.value for i in at.info]
     assert not plotly_specs(at), "no heatmap of zeros, no empty mean-rating chart"
@@ -123,7 +124,7 @@ def test_an_all_unparsed_run_is_explained_not_charted_as_zeros(store_url: str) -
     assert set(by_gold["mean rating"]) == {"—"} and set(by_gold["sd"]) == {"—"}
     no_internals(at)
 
-    at.selectbox(key="ag_run").set_value(single).run()  # one rated item: charts, and its row
+    box(at, "Rater run").set_value(single).run()  # one rated item: charts, and its row
     assert len(plotly_specs(at)) == 2 and not at.info
     no_internals(at)
 
@@ -142,7 +143,7 @@ def test_before_after_opens_only_on_runs_that_can_be_compared(store_url: str) ->
     second = rated_run(project_id, "test split again")
     at = page(project_id, "Before / after")
     assert not at.error, [e.value for e in at.error]
-    a, b = at.selectbox(key="ag_cmp_a"), at.selectbox(key="ag_cmp_b")
+    a, b = box(at, "A (before: original codebook, base model)"), box(at, "B (after: refined codebook, fine-tuned model)")
     assert (a.value, b.value) == (first, second)
     assert list(a.options) == [a.format_func(first), a.format_func(second)]  # runs with a partner only
     assert list(b.options) == [b.format_func(second)]  # not the validation run, nor the silent one
@@ -161,8 +162,8 @@ def test_sampling_charts_explain_an_empty_run_and_keep_a_rate_axis(store_url: st
     assert any(i.value == f"Sampling run {run_id + 1} has no candidates yet." for i in at.info), \
         [i.value for i in at.info]
     (utilization,) = plotly_specs(at)
-    assert [t["name"] for t in utilization["data"]] == [at.selectbox(key="ag_sampling_run").format_func(run_id)]
-    at.selectbox(key="ag_sampling_run").set_value(run_id).run()
+    assert [t["name"] for t in utilization["data"]] == [box(at, "Sampling run").format_func(run_id)]
+    box(at, "Sampling run").set_value(run_id).run()
     acceptance = plotly_specs(at)[0]
     assert acceptance["layout"]["yaxis"]["range"] == [0, 1] and acceptance["layout"]["xaxis"]["type"] == "category"
 
@@ -174,8 +175,9 @@ def test_a_started_rater_run_is_shown_at_once(store_url: str, monkeypatch: pytes
     monkeypatch.setenv("JUDGEEYE_JOB_RUNNER", "workers")  # the job waits for `judgeeye jobs worker`
     project_id = agreement_project()
     old = rated_run(project_id, "earlier run")
-    at = page(project_id, "One run")
-    assert at.selectbox(key="ag_run").value == old
+    at = page(project_id, "One run" if tab == "One run" else None)  # the run box drawn before, or never
+    if tab == "One run":
+        assert box(at, "Rater run").value == old
     open_tab(at, "New rater run")
     at.radio(key="ag_new_engine").set_value("OpenAI-compatible server").run()
     at.text_input(key="ag_new_oa_model").input("scripted").run()
@@ -187,8 +189,9 @@ def test_a_started_rater_run_is_shown_at_once(store_url: str, monkeypatch: pytes
     assert any(t.startswith(f"Run {new} · ") and ": queued · " in t for t in panel), panel
     open_tab(at, tab)
     if tab == "One run":
-        assert at.selectbox(key="ag_run").value == new
-        assert at.selectbox(key="ag_run").format_func(new).endswith("· queued")
+        assert box(at, "Rater run").value == new
+        assert box(at, "Rater run").format_func(new).endswith("· queued")
+        assert [i.value for i in at.info] == [f"Rater run {new} has no predictions yet."]
     else:
         runs = at.dataframe[0].value.set_index("run")
         assert runs.loc[new, "status"] == "queued" and runs.loc[new, "why no numbers"] == "no predictions yet"

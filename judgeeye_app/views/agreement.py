@@ -39,6 +39,7 @@ from judgeeye.store import RaterRun, session_scope
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.keys import api_key_field
+from judgeeye_app.ui.live_select import live_selectbox, set_live_value
 
 actor = require_page("agreement")  # every page checks the session itself (see pages/access.py)
 
@@ -75,8 +76,8 @@ def start_rating(project_id: int, spec: RaterSpec, split: str, version: int) -> 
         return
     st.session_state[FLASH] = ("success", f"Rater run {run_id} started (job {job_id}); its progress shows at the "
                                           "top of this page.")
-    picked["run_id"] = run_id  # the One run tab opens on it
-    st.session_state.pop("ag_run", None)
+    picked["run_id"] = run_id
+    set_live_value("ag_run", run_id)  # the One run tab opens on it
 
 
 def resume(run_id: int) -> None:
@@ -156,8 +157,8 @@ def runs_view() -> None:
     stalled = [r for r in runs if r.status in ("failed", "cancelled", "incomplete") and r.id not in running]
     if stalled:
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-        pick = c1.selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
-                            format_func=labels.get, key="ag_resume_pick")
+        pick = live_selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
+                              format_func=labels.get, key="ag_resume_pick", where=c1)
         c2.button("Resume", key="ag_resume", on_click=resume, args=(pick,))
 
 
@@ -172,11 +173,11 @@ def compare_view() -> None:
         if a0 not in firsts:
             a0, b0 = defaults.compare
         c1, c2 = st.columns(2)
-        run_a = c1.selectbox("A (before: original codebook, base model)", firsts, index=_index(firsts, a0),
-                             format_func=labels.get, key="ag_cmp_a")
+        run_a = live_selectbox("A (before: original codebook, base model)", firsts, default=a0,
+                               format_func=labels.get, key="ag_cmp_a", where=c1)
         # only runs over the same items, complete and with ratings, can be B
-        run_b = c2.selectbox("B (after: refined codebook, fine-tuned model)", pairs[run_a],
-                             index=_index(pairs[run_a], b0), format_func=labels.get, key="ag_cmp_b")
+        run_b = live_selectbox("B (after: refined codebook, fine-tuned model)", pairs[run_a], default=b0,
+                               format_func=labels.get, key="ag_cmp_b", where=c2)
         picked["compare"] = (run_a, run_b)
         try:
             with session_scope() as session:
@@ -232,8 +233,8 @@ def run_view() -> None:
     if not ids:
         st.info("No rater runs yet.")
         return
-    run_id = st.selectbox("Rater run", ids, index=_index(ids, picked.get("run_id") or defaults.run_id),
-                          format_func=labels.get, key="ag_run")
+    run_id = live_selectbox("Rater run", ids, default=picked.get("run_id") or defaults.run_id,
+                            format_func=labels.get, key="ag_run")
     picked["run_id"] = run_id
     with session_scope() as session:
         detail = dashboard.run_detail(session, run_id, worst=int(st.session_state.get("ag_worst_n", 10)))
@@ -286,8 +287,8 @@ def sampling_view() -> None:
     if not sampling:
         st.info("No sampling runs yet.")
         return
-    pick = st.selectbox("Sampling run", [r.run_id for r in sampling], index=len(sampling) - 1,
-                        format_func={r.run_id: r.label for r in sampling}.get, key="ag_sampling_run")
+    pick = live_selectbox("Sampling run", [r.run_id for r in sampling], default=sampling[-1].run_id,
+                          format_func={r.run_id: r.label for r in sampling}.get, key="ag_sampling_run")
     row = next(r for r in sampling if r.run_id == pick)
     c1, c2 = st.columns(2)
     with c1:

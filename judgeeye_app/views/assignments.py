@@ -37,6 +37,7 @@ from judgeeye.review.stats import progress_view
 from judgeeye.store import Annotator, Candidate, Item, read_scope, session_scope
 from judgeeye_app.ui.access import require_permission
 from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.live_select import live_selectbox, live_value
 
 actor = require_permission("manage_rounds")
 st.title("Assignments")
@@ -69,7 +70,7 @@ def open_round_now() -> None:
     chosen, high = state["as_people"], int(state["as_high"])
     try:
         with session_scope() as session:
-            rnd = open_round(session, actor, state["as_run"], chosen, overlap=int(state["as_overlap"]),
+            rnd = open_round(session, actor, live_value("as_run"), chosen, overlap=int(state["as_overlap"]),
                              high_overlap=high,
                              high_overlap_share=float(state["as_share"]) if len(chosen) >= high else 0.0,
                              include_unaccepted=bool(state["as_unaccepted"]), max_shown=int(state["as_max_shown"]),
@@ -148,8 +149,8 @@ with rounds_tab:
             column_config={"Progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")})
         by_id = {rid: p for rid, _, p in progress}
         cols = st.columns([2, 1], vertical_alignment="bottom")
-        pick = cols[0].selectbox("Round", list(by_id), key="as_status_round",
-                                 format_func=lambda rid: f"#{rid} {by_id[rid].name} ({by_id[rid].status})")
+        pick = live_selectbox("Round", list(by_id), key="as_status_round", where=cols[0],
+                              format_func=lambda rid: f"#{rid} {by_id[rid].name} ({by_id[rid].status})")
         now_open = by_id[pick].status == "open"
         cols[1].button("Close round" if now_open else "Reopen round", key="as_status_go", on_click=set_status,
                        args=(pick, "closed" if now_open else "open"))
@@ -166,7 +167,7 @@ with open_tab:
     else:
         labels = {r.run_id: r.label for r in runs}
         with st.form("as_open"):
-            st.selectbox("Sampling run", list(labels), key="as_run", format_func=labels.get)
+            live_selectbox("Sampling run", list(labels), key="as_run", format_func=labels.get)
             st.multiselect("Annotators", [n for n, _ in people], key="as_people",
                            default=[n for n, role in people if role == "annotator"])
             cols = st.columns(3)
