@@ -88,3 +88,20 @@ def test_users_page_follows_a_role_changed_elsewhere(store_url: str) -> None:
     at.run()
     assert at.dataframe[0].value.set_index("Name").loc["ann", "Role"] == "author"
     assert [b.value for b in at.selectbox if b.label == "Role" and b.key.startswith("users_role_ann")] == ["author"]
+
+
+def test_users_buttons_do_what_they_showed_and_the_table_follows(store_url: str) -> None:
+    make_users(("ann", "annotator"), ("bob", "annotator"))
+    at = app_as("admin", page="judgeeye_app/views/users.py")
+    at.selectbox(key="users_pick").set_value("ann").run()
+    assert at.button(key="users_active").label == "Deactivate"  # shown for ann
+    at.selectbox(key="users_pick").set_value("bob")  # picked while the click was on its way
+    at.button(key="users_active").click().run()
+    active = at.dataframe[0].value.set_index("Name")["Active"]
+    assert (bool(active["ann"]), bool(active["bob"])) == (False, True), "the button acts on whom it showed"
+    at.selectbox(key="users_pick").set_value("ann").run()
+    assert at.button(key="users_active").label == "Activate"
+    at.selectbox(key="users_pick").set_value("test-admin").run()
+    at.button(key="users_active").click().run()  # an admin cannot lock themselves out
+    assert at.error and not at.exception
+    assert bool(at.dataframe[0].value.set_index("Name").loc["test-admin", "Active"])
