@@ -6,6 +6,7 @@ raw column name."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ from judgeeye.codebook import load_builtin
 from judgeeye.codebook.versions import create_version
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import RaterSpec, create_rater_run
+from judgeeye.evaluate.report import ReportChoices, build_report
 from judgeeye.store import Item, Prediction, Project, SamplingRun, session_scope
-from review_data import make_project
+from judgeeye.review import open_round
+from review_data import SYSTEM, make_project, make_users
 
 REPO = Path(__file__).resolve().parents[1]
 GOLD = {"test": [1, 2, 3, 4, 5, 3], "validation": [2, 4, 1, 5]}
@@ -128,6 +131,14 @@ def test_an_all_unparsed_run_is_explained_not_charted_as_zeros(store_url: str) -
     assert len(plotly_specs(at)) == 2 and not at.info
     no_internals(at)
 
+    with session_scope() as s:  # the HTML report says the same
+        report = build_report(s, project_id, ReportChoices(run_id=unparsed))
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", report, flags=re.S))
+    assert "All 6 answers of this run were unparsed" in text and "all 6 answers unparsed" in text
+    assert not re.search(r"\b(None|nan|NaN)\b", text)
+    assert f"A = Run {good} · good rater" not in text  # no comparable pair: the report says why instead
+    assert "No two rater runs can be compared" in text
+
 
 def test_before_after_opens_only_on_runs_that_can_be_compared(store_url: str) -> None:
     project_id = agreement_project()
@@ -195,3 +206,14 @@ def test_a_started_rater_run_is_shown_at_once(store_url: str, monkeypatch: pytes
     else:
         runs = at.dataframe[0].value.set_index("run")
         assert runs.loc[new, "status"] == "queued" and runs.loc[new, "why no numbers"] == "no predictions yet"
+
+
+def test_annotators_tab_says_nobody_reviewed_instead_of_a_chart_of_zeros(store_url: str) -> None:
+    make_users(("ann", "annotator"), ("bob", "annotator"))
+    project_id, run_id = make_project(3)
+    with session_scope() as s:
+        open_round(s, SYSTEM, run_id, ["ann", "bob"])
+    at = page(project_id, "Annotators")
+    assert [i.value for i in at.info] == ["Nobody has reviewed yet: 2 people are assigned to review rounds."]
+    assert not plotly_specs(at)
+    no_internals(at)

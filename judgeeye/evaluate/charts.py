@@ -138,7 +138,7 @@ def annotators_chart(progress: pd.DataFrame) -> go.Figure:
     for column in ("submitted", "skipped", "none_fits", "edited"):
         if column in progress:
             fig.add_trace(go.Bar(x=names, y=progress[column], name=column.replace("_", " ")))
-    fig.update_layout(barmode="group", title="Annotators' progress", height=360)
+    fig.update_layout(barmode="group", title="Annotators' progress", yaxis_title="reviews", height=360)
     return fig
 
 

@@ -90,7 +90,7 @@ def why_not_measurable(run: RunInfo) -> str:
     if run.rated == 0:
         return f"all {run.predictions:,} answers of run {run.id} were unparsed"
     if run.status != "completed":
-        return f"run {run.id} is {run.status} ({run.predictions:,} predictions)"
+        return f"run {run.id} is {run.status} ({run.predictions:,} prediction{'' if run.predictions == 1 else 's'})"
     if run.rated < 2:
         return f"run {run.id} has a single parsed rating"
     return ""

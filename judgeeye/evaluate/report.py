@@ -248,6 +248,14 @@ def utilization_runs(rows: list[dashboard.SamplingRow]) -> list[tuple[str, RunSt
     return [(r.label, r.stats) for r in rows if r.stats.n_items]
 
 
+def annotators_note(progress: pd.DataFrame) -> str:
+    """Why the annotators' chart would show only zeros ("" when someone has reviewed)."""
+    done = progress[[c for c in ("submitted", "skipped", "none_fits", "edited") if c in progress]].to_numpy().sum()
+    n = len(progress)
+    return "" if done else (f"Nobody has reviewed yet: {n:,} {'person is' if n == 1 else 'people are'} assigned "
+                            "to review rounds.")
+
+
 def build_report(session: Session, project_id: int, choices: ReportChoices | None = None) -> str:
     """The whole agreement page of a project as one HTML document."""
     project = session.get(Project, project_id)
@@ -256,6 +264,9 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
     runs = dashboard.list_runs(session, project_id)
     defaults = default_choices(runs)
     choices = choices or defaults
+    choices = ReportChoices(run_id=choices.run_id if choices.run_id is not None else defaults.run_id,
+                            compare=choices.compare or defaults.compare,
+                            versions=choices.versions or defaults.versions)
     names = {r.id: r.label() for r in runs}
     parts: list[str] = []
     esc = html.escape
@@ -360,7 +371,10 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
         parts.append(_p(view.message.capitalize() + "."))
     if view.progress is not None:
         parts.append(_table(progress_view(view.progress)))
-        parts.append(charts.figure_html(charts.annotators_chart(view.progress), standalone=False))
+        if note := annotators_note(view.progress):
+            parts.append(_p(note))
+        else:
+            parts.append(charts.figure_html(charts.annotators_chart(view.progress), standalone=False))
     if view.agreement is not None:
         parts.append(_table(agreement_rows(view.agreement)))
 

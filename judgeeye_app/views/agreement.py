@@ -15,6 +15,7 @@ from judgeeye.evaluate.compare import ItemMismatchError
 from judgeeye.evaluate.launch import active_runs, cli_command, latest_job, launch_rater_run, resume_rater_run
 from judgeeye.evaluate.report import (
     RELIABILITY_EMPTY,
+    annotators_note,
     ReportChoices,
     build_report,
     by_gold_view,
@@ -310,7 +311,10 @@ def annotators_view() -> None:
         st.info(view.message.capitalize() + ".")
     if view.progress is not None:
         st.dataframe(progress_view(view.progress), hide_index=True, width="stretch", key="ag_annotators")
-        chart(charts.annotators_chart(view.progress), "annotators_progress")
+        if note := annotators_note(view.progress):
+            st.info(note)
+        else:
+            chart(charts.annotators_chart(view.progress), "annotators_progress")
     if view.agreement is not None:
         st.dataframe(agreement_rows(view.agreement), hide_index=True, key="ag_choice_agreement")
         if view.agreement.get("note"):
