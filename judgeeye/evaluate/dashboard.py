@@ -71,8 +71,13 @@ class RunInfo:
         """Finished, with the two ratings τ and ICC(3,1) need at the least: fit to compare."""
         return self.status == "completed" and self.rated >= 2
 
+    def title(self) -> str:
+        """The run by number and name (charts, headings)."""
+        return f"Run {self.id} · {self.name}"
+
     def label(self) -> str:
-        return f"Run {self.id} · {self.name} · {self.status}"
+        """The run with what it is doing now (selectors)."""
+        return f"{self.title()} · {self.status}"
 
 
 def comparable(a: RunInfo, b: RunInfo) -> bool:

@@ -262,12 +262,10 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
     if project is None:
         raise LookupError(f"no project {project_id}")
     runs = dashboard.list_runs(session, project_id)
-    defaults = default_choices(runs)
-    choices = choices or defaults
-    choices = ReportChoices(run_id=choices.run_id if choices.run_id is not None else defaults.run_id,
-                            compare=choices.compare or defaults.compare,
-                            versions=choices.versions or defaults.versions)
-    names = {r.id: r.label() for r in runs}
+    defaults, given = default_choices(runs), choices or ReportChoices()
+    choices = ReportChoices(run_id=given.run_id if given.run_id is not None else defaults.run_id,
+                            compare=given.compare or defaults.compare, versions=given.versions or defaults.versions)
+    names = {r.id: r.title() for r in runs}
     parts: list[str] = []
     esc = html.escape
     parts.append(f"<h1>Agreement report: {esc(project.name)}</h1>")

@@ -103,6 +103,7 @@ with session_scope() as session:
     versions = [v.version for v in list_versions(session, project.id)]
     running = active_runs(session, project.id)
 labels = {r.id: r.label() for r in runs}
+titles = {r.id: r.title() for r in runs}
 defaults = default_choices(runs)
 ids = [r.id for r in runs]
 
@@ -128,8 +129,10 @@ def live_status(run_ids: list[int]) -> None:
         c1, c2 = st.columns([6, 1])
         c1.progress(job.progress, text=f"Run {run_id} · {names.get(run_id, '')} · job {job.id}: {job.status} · "
                                        f"{job.progress_text or 'waiting for a worker'}")
-        if c2.button("Cancel", key=f"ag_cancel_{run_id}"):
-            request_cancel(job.id, actor=actor)
+        # a callback: it runs before this panel reads the jobs again, so a queued job cancelled
+        # now is gone from the panel (and the page follows) in the same rerun
+        c2.button("Cancel", key=f"ag_cancel_{run_id}", on_click=request_cancel, args=(job.id,),
+                  kwargs={"actor": actor})
 
 
 if ended := st.session_state.pop("ag_ended", None):
@@ -188,7 +191,7 @@ def compare_view() -> None:
             st.caption(f"{comp.n_items} items. Paired t-test on squared errors; one-sided paired bootstrap "
                        "(1,000 resamples) for τ and ICC(3,1); p is for B better than A. "
                        "\\* p < .05, \\*\\* p < .01, \\*\\*\\* p < .001.")
-            chart(charts.comparison_chart(comp, labels[run_a], labels[run_b]), "before_after")
+            chart(charts.comparison_chart(comp, titles[run_a], titles[run_b]), "before_after")
             if note := comparison_note(rows):
                 st.caption(note)
         except (ItemMismatchError, ValueError, LookupError) as exc:
