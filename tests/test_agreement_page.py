@@ -76,7 +76,9 @@ def test_page_on_synthetic_data(store_url: str) -> None:
     first = data.rater_run_ids[1][0]
     box(_tab(at, "One run"), "Rater run").set_value(first).run()
     assert not at.exception
-    assert len(at.expander) >= 10 and all("syn" in e.label and "off by" in e.label for e in at.expander)
+    assert len(at.expander) >= 10 and all(e.label.startswith("“") and "off by" in e.label for e in at.expander)
+    # the id beside the text, not as its title
+    assert any(c.value.replace("\\", "").startswith("Item (id syn-") for c in at.caption)
     by_gold = next(df.value for df in at.dataframe if "mean rating" in df.value.columns)
     assert list(by_gold["gold"]) == sorted(by_gold["gold"]) and by_gold["items"].sum() > 0
     assert at.session_state["ag_choices"]["run_id"] == first  # kept for the report on any tab

@@ -101,7 +101,8 @@ def by_gold_chart(by_gold: pd.DataFrame, levels: list[int]) -> go.Figure:
 
 def reliability_chart(rows: Sequence[Reliability]) -> go.Figure:
     """Inter-rater ICC(3,1) among the raters of each codebook version (versions with a value)."""
-    fig = go.Figure(go.Bar(x=[f"v{r.codebook_version}" for r in rows], y=[r.icc.icc3 if r.icc else math.nan for r in rows],
+    fig = go.Figure(go.Bar(x=[f"v{r.codebook_version}" for r in rows],
+                           y=[r.icc.icc3 if r.icc else math.nan for r in rows],
                            text=[f"M={len(r.run_ids)}" for r in rows], textposition="outside"))
     fig.update_layout(title="Inter-rater reliability among LLM raters by codebook version",
                       xaxis_title="codebook version", yaxis_title="ICC(3,1)", height=380)

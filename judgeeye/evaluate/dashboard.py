@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from judgeeye.display import snippet
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import cache
 from judgeeye.evaluate.compare import (
@@ -158,7 +159,7 @@ class RunDetail:
     levels: list[int]
     confusion: np.ndarray  # rows = gold level, columns = predicted level (rounded)
     by_gold: pd.DataFrame  # gold, items, rated, parse failures, mean, sd
-    worst: pd.DataFrame  # item, gold, rating, error, reasoning, answer, text
+    worst: pd.DataFrame  # item (its id), gold, rating, error, reasoning, answer, text, title (its opening words)
     gold_rounded: int = 0  # gold labels between levels (median of an even number of raters)
     n_predictions: int = 0
     n_rated: int = 0  # predictions with a rating and a gold label: what the charts count
@@ -223,9 +224,10 @@ def run_detail(session: Session, run_id: int, *, worst: int = 10) -> RunDetail:
     ).all()
     worst_df = pd.DataFrame(
         [{"item": e, "gold": float(g), "rating": float(r), "error": float(d), "reasoning": reasoning or "",
-          "answer": answer or "", "text": "\n\n".join(f"{k}: {v}" for k, v in (fields or {}).items())}
+          "answer": answer or "", "text": "\n\n".join(f"{k}: {v}" for k, v in (fields or {}).items()),
+          "title": snippet(" ".join(str(v) for v in (fields or {}).values()))}
          for e, g, r, d, reasoning, answer, fields in bad],
-        columns=["item", "gold", "rating", "error", "reasoning", "answer", "text"])
+        columns=["item", "gold", "rating", "error", "reasoning", "answer", "text", "title"])
     n_predictions = session.scalar(select(func.count()).select_from(Prediction).where(mine)) or 0
     unparsed = pd.DataFrame(session.execute(
         select(Item.external_id, Prediction.answer)

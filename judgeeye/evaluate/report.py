@@ -312,7 +312,8 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
             parts.append(_p("One-sided paired t-tests across raters (the paper's codebook analysis)."))
             parts.append(_table(tests))
             if group.icc_test is not None:
-                parts.append(_p(f"Inter-rater ICC(3,1): v{va} {num(group.icc_a.icc3)} → v{vb} {num(group.icc_b.icc3)}; "
+                parts.append(_p(f"Inter-rater ICC(3,1): v{va} {num(group.icc_a.icc3)} → "
+                                f"v{vb} {num(group.icc_b.icc3)}; "
                                 f"one-sided bootstrap p = {p_text(group.icc_test.p_value)} "
                                 f"{significance_mark(group.icc_test.p_value)} ({group.icc_test.n} items"
                                 f"{undefined_note(group.icc_test)})."))
@@ -337,7 +338,8 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
         if not detail.worst.empty:
             parts.append("<h3>Worst disagreements</h3>")
         for _, row in detail.worst.iterrows():
-            parts.append(f"<h4>{esc(str(row['item']))}: gold {row['gold']:g}, rater {row['rating']:g}</h4>")
+            parts.append(f"<h4>“{esc(row['title'])}” (item id {esc(str(row['item']))}): gold {row['gold']:g}, "
+                         f"rater {row['rating']:g}</h4>")
             parts.append(f"<pre>{esc(row['text'])}</pre><p class='note'>Reasoning</p><pre>{esc(row['reasoning'] or '—')}</pre>"
                          f"<p class='note'>Answer</p><pre>{esc(row['answer'])}</pre>")
 

@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from judgeeye.codebook import list_versions
-from judgeeye.display import escape_markdown
+from judgeeye.display import escape_markdown, snippet
 from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
 from judgeeye.evaluate import RaterSpec, significance_mark
 from judgeeye.evaluate import charts, dashboard
@@ -245,7 +245,8 @@ def run_view() -> None:
     if detail.note:
         st.info(detail.note)
         for _, row in detail.unparsed.iterrows():
-            with st.expander(f"Unparsed answer · {escape_markdown(row['item'])}"):
+            with st.expander(f"Unparsed answer to item {escape_markdown(row['item'])}: "
+                             f"“{escape_markdown(snippet(row['answer'] or '(empty)', 8))}”"):
                 st.text(row["answer"] or "(empty)")
     else:
         c1, c2 = st.columns(2)
@@ -262,9 +263,9 @@ def run_view() -> None:
     st.subheader("Worst disagreements")
     st.number_input("Worst disagreements to show", 1, 100, 10, key="ag_worst_n")
     for i, row in detail.worst.iterrows():
-        with st.expander(f"{escape_markdown(row['item'])} · gold {row['gold']:g} · rater {row['rating']:g} · "
+        with st.expander(f"“{escape_markdown(row['title'])}” · gold {row['gold']:g} · rater {row['rating']:g} · "
                          f"off by {row['error']:g}", expanded=i == 0):
-            st.caption("Item")
+            st.caption(f"Item (id {escape_markdown(row['item'])})")
             st.text(row["text"])
             st.caption("Reasoning")
             st.text(row["reasoning"] or "—")

@@ -16,7 +16,7 @@ import streamlit as st
 from sqlalchemy import select
 
 from judgeeye.auth import AccessDenied
-from judgeeye.display import escape_markdown
+from judgeeye.display import escape_markdown, snippet
 from judgeeye.jobs import reconcile
 from judgeeye.review import (
     FORMATS,
@@ -211,14 +211,13 @@ with disagree_tab:
         st.success("No open disagreements.")
     for d in open_items[:50]:
         item = texts[d.item_id]
-        opening = " ".join(str(v) for v in (item.fields or {}).values()).split()
-        snippet = " ".join(opening[:10]) + (" …" if len(opening) > 10 else "")
         where = round_names.get(d.round_id, "outside a round") if d.round_id is not None else "outside a round"
-        with st.expander(f"{escape_markdown(snippet)} ({escape_markdown(d.external_id)}) · "
+        with st.expander(f"“{escape_markdown(snippet(' '.join(map(str, (item.fields or {}).values()))))}” · "
                          f"{escape_markdown(where)} · {len(d.choices)} reviews"):
             for name, value in (item.fields or {}).items():
                 st.markdown(f"**{escape_markdown(name)}**  \n{text_block(str(value))}")
-            st.caption(f"Human rating {item.gold:g}" if item.gold is not None else "No gold label")
+            gold = f"human rating {item.gold:g}" if item.gold is not None else "no gold label"
+            st.caption(f"{gold.capitalize()} · item id {escape_markdown(d.external_id)}")
             options: list[tuple[str, str, int | None, str | None]] = []
             for c in d.choices:
                 who = escape_markdown(c.annotator)
