@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from judgeeye.auth import Actor
+from judgeeye.evaluate import dashboard
 from judgeeye.evaluate.report import ReportChoices, build_report
 from synthetic_project import fill_synthetic
 from apptest_widgets import box
@@ -144,10 +145,15 @@ def test_page_with_real_runs_of_the_embedded_model(store_url: str, tmp_path: Pat
     assert not at.exception, at.exception
     runs = at.dataframe[0].value
     assert list(runs["run"]) == run_ids and list(runs["readout"]) == ["parsed", "expected"]
+    with session_scope() as s:
+        comparable = all(r.measurable for r in dashboard.list_runs(s, project_id))
     _tab(at, "Before / after")
-    pair = (box(at, "A (before: original codebook, base model)").value,
-            box(at, "B (after: refined codebook, fine-tuned model)").value)
-    assert pair == tuple(run_ids)
+    if comparable:
+        pair = (box(at, "A (before: original codebook, base model)").value,
+                box(at, "B (after: refined codebook, fine-tuned model)").value)
+        assert pair == tuple(run_ids)
+    else:  # 12 tokens seldom leave the parsed run two ratings: the page says why it compares nothing
+        assert any(i.value.startswith("No two rater runs can be compared") for i in at.info)
     box(_tab(at, "One run"), "Rater run").set_value(run_ids[1]).run()  # the read-out run rated every item
     assert not at.exception
     texts = [t.value for t in at.text]
