@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from apptest_widgets import box
 from apptest_login import app_as
 from judgeeye.review import choose, get_round, next_item, none_fits, open_round, shown_candidates
-from judgeeye.store import Annotator, data_dir, session_scope
+from judgeeye.store import Annotator, ReviewRound, data_dir, dispose_engines, session_scope
 from review_data import SYSTEM, make_project, make_users
 
 ASSIGNMENTS = "judgeeye_app/views/assignments.py"
@@ -105,3 +108,29 @@ def test_users_buttons_do_what_they_showed_and_the_table_follows(store_url: str)
     at.button(key="users_active").click().run()  # an admin cannot lock themselves out
     assert at.error and not at.exception
     assert bool(at.dataframe[0].value.set_index("Name").loc["test-admin", "Active"])
+
+
+def test_an_action_on_a_locked_store_says_so_and_saves_nothing(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Actions run as callbacks, outside the page's busy-store guard: a store locked by another
+    writer past the retries is a message beside the action, not a traceback."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("SQLite locking")
+    make_users(("ann", "annotator"))
+    make_project(3)
+    at = assignments()
+    monkeypatch.setenv("JUDGEEYE_DB_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setenv("JUDGEEYE_DB_RETRIES", "1")
+    monkeypatch.setenv("JUDGEEYE_DB_RETRY_SECONDS", "0.05")
+    dispose_engines()
+    at.multiselect(key="as_people").set_value(["ann"])
+    lock = sqlite3.connect(make_url(store_url).database, isolation_level=None, timeout=10)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        at.button[[b.label for b in at.button].index("Open round")].click().run()
+    finally:
+        lock.rollback()
+        lock.close()
+    assert not at.exception, at.exception
+    assert any(e.value.startswith("The database is busy; nothing was saved") for e in at.error)
+    with session_scope() as s:
+        assert not s.scalars(select(ReviewRound)).all()

@@ -39,6 +39,7 @@ from judgeeye.review.stats import agreement_rows, progress_view
 from judgeeye.store import RaterRun, session_scope
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
+from judgeeye_app.ui.actions import attempt
 from judgeeye_app.ui.keys import api_key_field
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
 
@@ -70,11 +71,11 @@ picked: dict = st.session_state.setdefault("ag_choices", {})
 def start_rating(project_id: int, spec: RaterSpec, split: str, version: int) -> None:
     """Runs before the page reads the store (a button callback), so the run the user just started
     is in every table, selector and the progress panel of the same rerun."""
-    try:
-        run_id, job_id = launch_rater_run(project_id, spec, split=split, codebook_version=version, actor=actor)
-    except (LookupError, ValueError) as exc:
-        st.session_state[FLASH] = ("error", str(exc))
+    ids, error = attempt(launch_rater_run, project_id, spec, split=split, codebook_version=version, actor=actor)
+    if ids is None:
+        st.session_state[FLASH] = ("error", str(error))
         return
+    run_id, job_id = ids
     st.session_state[FLASH] = ("success", f"Rater run {run_id} started (job {job_id}); its progress shows at the "
                                           "top of this page.")
     picked["run_id"] = run_id
@@ -82,13 +83,14 @@ def start_rating(project_id: int, spec: RaterSpec, split: str, version: int) -> 
 
 
 def resume(run_id: int) -> None:
-    try:
-        job_id = resume_rater_run(run_id, actor=actor)
-    except (LookupError, ValueError) as exc:
-        st.session_state[FLASH] = ("error", str(exc))
-    else:
-        st.session_state[FLASH] = ("success", f"Rater run {run_id} resumed (job {job_id}); its progress shows at "
-                                              "the top of this page.")
+    job_id, error = attempt(resume_rater_run, run_id, actor=actor)
+    st.session_state[FLASH] = ("error", str(error)) if job_id is None else (
+        "success", f"Rater run {run_id} resumed (job {job_id}); its progress shows at the top of this page.")
+
+
+def cancel(job_id: int) -> None:
+    if error := attempt(request_cancel, job_id, actor=actor)[1]:
+        st.session_state[FLASH] = ("error", error)
 
 
 def flash() -> None:
@@ -131,8 +133,7 @@ def live_status(run_ids: list[int]) -> None:
                                        f"{job.progress_text or 'waiting for a worker'}")
         # a callback: it runs before this panel reads the jobs again, so a queued job cancelled
         # now is gone from the panel (and the page follows) in the same rerun
-        c2.button("Cancel", key=f"ag_cancel_{run_id}", on_click=request_cancel, args=(job.id,),
-                  kwargs={"actor": actor})
+        c2.button("Cancel", key=f"ag_cancel_{run_id}", on_click=cancel, args=(job.id,))
 
 
 if ended := st.session_state.pop("ag_ended", None):

@@ -9,18 +9,17 @@ from __future__ import annotations
 import io
 import math
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import select
 
-from judgeeye.auth import AccessDenied
 from judgeeye.display import escape_markdown, snippet
-from judgeeye.jobs import reconcile
 from judgeeye.review import (
     FORMATS,
-    ReviewError,
     adjudicate,
     annotator_progress,
     choice_agreement,
@@ -36,6 +35,7 @@ from judgeeye.review import (
 from judgeeye.review.stats import progress_view
 from judgeeye.store import Annotator, Candidate, Item, read_scope, session_scope
 from judgeeye_app.ui.access import require_permission
+from judgeeye_app.ui.actions import attempt
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.live_select import live_selectbox, live_value
 
@@ -49,6 +49,7 @@ if project is None:
 
 FORMAT_NAMES = {"jsonl": "JSONL", "parquet": "Parquet", "hf": "Hugging Face dataset", "csv": "CSV"}
 FLASH = "as_flash"  # tab -> (kind, text) of the last action there, shown once
+T = TypeVar("T")
 
 
 def text_block(text: str) -> str:
@@ -65,19 +66,27 @@ def flash(tab: str) -> None:
 
 
 # ---------------------------------------------------------------- actions (button callbacks)
+def in_store(action: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T | None, str | None]:
+    """``action(session, actor, ...)`` in one transaction, from a callback (see ui/actions.py)."""
+    def run() -> T:
+        with session_scope() as session:
+            return action(session, actor, *args, **kwargs)
+    return attempt(run)
+
+
 def open_round_now() -> None:
     state = st.session_state
     chosen, high = state["as_people"], int(state["as_high"])
-    try:
-        with session_scope() as session:
-            rnd = open_round(session, actor, live_value("as_run"), chosen, overlap=int(state["as_overlap"]),
-                             high_overlap=high,
-                             high_overlap_share=float(state["as_share"]) if len(chosen) >= high else 0.0,
-                             include_unaccepted=bool(state["as_unaccepted"]), max_shown=int(state["as_max_shown"]),
-                             lease_minutes=int(state["as_lease"]), name=state["as_name"])
-            summary = round_progress(session, rnd.id)
-    except (ReviewError, AccessDenied) as exc:
-        say("open", "error", str(exc))
+
+    def open_and_count(session, actor, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return round_progress(session, open_round(session, actor, *args, **kwargs).id)
+
+    summary, error = in_store(open_and_count, live_value("as_run"), chosen, overlap=int(state["as_overlap"]),
+                              high_overlap=high, high_overlap_share=float(state["as_share"]) if len(chosen) >= high else 0.0,
+                              include_unaccepted=bool(state["as_unaccepted"]), max_shown=int(state["as_max_shown"]),
+                              lease_minutes=int(state["as_lease"]), name=state["as_name"])
+    if summary is None:
+        say("open", "error", str(error))
         return
     people = len(summary.annotators)
     say("open", "success", f"Opened round #{summary.round_id} “{summary.name}”: {summary.items} items, "
@@ -86,37 +95,29 @@ def open_round_now() -> None:
 
 
 def set_status(round_id: int, status: str) -> None:
-    try:
-        with session_scope() as session:
-            set_round_status(session, actor, round_id, status)
-    except (ReviewError, AccessDenied) as exc:
-        say("rounds", "error", str(exc))
+    if error := in_store(set_round_status, round_id, status)[1]:
+        say("rounds", "error", error)
 
 
 def settle(item_id: int, round_id: int | None, options: list[tuple[str, str, int | None, str | None]]) -> None:
     suffix = f"{item_id}_{round_id}"
     label, verdict, candidate_id, edited = options[st.session_state[f"as_settle_{suffix}"]]
-    try:
-        with session_scope() as session:
-            adjudicate(session, actor, item_id, verdict=verdict, candidate_id=candidate_id, edited_text=edited,
-                       round_id=round_id, note=st.session_state.get(f"as_note_{suffix}"))
-    except (ReviewError, AccessDenied) as exc:
-        say("disagree", "error", str(exc))
+    _, error = in_store(adjudicate, item_id, verdict=verdict, candidate_id=candidate_id, edited_text=edited,
+                        round_id=round_id, note=st.session_state.get(f"as_note_{suffix}"))
+    if error:
+        say("disagree", "error", error)
     else:
         say("disagree", "success", f"Settled as {label}.")
 
 
 def export_now(project_id: int) -> None:
-    formats = st.session_state["as_formats"]
-    target = default_export_dir(project_id)
-    try:
-        with session_scope() as session:
-            summary = export_reasoning(session, actor, project_id, target, formats)
-    except (ReviewError, AccessDenied) as exc:
-        say("export", "error", str(exc))
+    summary, error = in_store(export_reasoning, project_id, default_export_dir(project_id),
+                              st.session_state["as_formats"])
+    if summary is None:
+        say("export", "error", str(error))
         st.session_state.pop("as_export_result", None)
-        return
-    st.session_state["as_export_result"] = (project_id, summary)
+    else:
+        st.session_state["as_export_result"] = (project_id, summary)
 
 
 def folder_zip(folder: str) -> bytes:
@@ -157,8 +158,7 @@ with rounds_tab:
 
 with open_tab:
     flash("open")
-    with session_scope() as session:
-        reconcile(session)  # a sampling run whose worker died is listed as failed, not running
+    with read_scope() as session:  # never waits on a sampling job's writes
         runs = reviewable_runs(session, project.id)
         people = [(u.name, u.role) for u in session.scalars(
             select(Annotator).where(Annotator.active.is_(True)).order_by(Annotator.name)).all()]
@@ -184,7 +184,7 @@ with open_tab:
             st.form_submit_button("Open round", type="primary", on_click=open_round_now)
 
 with team_tab:
-    with session_scope() as session:
+    with read_scope() as session:
         table = annotator_progress(session, project.id)
         agreement = choice_agreement(session, project.id)
     if table.empty:

@@ -12,10 +12,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from judgeeye.auth import ROLES, AccessDenied, UserError, add_user, generate_password, list_users, set_active, set_password, set_role
+from judgeeye.auth import ROLES, add_user, generate_password, list_users, set_active, set_password, set_role
 from judgeeye.display import escape_markdown
-from judgeeye.store import session_scope
+from judgeeye.store import read_scope, session_scope
 from judgeeye_app.ui.access import require_permission
+from judgeeye_app.ui.actions import attempt
 
 actor = require_permission("manage_users")
 st.title("Users")
@@ -26,14 +27,15 @@ ERROR = "users_error"  # (form, message) of an action that was refused, shown on
 SHOWN_PASSWORD = "users_new_password"
 
 
-def attempt(where: str, action: Callable[..., Any], *args: Any) -> Any:
+def act(where: str, action: Callable[..., Any], *args: Any) -> Any:
     """Run a library action as the admin; a refusal is kept to be shown in ``where``."""
-    try:
+    def run() -> Any:
         with session_scope() as session:
             return action(session, actor, *args) or True
-    except (UserError, AccessDenied) as exc:
-        st.session_state[ERROR] = (where, str(exc))
-        return None
+    done, error = attempt(run)
+    if error:
+        st.session_state[ERROR] = (where, error)
+    return done
 
 
 def refusal(where: str) -> None:
@@ -43,7 +45,7 @@ def refusal(where: str) -> None:
 
 def add() -> None:
     name = st.session_state["users_add_name"]
-    added = attempt("add", add_user, name, st.session_state["users_add_role"],
+    added = act("add", add_user, name, st.session_state["users_add_role"],
                     st.session_state["users_add_password"] or None)
     if added and added[1]:  # (user, the password generated for them)
         st.session_state[SHOWN_PASSWORD] = (name.strip(), added[1])
@@ -51,11 +53,11 @@ def add() -> None:
 
 def new_password(who: str) -> None:
     fresh = generate_password()
-    if attempt("change", set_password, who, fresh):
+    if act("change", set_password, who, fresh):
         st.session_state[SHOWN_PASSWORD] = (who, fresh)
 
 
-with session_scope() as session:
+with read_scope() as session:
     users = list_users(session)
 st.dataframe(pd.DataFrame([{"Name": u.name, "Role": u.role, "Active": u.active, "Password": u.has_password}
                            for u in users]), hide_index=True, width="stretch")
@@ -82,8 +84,8 @@ with change_col:
     st.selectbox("Role", ROLES, index=ROLES.index(current.role), key=role_key)
     cols = st.columns(3)
     cols[0].button("Set role", key="users_set_role",
-                   on_click=lambda who=who, key=role_key: attempt("change", set_role, who, st.session_state[key]))
+                   on_click=lambda who=who, key=role_key: act("change", set_role, who, st.session_state[key]))
     cols[1].button("Deactivate" if current.active else "Activate", key="users_active",
-                   on_click=attempt, args=("change", set_active, who, not current.active))
+                   on_click=act, args=("change", set_active, who, not current.active))
     cols[2].button("New password", key="users_reset", on_click=new_password, args=(who,))
     refusal("change")
