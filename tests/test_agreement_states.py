@@ -5,10 +5,12 @@ raw column name."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
@@ -20,7 +22,7 @@ from judgeeye.codebook.versions import create_version
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import RaterSpec, create_rater_run
 from judgeeye.evaluate.report import ReportChoices, build_report
-from judgeeye.store import Item, Prediction, Project, SamplingRun, session_scope
+from judgeeye.store import Candidate, Codebook, Item, Prediction, Project, SamplingRun, session_scope
 from judgeeye.review import open_round
 from review_data import SYSTEM, make_project, make_users
 
@@ -79,6 +81,14 @@ def open_tab(at: AppTest, tab: str) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def values(data: object) -> np.ndarray:
+    """A plotly trace's numbers, as listed or base64-packed ({"dtype", "bdata", "shape"})."""
+    if isinstance(data, dict):
+        flat = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
+        return flat.astype(float)
+    return np.array([v for v in np.ravel(np.array(data, dtype=object)) if isinstance(v, (int, float))], dtype=float)
 
 
 def plotly_specs(at: AppTest) -> list[dict]:
@@ -218,3 +228,29 @@ def test_annotators_tab_says_nobody_reviewed_instead_of_a_chart_of_zeros(store_u
     assert [i.value for i in at.info] == ["Nobody has reviewed yet: 2 people are assigned to review rounds."]
     assert not plotly_specs(at)
     no_internals(at)
+
+
+def test_every_tab_on_empty_single_and_unparsed_data_shows_no_internals(store_url: str) -> None:
+    project_id = agreement_project()
+    for name, ratings, status in (("silent", "unparsed", "completed"), ("one item", "one", "incomplete"),
+                                  ("good", "good", "completed")):
+        rated_run(project_id, name, ratings=ratings, status=status)
+    with session_scope() as s:
+        create_rater_run(s, project_id, SPEC, name="not started")
+        run = SamplingRun(project_id=project_id, codebook_id=s.scalar(
+            select(Codebook.id).where(Codebook.project_id == project_id)), k=1, status="completed")
+        s.add(run)
+        s.flush()
+        item = s.scalar(select(Item).where(Item.project_id == project_id).order_by(Item.id))
+        s.add(Candidate(run_id=run.id, item_id=item.id, sample_index=0, target="gold", target_label=item.gold,
+                        reasoning="Plain.", answer="<rating>1</rating>", predicted=1.0, parse_ok=True,
+                        accepted=item.gold == 1.0))  # a sampling run of a single candidate
+    at = page(project_id)
+    for tab in ("Rater runs", "Before / after", "One run", "Inter-rater reliability", "Sampling", "Annotators",
+                "New rater run"):
+        open_tab(at, tab)
+        assert not at.error, (tab, [e.value for e in at.error])
+        no_internals(at)
+        for spec in plotly_specs(at):  # no chart drawn from nothing: no empty axes, no heatmap of zeros
+            drawn = [values(trace.get("z", trace.get("y", []))) for trace in spec["data"]]
+            assert any(np.nansum(np.abs(v)) > 0 for v in drawn if v.size), (tab, spec["layout"].get("title"))
