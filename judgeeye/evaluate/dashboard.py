@@ -131,9 +131,10 @@ def list_runs(session: Session, project_id: int) -> list[RunInfo]:
     return out
 
 
-def run_table(session: Session, project_id: int) -> pd.DataFrame:
-    """One row per rater run: τ, ICC(3,1), MSE with 95% bootstrap intervals, parse failures, n."""
-    runs = list_runs(session, project_id)
+def run_table(session: Session, project_id: int, runs: list[RunInfo] | None = None) -> pd.DataFrame:
+    """One row per rater run: τ, ICC(3,1), MSE with 95% bootstrap intervals, parse failures, n
+    (``runs``: the project's :func:`list_runs`, when the caller has them already)."""
+    runs = list_runs(session, project_id) if runs is None else runs
     sums = summaries(session, [r.id for r in runs])
     created = dict(session.execute(select(RaterRun.id, RaterRun.created_at)
                                    .where(RaterRun.project_id == project_id)).all())

@@ -273,7 +273,7 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
                     f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by JudgeEye"))
 
     parts.append("<h2>Rater runs</h2>")
-    table = dashboard.run_table(session, project_id)
+    table = dashboard.run_table(session, project_id, runs)
     if table.empty:
         parts.append(_p("No rater runs yet."))
     else:

@@ -15,8 +15,8 @@ from judgeeye.evaluate.compare import ItemMismatchError
 from judgeeye.evaluate.launch import active_runs, cli_command, latest_job, launch_rater_run, resume_rater_run
 from judgeeye.evaluate.report import (
     RELIABILITY_EMPTY,
-    annotators_note,
     ReportChoices,
+    annotators_note,
     build_report,
     by_gold_view,
     chartable_runs,
@@ -65,6 +65,7 @@ def chart(fig, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 FLASH = "ag_flash"  # (kind, text) of the last action, shown once where it was taken
+WAITING = {"queued": "waiting for a worker", "running": "starting"}  # before a job reports progress
 picked: dict = st.session_state.setdefault("ag_choices", {})
 
 
@@ -101,7 +102,7 @@ def flash() -> None:
 with session_scope() as session:
     reconcile(session)  # a worker that died shows as failed in this very view, not 2 s later
     runs = dashboard.list_runs(session, project.id)
-    table = dashboard.run_table(session, project.id)
+    table = dashboard.run_table(session, project.id, runs)
     versions = [v.version for v in list_versions(session, project.id)]
     running = active_runs(session, project.id)
 labels = {r.id: r.label() for r in runs}
@@ -130,7 +131,7 @@ def live_status(run_ids: list[int]) -> None:
     for run_id, job in jobs.items():
         c1, c2 = st.columns([6, 1])
         c1.progress(job.progress, text=f"Run {run_id} · {names.get(run_id, '')} · job {job.id}: {job.status} · "
-                                       f"{job.progress_text or 'waiting for a worker'}")
+                                       f"{job.progress_text or WAITING[job.status]}")
         # a callback: it runs before this panel reads the jobs again, so a queued job cancelled
         # now is gone from the panel (and the page follows) in the same rerun
         c2.button("Cancel", key=f"ag_cancel_{run_id}", on_click=cancel, args=(job.id,))
@@ -171,7 +172,7 @@ def compare_view() -> None:
     st.subheader("Two runs")
     pairs = partners(runs)
     firsts = [r for r in ids if pairs[r]]
-    if not firsts or defaults.compare is None:
+    if defaults.compare is None:  # the default is a comparable pair whenever there is one
         st.info(no_comparison_reason(runs))
     else:
         a0, b0 = picked.get("compare") or defaults.compare
