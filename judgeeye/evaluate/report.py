@@ -167,10 +167,14 @@ def comparison_note(rows: list[dict]) -> str:
 
 
 def group_view(group, raters: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
-    per = pd.DataFrame([{
-        "rater": name, "run A": int(row["run A"]), "run B": int(row["run B"]),
-        **{f"{charts.METRIC_TITLES[m]} {side}": num(row[f"{m} {side}"]) for side in ("A", "B") for m in METRICS},
-    } for name, row in zip(raters, group.per_rater)])
+    def side(row: dict, s: str) -> dict[str, object]:
+        shown: dict[str, object] = {f"{charts.METRIC_TITLES[m]} {s}": num(row[f"{m} {s}"]) for m in METRICS}
+        if f"n {s}" in row:  # items the run rated (compare_groups adds it where it knows it)
+            shown[f"rated {s}"] = int(row[f"n {s}"])
+        return shown
+
+    per = pd.DataFrame([{"rater": name, "run A": int(row["run A"]), "run B": int(row["run B"]),
+                         **side(row, "A"), **side(row, "B")} for name, row in zip(raters, group.per_rater)])
     tests = pd.DataFrame([{"metric": charts.METRIC_TITLES[m], "mean B − A": num(t.estimate), "t": num(t.statistic, 2),
                            "p (one-sided)": p_text(t.p_value), "significance": significance_mark(t.p_value),
                            "raters": t.n}
