@@ -31,7 +31,7 @@ from judgeeye.evaluate import (
     parse_rater,
     summaries,
 )
-from judgeeye.evaluate.synthetic import fill_synthetic
+from synthetic_project import fill_synthetic
 from judgeeye.jobs import reconcile
 from judgeeye.engines.readout import cot_rail_score
 from judgeeye.ratings import parse_rating

@@ -228,9 +228,9 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         # --- Assignments: a review round over every sampled item, for the annotator
         go(page, "Assignments")
         tab(page, "Open a round")
-        page.get_by_text("Also items without an accepted trace (all traces shown)").click()
+        page.get_by_text("Also items without an accepted trace (all their traces are shown)").click()
         page.get_by_role("button", name="Open round").click()
-        expect(page.get_by_text(re.compile(r"Opened round #\d+: 3 items"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Opened round #\d+ “.+”: 3 items"))).to_be_visible()
         with session_scope() as s:
             assert s.scalar(select(func.count()).select_from(ReviewRound)) == 1
 
