@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from sqlalchemy import select
 
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
+from judgeeye.settings_cli import settings_options
 from judgeeye.store import TrainingRun, session_scope
-from judgeeye.training.config import field_help
+from judgeeye.training.config import CLI_FLAGS, CLI_OPTIONS, PRESETS, TrainingConfig
 
 train_app = typer.Typer(help="Fine-tune raters with LoRA: SFT on traces, labels only, TRACT.",
                         invoke_without_command=True)
@@ -28,55 +29,19 @@ def _world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _h(path: str) -> str:
-    return field_help(path)
+#: the config fields `judgeeye train` takes, under their option names (training.config.CLI_OPTIONS)
+TRAIN_OPTIONS: dict[str, str | None] = {
+    **{path: option for option, path in CLI_OPTIONS.items()},
+    **{name: f"{on}/{off}" for name, (on, off) in CLI_FLAGS.items()},
+}
 
 
 @train_app.callback()
+@settings_options(TrainingConfig, TRAIN_OPTIONS, dest="values", presets=PRESETS)
 def train(
     ctx: typer.Context,
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help=_h("preset"))] = None,
-    base: Annotated[Optional[str], typer.Option("--base", help=_h("base_model"))] = None,
-    mode: Annotated[Optional[str], typer.Option(help=_h("mode").replace("labels_only", "labels-only"))] = None,
-    source: Annotated[Optional[str], typer.Option(help=_h("source"))] = None,
-    sampling_run: Annotated[Optional[int], typer.Option(help=_h("sampling_run"))] = None,
-    codebook: Annotated[Optional[int], typer.Option(help=_h("codebook_version"))] = None,
-    train_limit: Annotated[Optional[int], typer.Option(help=_h("train_limit"))] = None,
-    max_length: Annotated[Optional[int], typer.Option(help=_h("max_length"))] = None,
-    packing: Annotated[Optional[bool], typer.Option("--packing/--no-packing", help=_h("packing"))] = None,
-    lora_r: Annotated[Optional[int], typer.Option(help=_h("lora_r"))] = None,
-    lora_alpha: Annotated[Optional[int], typer.Option(help=_h("lora_alpha"))] = None,
-    lora_dropout: Annotated[Optional[float], typer.Option(help=_h("lora_dropout"))] = None,
-    target_modules: Annotated[Optional[str], typer.Option(help=_h("target_modules"))] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help=_h("learning_rate"))] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help=_h("lr_scheduler"))] = None,
-    warmup_ratio: Annotated[Optional[float], typer.Option(help=_h("warmup_ratio"))] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(help=_h("warmup_steps"))] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help=_h("weight_decay"))] = None,
-    epochs: Annotated[Optional[float], typer.Option(help=_h("epochs"))] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help=_h("max_steps"))] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=_h("batch_size"))] = None,
-    grad_accum: Annotated[Optional[int], typer.Option(help=_h("grad_accum"))] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_h("seed"))] = None,
-    evaluations: Annotated[Optional[int], typer.Option(help=_h("evaluations"))] = None,
-    eval_steps: Annotated[Optional[int], typer.Option(help=_h("eval_steps"))] = None,
-    patience_evaluations: Annotated[Optional[int], typer.Option(help=_h("patience_evaluations"))] = None,
-    patience: Annotated[Optional[int], typer.Option(help=_h("patience"))] = None,
-    val_limit: Annotated[Optional[int], typer.Option(help=_h("val_limit"))] = None,
-    temperature: Annotated[Optional[float], typer.Option(help=_h("protocol.temperature"))] = None,
-    top_p: Annotated[Optional[float], typer.Option(help=_h("protocol.top_p"))] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help=_h("protocol.max_tokens"))] = None,
-    readout: Annotated[Optional[str], typer.Option(help=_h("protocol.readout"))] = None,
-    lambda_: Annotated[Optional[float], typer.Option("--lambda", help=_h("lambda_raft"))] = None,
-    self_trace_max_tokens: Annotated[Optional[int], typer.Option(help=_h("self_trace_max_tokens"))] = None,
-    test_eval: Annotated[Optional[bool], typer.Option("--test-eval/--no-test-eval", help=_h("evaluate_test"))] = None,
-    test_limit: Annotated[Optional[int], typer.Option(help=_h("test_limit"))] = None,
-    device: Annotated[Optional[str], typer.Option(help=_h("device"))] = None,
-    dtype: Annotated[Optional[str], typer.Option(help=_h("dtype"))] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
-        "--gradient-checkpointing/--no-gradient-checkpointing", help=_h("gradient_checkpointing"))] = None,
-    force: Annotated[Optional[bool], typer.Option("--force/--no-force", help=_h("force"))] = None,
+    values: dict[str, Any] | None = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the plan (rows, optimizer steps, warm-up, validations) as JSON and start nothing; "
                           "exit status 2 when the plan is refused.")] = False,
@@ -88,7 +53,6 @@ def train(
     if ctx.invoked_subcommand:
         return
     from judgeeye.projects import find_project
-    from judgeeye.training import TrainingConfig
     from judgeeye.training.launch import launch_training, resume_training
     from judgeeye.training.plan import PlanRefused, plan_training
 
@@ -111,22 +75,9 @@ def train(
             else:
                 if not project:
                     raise typer.BadParameter("--project is required (or --resume RUN)")
-                values = dict(
-                    base_model=base, mode=mode.replace("-", "_") if mode else None, source=source,
-                    sampling_run=sampling_run, codebook_version=codebook, train_limit=train_limit,
-                    max_length=max_length, packing=packing, lora_r=lora_r, lora_alpha=lora_alpha,
-                    lora_dropout=lora_dropout, target_modules=target_modules, learning_rate=lr,
-                    lr_scheduler=scheduler, warmup_ratio=warmup_ratio, warmup_steps=warmup_steps,
-                    weight_decay=weight_decay, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                    grad_accum=grad_accum, seed=seed, evaluations=evaluations, eval_steps=eval_steps,
-                    patience_evaluations=patience_evaluations, patience=patience, val_limit=val_limit,
-                    lambda_raft=lambda_, self_trace_max_tokens=self_trace_max_tokens, evaluate_test=test_eval,
-                    test_limit=test_limit, device=device, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
-                    force=force,
-                    protocol={k: v for k, v in dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                                     readout=readout).items() if v is not None})
+                given = dict(values or {})
                 try:
-                    config = TrainingConfig.from_preset(preset or "paper", **values)
+                    config = TrainingConfig.from_preset(given.pop("preset", "paper"), **given)
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from None
                 with session_scope() as session:

@@ -35,6 +35,7 @@ class ReadoutUnsupported(EngineError):
     """This engine cannot read token probabilities (e.g. a remote API)."""
 
 
+_ADVANCED: dict[str, Any] = {"advanced": True}  # forms put these under "More settings"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -67,8 +68,9 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     kind: str
-    #: HF model id, local directory, a .gguf file, or "embedded" (SmolLM2-135M-Instruct)
-    model: str = EMBEDDED_MODEL
+    model: str = Field(EMBEDDED_MODEL, title="Model",
+                       description="A Hugging Face model id, a local directory, a .gguf file, or embedded "
+                                   "(SmolLM2-135M-Instruct); for a server, the served model's name.")
 
     def __new__(cls, *args: Any, **fields: Any) -> EngineConfig:
         if cls is EngineConfig:  # the base stands for "the config of this kind"
@@ -150,36 +152,40 @@ class TransformersConfig(EngineConfig):
     """The ``transformers`` engine: the embedded model or any HF model / GGUF, CPU or GPU."""
 
     kind: Literal["transformers"] = "transformers"
-    #: PEFT adapter directory
-    adapter: str | None = None
-    #: "auto" (cuda if available), "cpu", "cuda", "cuda:1" ...
-    device: str = "auto"
-    #: "auto" (bf16 on GPU, fp32 on CPU), "float32", "bfloat16", "float16"
-    dtype: str = "auto"
-    #: sequences generated together
-    batch_size: int = Field(16, ge=1)
-    #: the static decoder (GPU fast path; eager on the CPU); False: always ``model.generate``
-    fast_decode: bool = True
-    #: compile the decode step (None: on CUDA)
-    compile: bool | None = None
-    #: capture decode steps as CUDA graphs (None: on CUDA)
-    cuda_graphs: bool | None = None
-    #: fuse q/k/v and gate/up linears in place (None: on CUDA, for models the engine loaded)
-    fuse_projections: bool | None = None
-    #: decode attention kernel ("auto": triton on a CUDA GPU with Triton, else sdpa; process-wide)
-    decode_attention: Literal["auto", "triton", "sdpa", "efficient", "math"] = "auto"
-    #: ``torch.compile`` mode of the decode step, e.g. "max-autotune-no-cudagraphs"
-    compile_mode: str | None = None
-    #: decode steps between "all sequences finished?" checks
-    sync_every: int = Field(16, ge=1)
-    #: (batch, length) slots kept with their cache and graphs
-    max_graphs: int = Field(4, ge=1)
-    #: merge a LoRA adapter into the weights
-    merge_adapter: bool = True
-    #: False: closing the engine also drops the model from the process cache
-    keep_loaded: bool = True
-    #: extra keyword arguments for ``model.generate`` (the plain path)
-    generate_kwargs: dict[str, Any] = Field(default_factory=dict)
+    adapter: str | None = Field(None, title="LoRA adapter directory", json_schema_extra={"none": "none"},
+                                description="A PEFT (LoRA) adapter directory to load on the model.")
+    device: str = Field("auto", title="Device", json_schema_extra=_ADVANCED,
+                        description="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    dtype: str = Field("auto", title="Data type", json_schema_extra=_ADVANCED,
+                       description="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    batch_size: int = Field(16, ge=1, title="Batch size", description="Sequences generated together.")
+    fast_decode: bool = Field(True, title="Static decoder", json_schema_extra=_ADVANCED,
+                              description="The static decoder (GPU fast path; eager on the CPU); off: always "
+                                          "model.generate.")
+    compile: bool | None = Field(None, title="Compile the decode step", json_schema_extra=_ADVANCED,
+                                 description="Compile the decode step (unset: on CUDA).")
+    cuda_graphs: bool | None = Field(None, title="CUDA graphs", json_schema_extra=_ADVANCED,
+                                     description="Capture decode steps as CUDA graphs (unset: on CUDA).")
+    fuse_projections: bool | None = Field(
+        None, title="Fuse projections", json_schema_extra=_ADVANCED,
+        description="Fuse q/k/v and gate/up linears in place (unset: on CUDA, for models the engine loaded).")
+    decode_attention: Literal["auto", "triton", "sdpa", "efficient", "math"] = Field(
+        "auto", title="Decode attention", json_schema_extra=_ADVANCED,
+        description="Decode attention kernel (auto: triton on a CUDA GPU with Triton, else sdpa; process-wide).")
+    compile_mode: str | None = Field(None, title="Compile mode", json_schema_extra={"none": "default", **_ADVANCED},
+                                     description="torch.compile mode of the decode step, e.g. "
+                                                 "max-autotune-no-cudagraphs.")
+    sync_every: int = Field(16, ge=1, title="Steps between finish checks", json_schema_extra=_ADVANCED,
+                            description="Decode steps between 'all sequences finished?' checks.")
+    max_graphs: int = Field(4, ge=1, title="Decode slots kept", json_schema_extra=_ADVANCED,
+                            description="(batch, length) slots kept with their cache and graphs.")
+    merge_adapter: bool = Field(True, title="Merge the adapter", json_schema_extra=_ADVANCED,
+                                description="Merge a LoRA adapter into the weights.")
+    keep_loaded: bool = Field(True, title="Keep the model loaded", json_schema_extra=_ADVANCED,
+                              description="Keep the model in the process cache when the engine closes.")
+    generate_kwargs: dict[str, Any] = Field(default_factory=dict, title="model.generate arguments",
+                                            description="Extra keyword arguments for model.generate (the plain "
+                                                        "path).")
 
     @model_validator(mode="before")
     @classmethod
@@ -209,25 +215,31 @@ class OpenAIConfig(EngineConfig):
     """The ``openai`` engine: any OpenAI-compatible chat-completions server."""
 
     kind: Literal["openai"] = "openai"
-    #: server base URL, e.g. http://127.0.0.1:8000/v1
-    base_url: str | None = None
-    #: NAME of the environment variable holding the API key (the key is never stored)
-    api_key_env: str | None = None
-    #: requests in flight at once
-    max_concurrency: int = Field(8, ge=1)
-    #: seconds to connect, and to wait for each read of the answer, before a try times out
-    timeout: float = Field(120.0, gt=0)
-    #: retries on 408/409/429, 5xx, timeouts, connection errors and broken answers
-    max_retries: int = Field(5, ge=0)
-    #: seconds before the first retry (doubling per retry, minus up to 25% jitter) unless the
-    #: server says when (Retry-After, up to 2 minutes)
-    backoff_base: float = Field(0.5, ge=0)
-    #: cap on one backoff delay, seconds
-    backoff_max: float = Field(8.0, ge=0)
-    #: body field for the token limit: max_tokens, or max_completion_tokens (newer hosted models)
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    #: extra request-body fields, e.g. {"top_k": 20, "chat_template_kwargs": {"enable_thinking": true}}
-    extra_body: dict[str, Any] = Field(default_factory=dict)
+    base_url: str | None = Field(None, title="Base URL", examples=["http://127.0.0.1:8000/v1"],
+                                 description="The server's base URL, e.g. http://127.0.0.1:8000/v1 (vLLM, "
+                                             "llama.cpp) or a hosted API's.")
+    api_key_env: str | None = Field(None, title="API key variable", json_schema_extra={"none": "no key"},
+                                    description="The NAME of the environment variable (or Streamlit secret) "
+                                                "holding the API key; the key itself is never stored.")
+    max_concurrency: int = Field(8, ge=1, title="Concurrent requests", description="Requests in flight at once.")
+    timeout: float = Field(120.0, gt=0, title="Timeout (seconds)", json_schema_extra=_ADVANCED,
+                           description="Seconds to connect, and to wait for each read of the answer, before a try "
+                                       "times out.")
+    max_retries: int = Field(5, ge=0, title="Retries", json_schema_extra=_ADVANCED,
+                             description="Retries on 408/409/429, 5xx, timeouts, connection errors and broken "
+                                         "answers.")
+    backoff_base: float = Field(0.5, ge=0, title="First retry after (seconds)", json_schema_extra=_ADVANCED,
+                                description="Seconds before the first retry (doubling per retry, minus up to 25% "
+                                            "jitter) unless the server says when (Retry-After, up to 2 minutes).")
+    backoff_max: float = Field(8.0, ge=0, title="Longest wait between retries (seconds)", json_schema_extra=_ADVANCED,
+                               description="Cap on one backoff delay, in seconds.")
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens", title="Token limit field", json_schema_extra=_ADVANCED,
+        description="Request-body field for the token limit: max_tokens, or max_completion_tokens (newer hosted "
+                    "models).")
+    extra_body: dict[str, Any] = Field(default_factory=dict, title="Extra request fields",
+                                       description='Extra request-body fields, e.g. {"top_k": 20, '
+                                                   '"chat_template_kwargs": {"enable_thinking": true}}.')
 
     @model_validator(mode="before")
     @classmethod
@@ -269,24 +281,29 @@ class VLLMConfig(EngineConfig):
     """The ``vllm`` engine: an in-process ``vllm.LLM`` (GPU; ``pip install judgeeye[vllm]``)."""
 
     kind: Literal["vllm"] = "vllm"
-    #: PEFT LoRA adapter directory (served with vLLM's LoRA support)
-    adapter: str | None = None
-    #: "auto" (the checkpoint's; float32 checkpoints run in float16), "bfloat16", "float16" ...
-    dtype: str = "auto"
-    #: requests handed to vLLM per call by the runners' chunks (it batches their samples itself)
-    batch_size: int = Field(64, ge=1)
-    #: share of GPU memory vLLM takes for weights and KV cache
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    #: context length (None: the model's)
-    max_model_len: int | None = Field(None, ge=1)
-    #: GPUs per model (tensor parallelism)
-    tensor_parallel_size: int = Field(1, ge=1)
-    #: extra keyword arguments for the chat template, e.g. {"enable_thinking": true}
-    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
-    #: extra keyword arguments for ``vllm.LLM`` (e.g. enforce_eager, max_num_seqs, quantization)
-    llm_kwargs: dict[str, Any] = Field(default_factory=dict)
-    #: extra ``vllm.SamplingParams`` fields (e.g. top_k, repetition_penalty)
-    sampling_kwargs: dict[str, Any] = Field(default_factory=dict)
+    adapter: str | None = Field(None, title="LoRA adapter directory", json_schema_extra={"none": "none"},
+                                description="A PEFT (LoRA) adapter directory, served with vLLM's LoRA support.")
+    dtype: str = Field("auto", title="Data type", json_schema_extra=_ADVANCED,
+                       description="auto (the checkpoint's; float32 checkpoints run in float16), bfloat16, "
+                                   "float16 ...")
+    batch_size: int = Field(64, ge=1, title="Requests per call",
+                            description="Requests handed to vLLM per call by the runners' chunks (it batches their "
+                                        "samples itself).")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, title="GPU memory share", json_schema_extra={"step": 0.05},
+                                          description="Share of GPU memory vLLM takes for weights and KV cache.")
+    max_model_len: int | None = Field(None, ge=1, title="Context length", json_schema_extra={"none": "the model's"},
+                                      description="Context length in tokens.")
+    tensor_parallel_size: int = Field(1, ge=1, title="GPUs per model", description="GPUs per model (tensor "
+                                                                                   "parallelism).")
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict, title="Chat template arguments",
+                                                 description='Extra keyword arguments for the chat template, e.g. '
+                                                             '{"enable_thinking": true}.')
+    llm_kwargs: dict[str, Any] = Field(default_factory=dict, title="vllm.LLM arguments",
+                                       description="Extra keyword arguments for vllm.LLM (e.g. enforce_eager, "
+                                                   "max_num_seqs, quantization).")
+    sampling_kwargs: dict[str, Any] = Field(default_factory=dict, title="SamplingParams fields",
+                                            description="Extra vllm.SamplingParams fields (e.g. top_k, "
+                                                        "repetition_penalty).")
 
     @field_validator("sampling_kwargs")
     @classmethod

@@ -38,19 +38,35 @@ Preset = Literal["paper", "tract"]
 MODES: tuple[str, ...] = ("sft", "labels_only", "tract")
 
 
+#: how each recipe, objective and read-out is called in front of users
+PRESET_LABELS: dict[str, str] = {"paper": "Zhang et al. (Appendix C), scaled to the data",
+                                 "tract": "TRACT (Chiang et al., Appendix A)"}
+MODE_LABELS: dict[str, str] = {"sft": "SFT on traces", "labels_only": "Labels only (ablation)",
+                               "tract": "TRACT (CoT-RAFT, two stages)"}
+READOUT_LABELS: dict[str, str] = {"auto": "auto (expected for TRACT, else parsed)",
+                                  "parsed": "parsed (the rating it wrote)", "argmax": "argmax (most probable level)",
+                                  "expected": "expected (CoT-RAIL)"}
+_ADVANCED: dict[str, Any] = {"advanced": True}
+
+
 class RatingProtocol(BaseModel):
     """How the rater under training rates an item, on the validation split (checkpoint selection,
     early stopping) and on the test split alike. The defaults are the paper's (section 4.3)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(1.0, ge=0, description="Sampling temperature for validation and test ratings.")
-    top_p: float = Field(0.95, gt=0, le=1, description="Top-p for validation and test ratings.")
-    max_tokens: int = Field(1024, ge=1, description="Tokens generated per validation or test rating.")
+    temperature: float = Field(1.0, ge=0, title="Temperature",
+                               description="Sampling temperature for validation and test ratings.",
+                               json_schema_extra={"step": 0.1})
+    top_p: float = Field(0.95, gt=0, le=1, title="Top-p", description="Top-p for validation and test ratings.",
+                         json_schema_extra={"step": 0.05})
+    max_tokens: int = Field(1024, ge=1, title="Tokens per rating",
+                            description="Tokens generated per validation or test rating.")
     readout: Readout = Field(
-        "auto", description="How a completion becomes a rating: parsed (the rating it wrote; unparsed answers "
-                            "are counted and left out), argmax or expected (CoT-RAIL); auto: expected for TRACT, "
-                            "else parsed.")
+        "auto", title="Read-out", json_schema_extra={"labels": READOUT_LABELS},
+        description="How a completion becomes a rating: parsed (the rating it wrote; unparsed answers "
+                    "are counted and left out), argmax or expected (CoT-RAIL); auto: expected for TRACT, "
+                    "else parsed.")
 
 
 class TrainingConfig(BaseModel):
@@ -58,63 +74,104 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: the recipe the other defaults come from
-    preset: Preset = Field("paper", description="Recipe for the defaults: paper (Zhang et al.) or tract (Chiang et al.).")
+    preset: Preset = Field("paper", title="Recipe", json_schema_extra={"labels": PRESET_LABELS},
+                           description="Recipe for the defaults: paper (Zhang et al.) or tract (Chiang et al.).")
 
     # ---- data
-    mode: Mode = Field("sft", description="sft (trace + rating), labels_only (rating only), tract (CoT-RAFT, two stages).")
-    source: Source = Field("auto", description="Traces: auto, review (the review export), candidates (first accepted per item).")
-    sampling_run: int | None = Field(None, description="Candidates of this sampling run (default: the latest).")
-    codebook_version: int | None = Field(None, description="Codebook version for the prompts (default: the traces').")
-    train_limit: int | None = Field(None, ge=1, description="Only the first N training rows.")
-    max_length: int = Field(4096, ge=16, description="Prompt + completion tokens; longer rows are left out, never cut.")
-    packing: bool = Field(False, description="Pack rows into max_length sequences (padding-free).")
-    #: wrap the trace in <think>…</think>: "auto" when the chat template knows <think>
-    think_tags: Literal["auto", "on", "off"] = "auto"
+    mode: Mode = Field("sft", title="Objective", json_schema_extra={"labels": MODE_LABELS},
+                       description="sft (trace + rating), labels_only (rating only), tract (CoT-RAFT, two stages).")
+    source: Source = Field(
+        "auto", title="Traces",
+        description="review: the reviewed reasoning dataset (unreviewed items: their first accepted trace); "
+                    "candidates: the first accepted trace per item of one sampling run; auto: review when "
+                    "available.")
+    sampling_run: int | None = Field(None, title="Sampling run", json_schema_extra={"none": "the latest"},
+                                     description="Candidates of this sampling run.")
+    codebook_version: int | None = Field(None, title="Codebook version (prompts)",
+                                         json_schema_extra={"none": "the traces' version"},
+                                         description="Codebook version for the prompts.")
+    train_limit: int | None = Field(None, ge=1, title="Training rows", json_schema_extra={"none": "all", **_ADVANCED},
+                                    description="Only the first N training rows.")
+    max_length: int = Field(4096, ge=16, title="Max length (tokens)", json_schema_extra={"step": 64},
+                            description="Prompt + completion tokens; longer rows are left out, never cut.")
+    packing: bool = Field(False, title="Sequence packing",
+                          description="Pack rows into max_length sequences (padding-free).")
+    think_tags: Literal["auto", "on", "off"] = Field(
+        "auto", title="<think> tags", json_schema_extra=_ADVANCED,
+        description="Wrap the trace in <think>…</think>: auto (when the chat template knows <think>), on, off.")
 
     # ---- model
-    base_model: str = Field("embedded", description="embedded, a Hugging Face id, a model directory or a .gguf file.")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
-    dtype: str = Field("auto", description="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")
-    lora_r: int = Field(16, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
-    target_modules: str = Field("all-linear", description="all-linear, or names such as q_proj,v_proj.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass (less memory).")
+    base_model: str = Field("embedded", title="Base model",
+                            description="embedded, a Hugging Face id, a model directory or a .gguf file.")
+    device: str = Field("auto", title="Device", json_schema_extra=_ADVANCED, description="auto, cpu, cuda, cuda:1 ...")
+    dtype: str = Field("auto", title="Data type", json_schema_extra=_ADVANCED,
+                       description="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")
+    lora_r: int = Field(16, ge=1, title="LoRA r", description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, title="LoRA α", description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, title="LoRA dropout", description="LoRA dropout.",
+                                json_schema_extra={"step": 0.01})
+    target_modules: str = Field("all-linear", title="Target modules",
+                                description="all-linear, or names such as q_proj,v_proj.")
+    gradient_checkpointing: bool = Field(False, title="Gradient checkpointing", json_schema_extra=_ADVANCED,
+                                         description="Recompute activations in the backward pass (less memory).")
 
     # ---- optimiser (AdamW) and the plan (judgeeye.training.plan)
-    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
-    lr_scheduler: str = Field("linear", description="Learning-rate schedule after warm-up: linear, cosine, constant ...")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    epochs: float = Field(10.0, gt=0, description="Most epochs; training stops earlier when validation τ stops improving.")
-    max_steps: int | None = Field(None, ge=1, description="Optimiser steps (instead of epochs × steps per epoch).")
-    batch_size: int = Field(8, ge=1, description="Rows per device and micro-step.")
-    grad_accum: int = Field(16, ge=1, description="Gradient accumulation steps.")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Linear warm-up as a share of the planned steps.")
-    warmup_steps: int | None = Field(None, ge=0, description="Warm-up steps (instead of the ratio).")
-    seed: int = Field(42, description="Seed of training and of the validation and test ratings.")
+    learning_rate: float = Field(5e-5, gt=0, title="Learning rate", description="AdamW learning rate.",
+                                 json_schema_extra={"step": 1e-6, "format": "%.1e"})
+    lr_scheduler: str = Field("linear", title="Schedule",
+                              json_schema_extra={"suggestions": ["linear", "cosine", "constant_with_warmup"]},
+                              description="Learning-rate schedule after warm-up: linear, cosine, constant ...")
+    weight_decay: float = Field(0.01, ge=0, title="Weight decay", description="AdamW weight decay.",
+                                json_schema_extra={"step": 0.01})
+    epochs: float = Field(10.0, gt=0, title="Epochs (most)", json_schema_extra={"step": 0.5},
+                          description="Most epochs; training stops earlier when validation τ stops improving.")
+    max_steps: int | None = Field(None, ge=1, title="Max steps", json_schema_extra={"none": "by epochs"},
+                                  description="Optimiser steps (instead of epochs × steps per epoch).")
+    batch_size: int = Field(8, ge=1, title="Batch size per device", description="Rows per device and micro-step.")
+    grad_accum: int = Field(16, ge=1, title="Gradient accumulation", description="Gradient accumulation steps.")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, title="Warm-up ratio", json_schema_extra={"step": 0.05},
+                                description="Linear warm-up as a share of the planned steps.")
+    warmup_steps: int | None = Field(None, ge=0, title="Warm-up steps", json_schema_extra={"none": "by ratio"},
+                                     description="Warm-up steps (instead of the ratio).")
+    seed: int = Field(42, title="Seed", json_schema_extra=_ADVANCED,
+                      description="Seed of training and of the validation and test ratings.")
 
     # ---- validation and early stopping
-    evaluations: int = Field(10, ge=1, description="Validations over the planned steps (sets the interval).")
-    eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (instead of the planned interval).")
-    patience_evaluations: int = Field(3, ge=1, description="Early stopping: validations without a better τ.")
-    patience: int | None = Field(None, ge=1, description="Early stopping in steps (instead of validations).")
-    val_limit: int | None = Field(None, ge=1, description="Only the first N validation items.")
-    val_batch_size: int = Field(8, ge=1, description="Items rated together in validation, test and stage-2 sampling.")
-    #: validation and test ratings: one protocol
-    protocol: RatingProtocol = Field(default_factory=RatingProtocol)
-    force: bool = Field(False, description="Train even when the plan is refused (warm-up longer than the run, "
-                                           "fewer than 3 validations).")
+    evaluations: int = Field(10, ge=1, title="Validations over the run",
+                             description="Validations over the planned steps (sets the interval).")
+    eval_steps: int | None = Field(None, ge=1, title="Validate every N steps", json_schema_extra={"none": "from the plan"},
+                                   description="Validate every N steps (instead of the planned interval).")
+    patience_evaluations: int = Field(3, ge=1, title="Patience (validations)",
+                                      description="Early stopping: validations without a better τ.")
+    patience: int | None = Field(None, ge=1, title="Patience in steps", json_schema_extra={"none": "by validations"},
+                                 description="Early stopping in steps (instead of validations).")
+    val_limit: int | None = Field(None, ge=1, title="Validation items", json_schema_extra={"none": "all"},
+                                  description="Only the first N validation items.")
+    val_batch_size: int = Field(8, ge=1, title="Validation batch", json_schema_extra=_ADVANCED,
+                                description="Items rated together in validation, test and stage-2 sampling.")
+    protocol: RatingProtocol = Field(default_factory=RatingProtocol, title="Rating protocol",
+                                     description="How validation and test items are rated (one protocol).")
+    force: bool = Field(False, title="Train anyway",
+                        description="Train even when the plan is refused (warm-up longer than the run, "
+                                    "fewer than 3 validations).")
 
     # ---- TRACT
-    lambda_raft: float = Field(1.0, ge=0, description="TRACT: weight of the squared-error term.")
-    self_trace_max_tokens: int = Field(1024, ge=1, description="TRACT stage 2: tokens per self-generated trace.")
-    self_trace_temperature: float = Field(1.0, ge=0)
+    lambda_raft: float = Field(1.0, ge=0, title="λ (weight of the squared error)", json_schema_extra={"step": 0.1},
+                               description="TRACT: weight of the squared-error term.")
+    self_trace_max_tokens: int = Field(1024, ge=1, title="Stage 2: tokens per self-generated trace",
+                                       description="TRACT stage 2: tokens per self-generated trace.")
+    self_trace_temperature: float = Field(1.0, ge=0, title="Stage 2: temperature",
+                                          json_schema_extra={"step": 0.1, **_ADVANCED},
+                                          description="TRACT stage 2: sampling temperature of the self-generated "
+                                                      "traces.")
 
     # ---- test evaluation (adapter against the base model)
-    evaluate_test: bool = Field(True, description="Evaluate adapter and base on the test split.")
-    test_limit: int | None = Field(None, ge=1, description="Only the first N test items.")
-    n_boot: int = Field(1000, ge=100)
+    evaluate_test: bool = Field(True, title="Evaluate on the test split",
+                                description="Evaluate adapter and base on the test split.")
+    test_limit: int | None = Field(None, ge=1, title="Test items", json_schema_extra={"none": "all"},
+                                   description="Only the first N test items.")
+    n_boot: int = Field(1000, ge=100, title="Bootstrap resamples", json_schema_extra=_ADVANCED,
+                        description="Bootstrap resamples of the test comparison's one-sided tests.")
 
     @model_validator(mode="before")
     @classmethod
@@ -178,9 +235,6 @@ PRESETS: dict[str, dict[str, Any]] = {
               "weight_decay": 0.0, "batch_size": 8, "grad_accum": 1, "lambda_raft": 1.0,
               "protocol": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 1024, "readout": "expected"}},
 }
-PRESET_LABELS: dict[str, str] = {"paper": "Zhang et al. (Appendix C), scaled to the data",
-                                 "tract": "TRACT (Chiang et al., Appendix A)"}
-
 #: CLI option name -> config field ("protocol.x" for the rating protocol's fields)
 CLI_OPTIONS: dict[str, str] = {
     "--preset": "preset", "--base": "base_model", "--mode": "mode", "--source": "source",
@@ -194,7 +248,8 @@ CLI_OPTIONS: dict[str, str] = {
     "--patience": "patience", "--val-limit": "val_limit", "--temperature": "protocol.temperature",
     "--top-p": "protocol.top_p", "--max-tokens": "protocol.max_tokens", "--readout": "protocol.readout",
     "--lambda": "lambda_raft", "--self-trace-max-tokens": "self_trace_max_tokens", "--test-limit": "test_limit",
-    "--device": "device", "--dtype": "dtype",
+    "--device": "device", "--dtype": "dtype", "--think-tags": "think_tags", "--val-batch-size": "val_batch_size",
+    "--self-trace-temperature": "self_trace_temperature", "--n-boot": "n_boot",
 }
 #: boolean fields and their CLI flags (on, off)
 CLI_FLAGS: dict[str, tuple[str, str]] = {
