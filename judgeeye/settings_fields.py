@@ -135,8 +135,8 @@ def setting_fields(model: type[BaseModel], paths: Iterable[str] | None = None) -
         nested = info.annotation
         if isinstance(nested, type) and issubclass(nested, BaseModel):
             out += [setting_field(model, f"{name}.{f.path}") for f in setting_fields(nested)]
-        elif _kind(info.annotation)[0] is not None:
-            out.append(setting_field(model, name))
+        elif _kind(info.annotation)[0] is not None and len(_kind(info.annotation)[2]) != 1:
+            out.append(setting_field(model, name))  # (a Literal of one value, an engine's kind, is no setting)
     return out
 
 

@@ -201,8 +201,9 @@ def test_a_started_rater_run_is_shown_at_once(store_url: str, monkeypatch: pytes
     if tab == "One run":
         assert box(at, "Rater run").value == old
     open_tab(at, "New rater run")
-    at.radio(key="ag_new_engine").set_value("OpenAI-compatible server").run()
-    at.text_input(key="ag_new_oa_model").input("scripted").run()
+    at.radio(key="ag_new_engine").set_value("openai").run()
+    at.text_input(key="ag_new_openai_base_url").input("http://127.0.0.1:9/v1").run()
+    at.text_input(key="ag_new_openai_model").input("scripted").run()
     at.button(key="ag_new_start").click().run()
     assert not at.exception, at.exception
     new = old + 1

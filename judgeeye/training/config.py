@@ -268,15 +268,6 @@ def field_value(config: BaseModel, path: str) -> Any:
     return value
 
 
-def field_help(path: str) -> str:
-    """The description of a (dotted) config field: the CLI's and the page's help text."""
-    model: type[BaseModel] = TrainingConfig
-    *parents, name = path.split(".")
-    for parent in parents:
-        model = model.model_fields[parent].annotation  # type: ignore[assignment]
-    return model.model_fields[name].description or ""
-
-
 def cli_command(project: str, config: TrainingConfig) -> str:
     """The `judgeeye train` command that starts the same run (only options off the preset's values)."""
     default = TrainingConfig.from_preset(config.preset)
@@ -298,4 +289,4 @@ def cli_command(project: str, config: TrainingConfig) -> str:
 
 
 __all__ = ["CLI_FLAGS", "CLI_OPTIONS", "MODES", "PRESETS", "PRESET_LABELS", "Mode", "Preset", "RatingProtocol",
-           "Readout", "Source", "TrainingConfig", "cli_command", "field_help", "field_value"]
+           "Readout", "Source", "TrainingConfig", "cli_command", "field_value"]

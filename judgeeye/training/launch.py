@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -110,38 +109,6 @@ def resume_training(run_id: int, *, actor: Actor, start: bool = True) -> int:
     return job_id
 
 
-_EXCEPTION_NAME = re.compile(r"\b(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Refused|Resume|Interrupt)\b: ?")
-_CHAINED = ("The above exception was the direct cause", "During handling of the above exception")
-
-
-def error_message(text: str) -> str:
-    """An error for people: without the exception's class (``TrainingDataError: no traces`` ->
-    ``no traces``)."""
-    return _EXCEPTION_NAME.sub("", text.strip()) or text.strip()
-
-
-def readable_log(text: str) -> str:
-    """A job log as the Train page shows it: each Python traceback (the log file keeps it, for
-    debugging) replaced by its last line, the error itself, as ``error: ...``."""
-    out: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("Traceback (most recent call last):"):
-            i += 1
-            while i < len(lines) and (lines[i][:1] in (" ", "\t") or not lines[i].strip()):
-                i += 1
-            if i < len(lines):
-                out.append("error: " + error_message(lines[i]))
-                i += 1
-            continue
-        if not line.startswith(_CHAINED):
-            out.append(_EXCEPTION_NAME.sub("", line))
-        i += 1
-    return "\n".join(out)
-
-
 def run_plans(run_id: int) -> list[StagePlan]:
     """The plans a run's stages started with (kept in its ``state.json``), in stage order."""
     import json
@@ -219,6 +186,6 @@ def trace_sources(session: Session, project_id: int) -> list[tuple[int, int]]:
         .group_by(SamplingRun.id).order_by(SamplingRun.id.desc())).all()]
 
 
-__all__ = ["NothingToResume", "create_training_run", "error_message", "latest_job", "launch_training", "metrics_of",
-           "readable_log", "resume_point", "resume_training", "run_dir", "run_plans", "run_rows", "runs_root", "tau_text",
+__all__ = ["NothingToResume", "create_training_run", "latest_job", "launch_training", "metrics_of",
+           "resume_point", "resume_training", "run_dir", "run_plans", "run_rows", "runs_root", "tau_text",
            "test_results", "trace_sources"]

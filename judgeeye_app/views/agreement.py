@@ -8,7 +8,6 @@ import streamlit as st
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown, snippet
-from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
 from judgeeye.evaluate import RaterSpec, significance_mark
 from judgeeye.evaluate import charts, dashboard
 from judgeeye.evaluate.compare import ItemMismatchError
@@ -34,14 +33,16 @@ from judgeeye.evaluate.report import (
     undefined_note,
     utilization_runs,
 )
-from judgeeye.jobs import ACTIVE, reconcile, request_cancel
+from judgeeye.jobs import reconcile
 from judgeeye.review.stats import agreement_rows, progress_view
-from judgeeye.store import RaterRun, session_scope
+from judgeeye.store import session_scope
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
-from judgeeye_app.ui.keys import api_key_field
+from judgeeye_app.ui.engine_picker import engine_picker
+from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
+from judgeeye_app.ui.settings_form import problem, settings_form
 
 actor = require_page("agreement")  # every page checks the session itself (see pages/access.py)
 
@@ -65,7 +66,8 @@ def chart(fig, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 FLASH = "ag_flash"  # (kind, text) of the last action, shown once where it was taken
-WAITING = {"queued": "waiting for a worker", "running": "starting"}  # before a job reports progress
+#: the rater settings the New rater run form asks for (besides the engine)
+RATER_FIELDS = ["readout", "limit", "max_tokens", "temperature", "top_p", "seed"]
 picked: dict = st.session_state.setdefault("ag_choices", {})
 
 
@@ -89,11 +91,6 @@ def resume(run_id: int) -> None:
         "success", f"Rater run {run_id} resumed (job {job_id}); its progress shows at the top of this page.")
 
 
-def cancel(job_id: int) -> None:
-    if error := attempt(request_cancel, job_id, actor=actor)[1]:
-        st.session_state[FLASH] = ("error", error)
-
-
 def flash() -> None:
     if shown := st.session_state.pop(FLASH, None):
         (st.success if shown[0] == "success" else st.error)(shown[1])
@@ -115,32 +112,17 @@ def _index(options: list, wanted) -> int:  # type: ignore[no-untyped-def]
     return options.index(wanted) if wanted in options else 0
 
 
-@st.fragment(run_every=2)
-def live_status(run_ids: list[int]) -> None:
-    """Polled every 2 s: rater runs that are being rated, with cancel. When one ends, the whole
-    page reruns, so that its tables, charts and selectors show the run as it ended."""
-    with session_scope() as s:
-        reconcile(s)
-        jobs = {run_id: latest_job(s, run_id) for run_id in run_ids}
-        names = {r.id: r.name for r in s.query(RaterRun).filter(RaterRun.id.in_(run_ids))}
-    ended = [f"rater run {run_id} {job.status if job else 'stopped'}" for run_id, job in jobs.items()
-             if job is None or job.status not in ACTIVE]
-    if ended:
-        st.session_state["ag_ended"] = "Finished: " + ", ".join(ended) + "."
-        st.rerun(scope="app")
-    for run_id, job in jobs.items():
-        c1, c2 = st.columns([6, 1])
-        c1.progress(job.progress, text=f"Run {run_id} · {names.get(run_id, '')} · job {job.id}: {job.status} · "
-                                       f"{job.progress_text or WAITING[job.status]}")
-        # a callback: it runs before this panel reads the jobs again, so a queued job cancelled
-        # now is gone from the panel (and the page follows) in the same rerun
-        c2.button("Cancel", key=f"ag_cancel_{run_id}", on_click=cancel, args=(job.id,))
+def tracked(run_id: int) -> TrackedJob:
+    """A rater run being rated, as the job panel at the top follows it (resuming a stopped run is
+    on the Rater runs tab)."""
+    return TrackedJob(key=f"ag_{run_id}", name=f"rater run {run_id}", title=f"Run {run_id} · {labels_by_id.get(run_id, '')}",
+                      find=lambda session: latest_job(session, run_id))
 
 
-if ended := st.session_state.pop("ag_ended", None):
-    st.info(ended, icon=":material/done_all:")
-if running:
-    live_status(running)
+labels_by_id = {r.id: r.name for r in runs}
+# polled while runs are rated; when one ends, the whole page reruns, so that its tables, charts and
+# selectors show the run as it ended
+job_panel([tracked(run_id) for run_id in running], key="ag_panel", actor=actor)
 
 TABS = ["Rater runs", "Before / after", "One run", "Inter-rater reliability", "Sampling", "Annotators",
         "New rater run"]
@@ -331,49 +313,18 @@ def new_run_view() -> None:
     if not versions:
         st.info("This project has no codebook yet.")
     else:
-        c1, c2, c3 = st.columns(3)
+        c1, c2 = st.columns(2)
         version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="ag_new_codebook",
                                format_func=lambda v: f"v{v}")
         split = c2.selectbox("Split", ["test", "validation", "train"], key="ag_new_split")
-        readout = c3.selectbox("Read-out", ["parsed", "argmax", "expected"], key="ag_new_readout",
-                               help="parsed: the rating the model wrote; argmax / expected: TRACT's score read-out "
-                                    "after the trace (local models only).")
-        kind = st.radio("Engine", ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model",
-                                   "OpenAI-compatible server"], key="ag_new_engine", horizontal=True)
-        engine = None
-        if kind.startswith("Embedded"):
-            engine = EngineConfig(kind="transformers", model=EMBEDDED_MODEL,
-                                  batch_size=int(st.number_input("Batch size", 1, 512, 16, key="ag_new_batch")))
-        elif kind == "Hugging Face model":
-            c1, c2 = st.columns(2)
-            model = c1.text_input("Model id or local directory", key="ag_new_hf_model")
-            adapter = c2.text_input("LoRA adapter directory (optional)", key="ag_new_hf_adapter")
-            if model.strip():
-                engine = EngineConfig(kind="transformers", model=model.strip(), adapter=adapter.strip() or None)
-        else:
-            c1, c2, c3 = st.columns(3)
-            url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key="ag_new_oa_url")
-            model = c2.text_input("Model", key="ag_new_oa_model")
-            key_env = c3.text_input("API key variable", "", key="ag_new_oa_key",
-                                    help="The NAME of an environment variable holding the key; never the key.")
-            usable, key_name = api_key_field(key_env)
-            if model.strip() and usable:
-                engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
-                                      api_key_env=key_name)
-        c1, c2, c3, c4 = st.columns(4)
-        limit = c1.number_input("Only the first N items (0 = all)", 0, 10_000_000, 0, key="ag_new_limit")
-        max_tokens = c2.number_input("Max tokens", 8, 32768, 1024, 16, key="ag_new_max_tokens")
-        temperature = c3.number_input("Temperature", 0.0, 2.0, 1.0, 0.1, key="ag_new_temp")
-        top_p = c4.number_input("Top-p", 0.05, 1.0, 0.95, 0.05, key="ag_new_top_p")
-        if engine is None:
-            st.info("Enter a model.")
-        else:
+        engine = engine_picker("ag_new_")
+        values = settings_form(RaterSpec, RATER_FIELDS, prefix="ag_new_")
+        if engine is not None:
             try:
-                spec = RaterSpec(engine=engine, readout=readout, temperature=float(temperature), top_p=float(top_p),
-                                 max_tokens=int(max_tokens), limit=int(limit) or None)
+                spec = RaterSpec(engine=engine, **values)
                 spec.check()
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(problem(exc, RaterSpec))
             else:
                 st.code(cli_command(project.name, spec, split, version), language="bash")
                 st.button("Start rating", type="primary", key="ag_new_start", on_click=start_rating,
