@@ -30,6 +30,7 @@ _TRANSFORMERS = ["adapter", "batch_size", "device", "dtype", "fast_decode", "com
                  "fuse_projections", "decode_attention", "compile_mode", "sync_every", "max_graphs",
                  "merge_adapter", "keep_loaded"]
 _OPENAI = ["max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max", "max_tokens_param"]
+MORE = "More engine settings"
 _VLLM = ["adapter", "batch_size", "gpu_memory_utilization", "max_model_len", "tensor_parallel_size", "dtype"]
 
 
@@ -45,13 +46,13 @@ def engine_picker(prefix: str, *, kinds: Sequence[str] = tuple(KINDS), label: st
             if model is None:
                 return None
             fields = [f for f in _TRANSFORMERS if adapter or f != "adapter"]
-            return TransformersConfig(model=model, **settings_form(TransformersConfig, fields, prefix=key))
+            return TransformersConfig(model=model, **settings_form(TransformersConfig, fields, prefix=key, more=MORE))
         if kind == "vllm":
             model = _model(VLLMConfig, key, "Enter a model id or directory.")
             if model is None:
                 return None
             fields = [f for f in _VLLM if adapter or f != "adapter"]
-            return VLLMConfig(model=model, **settings_form(VLLMConfig, fields, prefix=key))
+            return VLLMConfig(model=model, **settings_form(VLLMConfig, fields, prefix=key, more=MORE))
         return _openai(key)
     except ValidationError as exc:
         st.error(problem(exc, {"openai": OpenAIConfig, "vllm": VLLMConfig}.get(kind, TransformersConfig)))
@@ -76,7 +77,7 @@ def _openai(key: str) -> EngineConfig | None:
     model = field_widget(setting_field(OpenAIConfig, "model"), key, where=c2)
     typed = field_widget(setting_field(OpenAIConfig, "api_key_env"), key, where=c3)
     usable, key_name = api_key_field(typed or "")
-    values = settings_form(OpenAIConfig, _OPENAI, prefix=key)
+    values = settings_form(OpenAIConfig, _OPENAI, prefix=key, more=MORE)
     if not usable:
         return None
     if not url or not model:

@@ -15,7 +15,7 @@ Widgets hold their values in session state under ``prefix + path`` (``t_lora_r``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import streamlit as st
 from pydantic import BaseModel, ValidationError
@@ -151,15 +151,19 @@ def settings_form(
     columns: int = 4,
     labels: Mapping[str, str] | None = None,
     more: str | None = MORE,
+    only: Literal["plain", "advanced"] | None = None,
 ) -> dict[str, Any]:
     """Widgets for the fields at ``paths`` (None: every plain setting of the model), ``columns``
     to a row, the advanced ones in an expander titled ``more`` (None: with the others); returns
     {path: value}. ``values`` fill fields shown for the first time (default: the model's
-    defaults); ``labels`` replace a field's title where a page says it better in context."""
-    fields = setting_fields(model, paths)
+    defaults); ``labels`` replace a field's title where a page says it better in context;
+    ``only``: draw only the plain or only the advanced fields (a page that gathers the advanced
+    fields of several sections in one expander)."""
+    fields = [f for f in setting_fields(model, paths) if only is None or f.advanced == (only == "advanced")]
     fill(model, [f.path for f in fields], prefix, values)
-    plain = [f for f in fields if not (more and f.advanced)]
-    advanced = [f for f in fields if more and f.advanced]
+    gather = more is not None and only is None  # the advanced fields under "More settings"
+    plain = [f for f in fields if not (gather and f.advanced)]
+    advanced = [f for f in fields if gather and f.advanced]
     out = _grid(plain, prefix, columns, labels or {})
     if advanced:
         with st.expander(more):
@@ -171,7 +175,7 @@ def _grid(fields: list[SettingField], prefix: str, columns: int, labels: Mapping
     out: dict[str, Any] = {}
     for start in range(0, len(fields), columns):
         row = fields[start:start + columns]
-        cells = st.columns(columns)
+        cells = st.columns(columns, vertical_alignment="bottom")  # check boxes in line with the boxes
         for cell, field in zip(cells, row):
             out[field.path] = field_widget(field, prefix, where=cell, label=labels.get(field.path))
     return out

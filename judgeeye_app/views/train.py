@@ -23,7 +23,7 @@ from judgeeye_app.ui.actions import attempt
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
-from judgeeye_app.ui.settings_form import field_widget, fill, help_text, problem, settings_form
+from judgeeye_app.ui.settings_form import MORE, field_widget, fill, help_text, problem, settings_form
 
 actor = require_page("train")  # every page checks the session itself (see pages/access.py)
 
@@ -101,7 +101,7 @@ def new_run_form() -> None:
     version = c3.selectbox(_field("codebook_version").title, [None, *versions], key=FORM + "codebook_version",
                            help=help_text(_field("codebook_version")),
                            format_func=lambda v: _field("codebook_version").none if v is None else f"v{v}")
-    values |= settings_form(TrainingConfig, DATA, prefix=FORM, values=recipe)
+    values |= settings_form(TrainingConfig, DATA, prefix=FORM, values=recipe, only="plain")
     st.subheader("Model")
     c1, c2 = st.columns(2)
     base_kind = c1.radio(_field("base_model").title, ["Embedded (SmolLM2-135M)", "Hugging Face model or directory"],
@@ -113,16 +113,20 @@ def new_run_form() -> None:
             st.info("Enter a model id or directory.")
             return
     values |= settings_form(TrainingConfig, ["mode"], prefix=FORM, values=recipe, columns=2)
-    values |= settings_form(TrainingConfig, MODEL, prefix=FORM, values=recipe)
+    values |= settings_form(TrainingConfig, MODEL, prefix=FORM, values=recipe, only="plain")
     st.subheader("Optimiser (AdamW) and plan")
-    values |= settings_form(TrainingConfig, OPTIMISER, prefix=FORM, values=recipe)
+    values |= settings_form(TrainingConfig, OPTIMISER, prefix=FORM, values=recipe, only="plain")
     st.subheader("Validation and early stopping")
-    values |= settings_form(TrainingConfig, VALIDATION, prefix=FORM, values=recipe, columns=5)
+    values |= settings_form(TrainingConfig, VALIDATION, prefix=FORM, values=recipe, columns=5, only="plain")
     st.caption("Validation and test are rated the same way:")
-    values |= settings_form(TrainingConfig, PROTOCOL, prefix=FORM, values=recipe)
-    if values["mode"] == "tract":
-        values |= settings_form(TrainingConfig, TRACT, prefix=FORM, values=recipe, columns=2)
-    values |= settings_form(TrainingConfig, TEST, prefix=FORM, values=recipe, columns=2)
+    values |= settings_form(TrainingConfig, PROTOCOL, prefix=FORM, values=recipe, only="plain")
+    tract = values["mode"] == "tract"
+    if tract:
+        values |= settings_form(TrainingConfig, TRACT, prefix=FORM, values=recipe, columns=2, only="plain")
+    values |= settings_form(TrainingConfig, TEST, prefix=FORM, values=recipe, columns=2, only="plain")
+    with st.expander(MORE):
+        values |= settings_form(TrainingConfig, [*DATA, *MODEL, *OPTIMISER, *VALIDATION, *(TRACT if tract else []),
+                                                 *TEST], prefix=FORM, values=recipe, only="advanced")
     try:
         config = TrainingConfig.from_preset(
             preset, **nest(values), source=source, sampling_run=run_choice, codebook_version=version,
