@@ -88,11 +88,7 @@ def _option(field: SettingField, decl: str | None, presets: Mapping[str, Mapping
         kwargs["parser"] = choice_parser(field)
         kwargs["metavar"] = "[" + "|".join(str(c) for c in field.choices) + "]"
     if field.kind in ("int", "float"):
-        low, high = field.bound("ge"), field.bound("le")
-        if field.kind == "int":  # an open bound of a whole number is a closed one
-            low = low if low is not None else (None if field.bound("gt") is None else int(field.bound("gt")) + 1)
-            high = high if high is not None else (None if field.bound("lt") is None else int(field.bound("lt")) - 1)
-        kwargs.update({k: v for k, v in (("min", low), ("max", high)) if v is not None})
+        kwargs.update({k: v for k, v in zip(("min", "max"), field.limits()) if v is not None})
     if field.kind == "list":
         python = list[python]  # type: ignore[valid-type]
     return Annotated[Optional[python], typer.Option(*decl.split(" "), **kwargs)]  # noqa: UP045 (typer needs it)

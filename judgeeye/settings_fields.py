@@ -90,6 +90,18 @@ class SettingField:
         return None
 
 
+    def limits(self) -> tuple[float | None, float | None]:
+        """The lowest and highest value allowed, as closed bounds: an open bound of a whole number
+        becomes the next one in (``gt=0`` -> 1); an open bound of a real number is left out (the
+        model still checks it)."""
+        low, high = self.bound("ge"), self.bound("le")
+        if self.kind == "int":
+            above, below = self.bound("gt"), self.bound("lt")
+            low = low if low is not None or above is None else int(above) + 1
+            high = high if high is not None or below is None else int(below) - 1
+        return low, high
+
+
 def _kind(annotation: Any) -> tuple[Kind | None, bool, tuple[Any, ...], Kind | None]:
     """(kind, optional, choices, item kind) of an annotation; kind None: not a simple setting."""
     optional = False

@@ -31,6 +31,8 @@ _TRANSFORMERS = ["adapter", "batch_size", "device", "dtype", "fast_decode", "com
                  "merge_adapter", "keep_loaded"]
 _OPENAI = ["max_concurrency", "timeout", "max_retries", "backoff_base", "backoff_max", "max_tokens_param"]
 MORE = "More engine settings"
+CONFIGS: dict[str, type[EngineConfig]] = {"embedded": TransformersConfig, "hf": TransformersConfig,
+                                          "openai": OpenAIConfig, "vllm": VLLMConfig}
 _VLLM = ["adapter", "batch_size", "gpu_memory_utilization", "max_model_len", "tensor_parallel_size", "dtype"]
 
 
@@ -42,7 +44,8 @@ def engine_picker(prefix: str, *, kinds: Sequence[str] = tuple(KINDS), label: st
     key = f"{prefix}{kind}_"
     try:
         if kind in ("embedded", "hf"):
-            model = EMBEDDED_MODEL if kind == "embedded" else _model(TransformersConfig, key, "Enter a model id or directory.")
+            model = EMBEDDED_MODEL if kind == "embedded" else _model(TransformersConfig, key,
+                                                                      "Enter a model id or directory.")
             if model is None:
                 return None
             fields = [f for f in _TRANSFORMERS if adapter or f != "adapter"]
@@ -55,7 +58,7 @@ def engine_picker(prefix: str, *, kinds: Sequence[str] = tuple(KINDS), label: st
             return VLLMConfig(model=model, **settings_form(VLLMConfig, fields, prefix=key, more=MORE))
         return _openai(key)
     except ValidationError as exc:
-        st.error(problem(exc, {"openai": OpenAIConfig, "vllm": VLLMConfig}.get(kind, TransformersConfig)))
+        st.error(problem(exc, CONFIGS[kind]))
         return None
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from judgeeye.job_messages import error_message, readable_log
 from judgeeye.auth import Actor
+from judgeeye.job_messages import error_message, readable_log
 from judgeeye.jobs import ACTIVE, log_tail, reconcile, request_cancel
 from judgeeye.store import Job, session_scope
 from judgeeye_app.ui.actions import attempt
@@ -60,7 +60,7 @@ def job_panel(tracked: Sequence[TrackedJob], *, key: str, actor: Actor, every: f
         return
     with session_scope() as session:
         reconcile(session)  # a worker that died shows as failed in this very view
-        active = any((job := t.find(session)) is not None and job.status in ACTIVE for t in tracked)
+        active = any(job is not None and job.status in ACTIVE for job in (t.find(session) for t in tracked))
     # polls only while there is something to watch; a job that ends (or a resume) reruns the page
     st.fragment(_panel, run_every=every if active else None)(list(tracked), key, actor, log_bytes)
 
@@ -84,8 +84,11 @@ def _follow(tracked: list[TrackedJob], key: str, shown: dict[str, tuple | None])
     changed = [t for t in tracked if t.key in seen and seen[t.key] != now[t.key]]
     if not changed:
         return
-    ended = [f"{t.name} {now[t.key][1]}" + _why(shown[t.key]) for t in changed
-             if seen[t.key] and seen[t.key][1] in ACTIVE and now[t.key] and now[t.key][1] not in ACTIVE]
+    ended = []
+    for t in changed:
+        before, after = seen[t.key], now[t.key]
+        if before and before[1] in ACTIVE and after and after[1] not in ACTIVE:
+            ended.append(f"{t.name} {after[1]}" + _why(shown[t.key]))
     if ended:
         st.session_state[f"{key}__finished"] = "Finished: " + ", ".join(ended) + "."
     st.rerun(scope="app")
@@ -100,7 +103,7 @@ def _one(t: TrackedJob, actor: Actor, view: tuple | None) -> None:
     if view is None:
         st.progress(0.0, text=f"{t.title}: {t.status or 'not started'}")
     else:
-        job_id, status, progress, text, error, log = view
+        job_id, status, progress, text = view[:4]
         st.progress(min(max(progress or 0.0, 0.0), 1.0),
                     text=f"{t.title} · job {job_id}: {status} · {text or WAITING.get(status, '')}".rstrip(" ·"))
     if note := st.session_state.pop(f"{t.key}__note", None):
@@ -130,7 +133,10 @@ def _cancel(t: TrackedJob, job_id: int, actor: Actor) -> None:
 
 def _resume(t: TrackedJob) -> None:
     assert t.resume is not None
-    _, error = attempt(t.resume)
+    try:
+        error = attempt(t.resume)[1]
+    except RuntimeError as exc:  # already running again, complete, or nothing saved to resume from
+        error = str(exc)
     if error:
         st.session_state[f"{t.key}__note"] = ("error", error)
 

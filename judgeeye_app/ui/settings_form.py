@@ -73,13 +73,10 @@ def fill(model: type[BaseModel], paths: Iterable[str] | None, prefix: str,
             st.session_state[key] = _stored(field, _value_of(values, field))
 
 
-def _number(where: Any, field: SettingField, key: str, label: str, help: str, **kwargs: Any) -> Any:
+def _number(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     whole = field.kind == "int"
-    low, high = field.bound("ge"), field.bound("le")
-    if whole:  # an open bound of a whole number is a closed one; of a real number, the model checks it
-        low = low if low is not None else (None if field.bound("gt") is None else int(field.bound("gt")) + 1)
-        high = high if high is not None else (None if field.bound("lt") is None else int(field.bound("lt")) - 1)
-    cast = int if whole else float
+    low, high = field.limits()
+    cast: type[int] | type[float] = int if whole else float
     step = field.extra("step")
     value = where.number_input(
         label, min_value=None if low is None else cast(low), max_value=None if high is None else cast(high),
@@ -88,14 +85,14 @@ def _number(where: Any, field: SettingField, key: str, label: str, help: str, **
     return None if value is None else cast(value)
 
 
-def _choice(where: Any, field: SettingField, key: str, label: str, help: str, **kwargs: Any) -> Any:
+def _choice(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     labels = field.labels
     options = list(field.choices) + ([None] if field.optional else [])
     return where.selectbox(label, options, key=key, help=help, **kwargs,
                            format_func=lambda v: labels.get(v, field.none or "—") if v is None else labels.get(v, str(v)))
 
 
-def _text(where: Any, field: SettingField, key: str, label: str, help: str, **kwargs: Any) -> Any:
+def _text(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     suggestions = field.extra("suggestions")
     if suggestions:  # common values offered, any other may be typed
         current = st.session_state.get(key)
@@ -108,14 +105,14 @@ def _text(where: Any, field: SettingField, key: str, label: str, help: str, **kw
     return text or (None if field.optional else text)
 
 
-def _bool(where: Any, field: SettingField, key: str, label: str, help: str, **kwargs: Any) -> Any:
+def _bool(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     if field.optional:  # on, off, or the engine decides
         names = {None: field.none or "auto", True: "on", False: "off"}
         return where.selectbox(label, list(names), key=key, help=help, format_func=names.get, **kwargs)
     return where.checkbox(label, key=key, help=help, **kwargs)
 
 
-def _list(where: Any, field: SettingField, key: str, label: str, help: str, **kwargs: Any) -> Any:
+def _list(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     options = _options(field)
     if options:
         return list(where.multiselect(label, options, key=key, help=help, placeholder=field.none,
@@ -165,7 +162,7 @@ def settings_form(
     plain = [f for f in fields if not (gather and f.advanced)]
     advanced = [f for f in fields if gather and f.advanced]
     out = _grid(plain, prefix, columns, labels or {})
-    if advanced:
+    if advanced and more:
         with st.expander(more):
             out.update(_grid(advanced, prefix, columns, labels or {}))
     return {f.path: out[f.path] for f in fields}

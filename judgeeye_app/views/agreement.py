@@ -115,11 +115,11 @@ def _index(options: list, wanted) -> int:  # type: ignore[no-untyped-def]
 def tracked(run_id: int) -> TrackedJob:
     """A rater run being rated, as the job panel at the top follows it (resuming a stopped run is
     on the Rater runs tab)."""
-    return TrackedJob(key=f"ag_{run_id}", name=f"rater run {run_id}", title=f"Run {run_id} · {labels_by_id.get(run_id, '')}",
+    return TrackedJob(key=f"ag_{run_id}", name=f"rater run {run_id}", title=f"Run {run_id} · {names.get(run_id, '')}",
                       find=lambda session: latest_job(session, run_id))
 
 
-labels_by_id = {r.id: r.name for r in runs}
+names = {r.id: r.name for r in runs}
 # polled while runs are rated; when one ends, the whole page reruns, so that its tables, charts and
 # selectors show the run as it ended
 job_panel([tracked(run_id) for run_id in running], key="ag_panel", actor=actor)
