@@ -8,7 +8,7 @@ of its variable (:mod:`judgeeye_app.ui.keys`), never the key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 from pydantic import ValidationError
@@ -37,10 +37,12 @@ _VLLM = ["adapter", "batch_size", "gpu_memory_utilization", "max_model_len", "te
 
 
 def engine_picker(prefix: str, *, kinds: Sequence[str] = tuple(KINDS), label: str = "Engine",
-                  adapter: bool = True) -> EngineConfig | None:
+                  adapter: bool = True, on_change: Callable[[], None] | None = None) -> EngineConfig | None:
     """The engine chosen, or None (and a line saying what is missing) while it is incomplete.
-    ``prefix`` keys its widgets; ``adapter``: offer a LoRA adapter (a rater, not a refiner)."""
-    kind = st.radio(label, list(kinds), format_func=KINDS.get, key=f"{prefix}engine", horizontal=True)
+    ``prefix`` keys its widgets (the kind's radio is ``{prefix}engine``); ``adapter``: offer a
+    LoRA adapter (a rater, not a refiner); ``on_change``: called when the kind changes."""
+    kind = st.radio(label, list(kinds), format_func=KINDS.get, key=f"{prefix}engine", horizontal=True,
+                    on_change=on_change)
     key = f"{prefix}{kind}_"
     try:
         if kind in ("embedded", "hf"):
