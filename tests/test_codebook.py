@@ -340,9 +340,11 @@ def test_parse_codebook_text_realistic_answer():
     assert "world-building, character depth" in spec.level_text(5)
     assert "Read the Materials Thoroughly" in spec.instructions
     assert "Select the Rating" in spec.instructions
-    # the numbered steps after the rubric stay in the instructions, not in the rubric
-    assert "1. If the story is cut off mid-sentence" in spec.instructions
-    assert "Score" not in spec.instructions.split("Select the Rating")[1].split("Handle")[0]
+    # the numbered steps after the rubric stay after it (not in the rubric, not moved before it)
+    assert "1. If the story is cut off mid-sentence" in spec.instructions_after
+    assert "Handle" not in spec.instructions and "Score" not in spec.instructions.split("Select the Rating")[1]
+    rendered = render_codebook(spec)
+    assert rendered.index("Select the Rating") < rendered.index("5: ") < rendered.index("1. If the story is cut off")
     assert "Here is the improved codebook" not in spec.instructions
     assert (spec.name, spec.output_format, spec.sources) == (base.name, base.output_format, ["orig"])
 
