@@ -17,6 +17,8 @@ from plotly.colors import qualitative
 
 from judgeeye.refine.critiques import MapPoint
 
+#: above this many points the map draws with WebGL (Scattergl), which stays smooth with thousands
+WEBGL_FROM = 1500
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "star", "pentagon",
            "hexagon", "triangle-left", "triangle-right", "hourglass", "bowtie")
 
@@ -33,9 +35,10 @@ def critique_map(points: Sequence[MapPoint], title: str | None = None) -> go.Fig
     fig = go.Figure()
     colours = qualitative.Plotly
     levels = sorted({p.level for p in points})
+    scatter = go.Scattergl if len(points) >= WEBGL_FROM else go.Scatter
     for i, level in enumerate(levels):
         mine = [p for p in points if p.level == level and p.x is not None and p.y is not None]
-        fig.add_trace(go.Scatter(
+        fig.add_trace(scatter(
             x=[p.x for p in mine], y=[p.y for p in mine], mode="markers", name=f"level {level}",
             customdata=[[p.critique_id] for p in mine],
             hovertext=[_hover(p) for p in mine], hoverinfo="text",
