@@ -99,7 +99,7 @@ def test_refine_form_reads_the_chosen_runs(store_url: str, tmp_path) -> None:
         runs = at.multiselect(key="rf_runs")
         assert len(runs.options) == 2 and runs.value == []
         assert any("other-model · k=1 · 10 accepted" in o for o in runs.options)
-        assert at.selectbox(key="rf_embedder").value == "embedded-static"
+        assert at.selectbox(key="rf_embedder").value == "embedded-onnx"
         at.radio(key="rf_mode").set_value("instruction")
         at.radio(key="rf_engine").set_value("OpenAI-compatible server").run()
         at.text_input(key="rf_oa_url").set_value(url)

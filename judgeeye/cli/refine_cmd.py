@@ -38,7 +38,7 @@ def refine(
     clusters: Annotated[Optional[int], typer.Option(help="Clusters per level (default: chosen by silhouette).")] = None,
     k_max: Annotated[int, typer.Option(help="Most clusters per level the silhouette search tries.")] = 8,
     per_cluster: Annotated[int, typer.Option(help="Representative critiques per cluster.")] = 1,
-    embedder: Annotated[str, typer.Option(help="Critique embeddings: embedded-static (all-MiniLM-L6-v2 distilled with model2vec), embedded-onnx (int8), embedded (PyTorch), or a sentence-transformers id or folder.")] = DEFAULT_EMBEDDER,
+    embedder: Annotated[str, typer.Option(help="Critique embeddings: embedded-onnx (all-MiniLM-L6-v2, int8), embedded-static (distilled with model2vec: fastest, clusters differ more), embedded (PyTorch), or a sentence-transformers id or folder.")] = DEFAULT_EMBEDDER,
     projection: Annotated[str, typer.Option(help="Critique map: auto (UMAP if installed, else t-SNE; both after PCA to 50 dimensions), umap, tsne, pca.")] = "auto",
     split: Annotated[Optional[list[str]], typer.Option(help="Split(s) whose traces are read (repeat; default train; never test).")] = None,
     run: Annotated[Optional[list[int]], typer.Option("--run", help="Sampling run whose traces are read (repeat; default: every run of the project).")] = None,

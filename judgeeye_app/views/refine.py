@@ -173,16 +173,16 @@ def show_trace(critique_id: int) -> None:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _map_data(job_id: int, made: str) -> tuple[object, list[tuple[int, str]], list[object]]:
-    """The stored map of one refinement: its figure, its representatives and the cluster table
-    (cached per job and map row: both are written once, in one transaction, by the job)."""
-    from judgeeye.refine.charts import critique_map
-
+def _map_data(job_id: int, made: str) -> tuple[list[object], list[tuple[int, str]], list[object]]:
+    """The stored map of one refinement: its points, its representatives and the cluster table
+    (cached per job and map row: both are written once, in one transaction, by the job). The
+    figure is drawn from them on every run: the chart's identity is its spec, and a selection
+    survives a rerun only if the spec comes out the same."""
     with read_scope() as session:
         points = [p for p in map_points(session, job_id) if p.x is not None]
     reps = [(p.critique_id, f"level {p.level} · cluster {p.cluster} · {p.text[:90]}") for p in points
             if p.representative]
-    return critique_map(points), reps, cluster_summary(points)
+    return points, reps, cluster_summary(points)
 
 
 def map_view() -> None:
@@ -196,19 +196,23 @@ def map_view() -> None:
                           format_func=lambda j: f"job {j} · {counts[j]} critiques")
     with read_scope() as session:
         made = stored_map(session, job_id)
-        info = None if made is None else (made.id, made.created_at.isoformat(), made.method, made.embedder,
-                                          made.points, made.pca_components)
-    if info is None:
+        if made is not None:
+            version = f"{made.id}:{made.created_at.isoformat()}"
+            method = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}.get(made.method, made.method)
+            start = f" of {made.pca_components} PCA components" if made.pca_components else ""
+            about = f"{made.points} critiques · {method}{start} · embeddings: {EMBEDDERS.get(made.embedder, made.embedder)}"
+    if made is None:
         st.info("These critiques are not on the map yet: the refinement places them once it has clustered them "
                 "(it is still running, or stopped before).")
         return
-    figure, reps, rows = _map_data(job_id, f"{info[0]}:{info[1]}")
-    method = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}.get(info[2], info[2])
-    start = f" of {info[5]} PCA components" if info[5] else ""
-    st.caption(f"{info[4]} critiques · {method}{start} · embeddings: {EMBEDDERS.get(info[3], info[3])}")
+    from judgeeye.refine.charts import critique_map
+
+    points, reps, rows = _map_data(job_id, version)
+    st.caption(about)
     left, right = st.columns([3, 2])
     with left:
-        event = st.plotly_chart(figure, key="cm_map", on_select="rerun", selection_mode="points", width="stretch")
+        event = st.plotly_chart(critique_map(points), key="cm_map", on_select="rerun", selection_mode="points",
+                                width="stretch")
         st.caption("Colour: rating level · marker shape: cluster within the level · large outlined markers: "
                    "representatives (nearest their cluster's centroid). Select a point to open its trace.")
     with right:
