@@ -27,6 +27,20 @@ from judgeeye.codebook.model import (
 from judgeeye.store.models import Codebook, Project
 
 
+#: how each origin reads to a user
+ORIGIN_LABELS = {
+    "original": "original", "imported": "imported", "edited": "edited",
+    "refined_instructions": "refined instructions", "refined_rubric": "refined rubric",
+    "refined_both": "refined instructions and rubric", "refined_feedback": "revised from validation feedback",
+    "rejected_feedback": "revision not kept (validation)",
+}
+
+
+def describe_origin(origin: str) -> str:
+    """A version's origin in words (``refined_both`` -> "refined instructions and rubric")."""
+    return ORIGIN_LABELS.get(origin, origin.replace("_", " "))
+
+
 class CodebookScaleError(CodebookError, ValueError):
     """A codebook whose scale differs from its project's."""
 

@@ -55,9 +55,10 @@ class Clustering:
 def _kmeans(x: np.ndarray, k: int, seed: int, algorithm: str = "kmeans") -> np.ndarray:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown clustering {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
-    # one OpenMP thread: a level's few thousand points are too few to share, and threads that
-    # wait on each other at every iteration made the search 15x slower on a busy 2-core machine
-    with threadpool_limits(limits=1, user_api="openmp"):
+    # one thread (OpenMP and BLAS): a level's few thousand points are too few to share, and
+    # threads that wait on each other at every iteration made the search 4-15x slower on a busy
+    # 2-core machine
+    with threadpool_limits(limits=1):
         if algorithm == "minibatch":
             return MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=1024, random_state=seed).fit_predict(x)
         return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
@@ -65,7 +66,8 @@ def _kmeans(x: np.ndarray, k: int, seed: int, algorithm: str = "kmeans") -> np.n
 
 def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:
     sample = SILHOUETTE_SAMPLE if len(x) > SILHOUETTE_SAMPLE else None
-    return float(silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed))
+    with threadpool_limits(limits=1):
+        return float(silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed))
 
 
 def choose_k(x: np.ndarray, *, k_max: int = 8, seed: int = 0,

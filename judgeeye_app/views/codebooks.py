@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from judgeeye.codebook import (
+    CodebookSpec,
     StaleVersionError,
     diff_codebooks,
     list_versions,
@@ -14,6 +15,7 @@ from judgeeye.codebook import (
     to_spec,
 )
 from judgeeye.codebook.editor import EditError, default_pair, edited_spec, make_current, save_edit
+from judgeeye.codebook.versions import describe_origin
 from judgeeye.display import escape_markdown
 from judgeeye.store import read_scope, session_scope
 from judgeeye_app.ui.access import require_page
@@ -38,15 +40,10 @@ if not versions:
 by_id = {v.id: v.version for v in versions}
 rows = {v.version: v for v in versions}
 current = next((v.version for v in versions if v.id == project.current_codebook_id), versions[-1].version)
-ORIGINS = {"original": "original", "imported": "imported", "edited": "edited", "refined_instructions":
-           "refined instructions", "refined_rubric": "refined rubric", "refined_both": "refined instructions "
-           "and rubric", "refined_feedback": "revised from validation feedback", "rejected_feedback":
-           "revision not kept (validation)"}
 
 
 def origin_label(version: int) -> str:
-    origin = rows[version].origin
-    return ORIGINS.get(origin, origin.replace("_", " "))
+    return describe_origin(rows[version].origin)
 
 
 def version_label(version: int) -> str:
@@ -66,7 +63,7 @@ history = pd.DataFrame(
 )
 
 
-def show_parts(spec) -> None:  # type: ignore[no-untyped-def]
+def show_parts(spec: CodebookSpec) -> None:
     """A codebook's sections in the order the rater reads them (placeholders filled in)."""
     st.markdown("**Instructions**")
     st.text(spec.instructions)

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from judgeeye.codebook import list_versions
+from judgeeye.codebook.versions import describe_origin
 from judgeeye.display import escape_markdown
 from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
 from judgeeye.jobs import log_tail, reconcile, request_cancel
@@ -36,7 +37,7 @@ if not versions:
     st.info("This project has no codebook yet.")
     st.stop()
 version_numbers = [v.version for v in versions]
-origin = {v.version: v.origin for v in versions}
+origin = {v.version: describe_origin(v.origin) for v in versions}
 current = next((v.version for v in versions if v.id == project.current_codebook_id), version_numbers[-1])
 
 TABS = ["Refine", "Critique map", "Compare versions"]
@@ -118,7 +119,7 @@ def job_status(job_id: int) -> None:
         job = session.get(Job, job_id)
         row = version_of_job(session, project.id, job_id)
         tail = log_tail(job, 6000)
-        written = None if row is None else (row.version, row.origin)
+        written = None if row is None else (row.version, describe_origin(row.origin))
     st.progress(job.progress, text=f"Job {job.id}: {job.status} · {job.progress_text or ''}")
     if job.status in ("queued", "running"):
         if st.button("Cancel", key=f"rf_cancel_{job_id}"):
