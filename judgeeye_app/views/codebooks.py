@@ -67,7 +67,7 @@ def show_parts(spec: CodebookSpec) -> None:
     """A codebook's sections in the order the rater reads them (placeholders filled in)."""
     st.markdown("**Instructions**")
     st.text(spec.instructions)
-    st.markdown("**Rating scale**")
+    st.markdown("**Rubric**")
     if spec.rubric_intro:
         st.text(spec.rubric_intro)
     st.dataframe(pd.DataFrame([{"Level": r.level, "Description": r.text} for r in spec.rubric]),
