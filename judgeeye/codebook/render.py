@@ -235,20 +235,21 @@ _INTRO_REACH = 3
 
 def _rubric_start(lines: list[str], first: int) -> tuple[int, int]:
     """(index where the rubric section starts, index where its lead-in starts) for a rubric whose
-    first level is on line ``first``: a generic header ("Rating scale:") up to a few paragraphs
-    above opens the section, and the lines between it and the first level are the lead-in."""
-    k = first - 1
-    for _ in range(_INTRO_REACH):
-        while k >= 0 and not lines[k].strip():
-            k -= 1
-        if k < 0:
-            break
-        top = k
-        while top > 0 and lines[top - 1].strip():
-            top -= 1
-        if _RUBRIC_HEADER.match(lines[top].strip()):
-            return top, top + 1
-        k = top - 1
+    first level is on line ``first``: a generic header line ("Rating scale:") at most a few
+    paragraphs above opens the section, and the lines between it and the first level are the
+    lead-in; without one the section starts at the first level."""
+    seen, inside = 0, False
+    for k in range(first - 1, -1, -1):
+        line = lines[k].strip()
+        if not line:
+            seen += inside
+            inside = False
+            if seen >= _INTRO_REACH:
+                break
+            continue
+        inside = True
+        if _RUBRIC_HEADER.match(line):
+            return k, k + 1
     return first, first
 
 

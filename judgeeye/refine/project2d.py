@@ -19,8 +19,8 @@ from judgeeye.refine.embed import cpu_threads
 METHODS = ("auto", "umap", "tsne", "pca")
 #: the embeddings are reduced to this many PCA components before t-SNE / UMAP
 PCA_COMPONENTS = 50
-#: openTSNE's iterations (early exaggeration, then the rest): half its defaults, which for a few
-#: thousand critiques already settles the map (bench/critique_clustering.py times it)
+#: openTSNE's iterations (early exaggeration, then the rest): half its defaults (250, 500), half
+#: its time; a map to browse critiques by, not a figure to publish
 TSNE_ITERATIONS = (125, 250)
 
 
