@@ -72,6 +72,8 @@ def instruction_answer(block: str, base: CodebookSpec) -> CodebookSpec:
         skip |= {_norm(p) for p in paragraphs(base.rubric_notes)}
         after_parts = [p for p in parts.after if _norm(p) not in skip]
     after = "\n\n".join(after_parts)
+    if not before.strip():  # the rubric first: the instructions it wrote after it are all there are
+        before, after = after, ""
     if not before.strip():
         raise BadAnswer("the <codebook> section has no instructions")
     before, after = _kept(before, base.instructions), _kept(after, base.instructions_after)
