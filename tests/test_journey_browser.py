@@ -288,7 +288,7 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
             assert "no usable answer" in job_of("refine").error  # ... which the page says; Resume samples afresh
             page.get_by_role("button", name="Resume").click()
             expect(page.get_by_text(re.compile(r"Job \d+: succeeded"))).to_be_visible(timeout=150_000)
-        expect(page.get_by_text("Wrote codebook version 2 (refined_instructions)")).to_be_visible()
+        expect(page.get_by_text("Wrote codebook version 2 (refined instructions)")).to_be_visible()
         inert(page)
 
         # --- Codebooks: edit the refined version side by side (hostile text included) and save

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from judgeeye.cli.common import echo_table, start_in_background, user_errors
+from judgeeye.refine.embed import DEFAULT_EMBEDDER
 from judgeeye.store import Job, session_scope
 
 refine_app = typer.Typer(
@@ -37,9 +38,10 @@ def refine(
     clusters: Annotated[Optional[int], typer.Option(help="Clusters per level (default: chosen by silhouette).")] = None,
     k_max: Annotated[int, typer.Option(help="Most clusters per level the silhouette search tries.")] = 8,
     per_cluster: Annotated[int, typer.Option(help="Representative critiques per cluster.")] = 1,
-    embedder: Annotated[str, typer.Option(help="sentence-transformers model: embedded (all-MiniLM-L6-v2), an id or a folder.")] = "embedded",
-    projection: Annotated[str, typer.Option(help="Critique map: auto (UMAP if installed, else t-SNE), umap, tsne, pca.")] = "auto",
+    embedder: Annotated[str, typer.Option(help="Critique embeddings: embedded-onnx (all-MiniLM-L6-v2, int8), embedded-static (distilled with model2vec: fastest, clusters differ more), embedded (PyTorch), or a sentence-transformers id or folder.")] = DEFAULT_EMBEDDER,
+    projection: Annotated[str, typer.Option(help="Critique map: auto (UMAP if installed, else t-SNE; both after PCA to 50 dimensions), umap, tsne, pca.")] = "auto",
     split: Annotated[Optional[list[str]], typer.Option(help="Split(s) whose traces are read (repeat; default train; never test).")] = None,
+    run: Annotated[Optional[list[int]], typer.Option("--run", help="Sampling run whose traces are read (repeat; default: every run of the project).")] = None,
     temperature: Annotated[float, typer.Option()] = 0.7,
     top_p: Annotated[float, typer.Option()] = 0.95,
     max_tokens: Annotated[int, typer.Option(help="Tokens for a refined codebook.")] = 2048,
@@ -79,7 +81,8 @@ def refine(
                 settings = RefineSettings(
                     mode=mode, engine=config, codebook_version=codebook, n_inst=n_inst, n_rubric=n_rubric,
                     clusters=clusters, k_max=k_max, per_cluster=per_cluster, embedder=embedder,
-                    projection=projection, splits=split or ["train"], temperature=temperature, top_p=top_p,
+                    projection=projection, splits=split or ["train"], runs=run or None, temperature=temperature,
+                    top_p=top_p,
                     max_tokens=max_tokens, critique_max_tokens=critique_max_tokens, attempts=attempts,
                     prefill=not no_prefill, trace_chars=trace_chars, seed=seed, make_current=make_current,
                     author=author, note=note)
@@ -89,7 +92,7 @@ def refine(
                 project_id = find_project(session, project).id
             try:
                 job_id = launch_refinement(project_id, settings, actor=Actor.system(), start=False)
-            except LookupError as exc:
+            except (LookupError, ValueError) as exc:
                 raise typer.BadParameter(str(exc)) from None
     with session_scope() as session:
         job = session.get(Job, job_id)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from judgeeye.engines import AnyEngineConfig, EngineConfig
+from judgeeye.refine.embed import DEFAULT_EMBEDDER
 from judgeeye.refine.project2d import METHODS
 from judgeeye.refine.traces import check_splits
 
@@ -34,11 +35,14 @@ class RefineSettings(BaseModel):
     k_max: int = Field(8, ge=2)
     #: critiques nearest each centroid shown to the rubric prompt
     per_cluster: int = Field(1, ge=1)
-    #: sentence-transformers model: "embedded" (all-MiniLM-L6-v2) or an id / directory
-    embedder: str = "embedded"
+    #: the bundled all-MiniLM-L6-v2 as "embedded-onnx" (int8), "embedded-static" (model2vec) or
+    #: "embedded" (PyTorch), or a sentence-transformers model id / directory
+    embedder: str = DEFAULT_EMBEDDER
     projection: str = "auto"
     #: splits whose traces are read; the test split is never allowed
     splits: list[str] = Field(default_factory=lambda: ["train"])
+    #: sampling runs whose traces are read (None: every run of the project)
+    runs: list[int] | None = None
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     #: tokens for the instruction and rubric answers (a whole codebook)
@@ -60,6 +64,15 @@ class RefineSettings(BaseModel):
     @classmethod
     def _splits(cls, value: list[str]) -> list[str]:
         return check_splits(value)
+
+    @field_validator("runs")
+    @classmethod
+    def _runs(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("choose at least one sampling run (or leave the runs out to read every run)")
+        return sorted(set(value))
 
     @field_validator("projection")
     @classmethod

@@ -70,8 +70,10 @@ def _majority(selections: list[Selection]) -> Selection:
     return tied[0]
 
 
-def reason_rows(session: Session, project_id: int, *, splits: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], ExportSummary]:
-    """The D_reason rows of a project's gold items (optionally only some splits)."""
+def reason_rows(session: Session, project_id: int, *, splits: Sequence[str] | None = None,
+                runs: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], ExportSummary]:
+    """The D_reason rows of a project's gold items (optionally only some splits, and only traces
+    from some sampling runs: an item whose settled trace came from another run is left out)."""
     project = session.get(Project, project_id)
     if project is None:
         raise ReviewError(f"no project {project_id}")
@@ -88,7 +90,7 @@ def reason_rows(session: Session, project_id: int, *, splits: Sequence[str] | No
     names = dict(session.execute(select(Annotator.id, Annotator.name)).all())
     versions = dict(session.execute(select(Codebook.id, Codebook.version).where(Codebook.project_id == project_id)).all())
     run_codebook = dict(session.execute(select(SamplingRun.id, SamplingRun.codebook_id).where(SamplingRun.project_id == project_id)).all())
-    first = _first_accepted(session, ids)
+    first = _first_accepted(session, ids, runs)
     field_names = list(project.text_fields or []) or sorted({k for i in items for k in (i.fields or {})})
     summary = ExportSummary(project_id=project_id)
     scale = (project.scale_min, project.scale_max)
@@ -124,6 +126,8 @@ def reason_rows(session: Session, project_id: int, *, splits: Sequence[str] | No
         if candidate is None:
             summary.no_trace += 1
             continue
+        if runs is not None and candidate.run_id not in runs:
+            continue
         codebook_id = codebook_id or run_codebook.get(candidate.run_id)
         rows.append({
             "item_id": item.id, "external_id": item.external_id, "split": item.split,
@@ -153,14 +157,14 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def _first_accepted(session: Session, item_ids: list[int]) -> dict[int, Candidate]:
+def _first_accepted(session: Session, item_ids: list[int], runs: Sequence[int] | None = None) -> dict[int, Candidate]:
     """Each item's first accepted gold-target candidate (earliest run, lowest sample index)."""
     out: dict[int, Candidate] = {}
-    for cand in session.scalars(
-        select(Candidate)
-        .where(Candidate.item_id.in_(item_ids), Candidate.accepted.is_(True), Candidate.target == "gold")
-        .order_by(Candidate.item_id, Candidate.run_id, Candidate.sample_index)
-    ).all():
+    stmt = select(Candidate).where(Candidate.item_id.in_(item_ids), Candidate.accepted.is_(True),
+                                   Candidate.target == "gold")
+    if runs is not None:
+        stmt = stmt.where(Candidate.run_id.in_(list(runs)))
+    for cand in session.scalars(stmt.order_by(Candidate.item_id, Candidate.run_id, Candidate.sample_index)).all():
         out.setdefault(cand.item_id, cand)
     return out
 

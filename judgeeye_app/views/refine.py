@@ -3,17 +3,22 @@ measure codebook versions against each other with M LLM raters on the test split
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from judgeeye.codebook import list_versions
+from judgeeye.codebook.versions import describe_origin
 from judgeeye.display import escape_markdown
 from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
 from judgeeye.jobs import log_tail, reconcile, request_cancel
-from judgeeye.refine import MODES, RefineSettings, critique_jobs, map_points
-from judgeeye.refine.charts import critique_map
-from judgeeye.refine.critiques import cluster_summary, source_trace
+from judgeeye.refine.critiques import cluster_summary, critique_jobs, map_points, source_trace, stored_map
+from judgeeye.refine.embed import BUILTIN as EMBEDDERS
+from judgeeye.refine.embed import DEFAULT_EMBEDDER
 from judgeeye.refine.runner import launch_refinement, refinement_jobs, resume_refinement, version_of_job
+from judgeeye.refine.settings import MODES, RefineSettings
+from judgeeye.refine.traces import sampling_runs
 from judgeeye.store import Job, read_scope, session_scope
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.keys import api_key_field, provide_api_key
@@ -32,7 +37,7 @@ if not versions:
     st.info("This project has no codebook yet.")
     st.stop()
 version_numbers = [v.version for v in versions]
-origin = {v.version: v.origin for v in versions}
+origin = {v.version: describe_origin(v.origin) for v in versions}
 current = next((v.version for v in versions if v.id == project.current_codebook_id), version_numbers[-1])
 
 TABS = ["Refine", "Critique map", "Compare versions"]
@@ -78,20 +83,29 @@ def refine_form() -> None:
     crit_tokens = c2.number_input("Max tokens (critiques)", 8, 8192, 512, 8, key="rf_crit_tokens")
     trace_chars = c3.number_input("Cut traces at N characters (0 = whole)", 0, 1_000_000, 0, key="rf_trace_chars")
     make_current = c4.toggle("Make the result current", key="rf_make_current")
+    with read_scope() as session:
+        runs = {r.run_id: r.label for r in sampling_runs(session, project.id)}
+    c1, c2 = st.columns([3, 2])
+    picked = c1.multiselect("Traces from the sampling runs", list(runs), format_func=runs.get, key="rf_runs",
+                            placeholder="every sampling run of the project",
+                            help="Leave empty to read the settled traces of every run. The runs are recorded "
+                                 "with the refined version.")
+    embedder = c2.selectbox("Critique embeddings", list(EMBEDDERS), index=list(EMBEDDERS).index(DEFAULT_EMBEDDER),
+                            format_func=EMBEDDERS.get, key="rf_embedder")
     note = st.text_input("Note for the new version", key="rf_note")
     try:
         settings = RefineSettings(mode=mode, engine=engine, codebook_version=base, n_inst=int(n_inst),
                                   n_rubric=int(n_rubric), clusters=int(clusters) or None, attempts=int(attempts),
                                   max_tokens=int(max_tokens), critique_max_tokens=int(crit_tokens),
                                   trace_chars=int(trace_chars) or None, make_current=make_current,
-                                  note=note.strip() or None)
+                                  runs=sorted(picked) or None, embedder=embedder, note=note.strip() or None)
     except ValueError as exc:
         st.error(str(exc))
         return
     if st.button("Start refinement", type="primary", key="rf_start"):
         try:
             job_id = launch_refinement(project.id, settings, actor=actor)
-        except (LookupError, PermissionError) as exc:
+        except (LookupError, PermissionError, ValueError) as exc:
             st.error(str(exc))
             return
         st.session_state["rf_job"] = job_id
@@ -105,7 +119,7 @@ def job_status(job_id: int) -> None:
         job = session.get(Job, job_id)
         row = version_of_job(session, project.id, job_id)
         tail = log_tail(job, 6000)
-        written = None if row is None else (row.version, row.origin)
+        written = None if row is None else (row.version, describe_origin(row.origin))
     st.progress(job.progress, text=f"Job {job.id}: {job.status} · {job.progress_text or ''}")
     if job.status in ("queued", "running"):
         if st.button("Cancel", key=f"rf_cancel_{job_id}"):
@@ -118,7 +132,7 @@ def job_status(job_id: int) -> None:
             st.rerun()
     if written:
         st.success(f"Wrote codebook version {written[0]} ({written[1]}). Review and edit it on the Codebooks page.")
-        st.page_link("pages/codebooks.py", label="Open the editor", icon=":material/edit:")
+        st.page_link(str(Path(__file__).with_name("codebooks.py")), label="Open the editor", icon=":material/edit:")
     with st.expander("Log"):
         st.code(tail[-6000:] or "(empty)", language=None)
 
@@ -159,6 +173,19 @@ def show_trace(critique_id: int) -> None:
                 st.text("" if value is None else str(value))
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _map_data(job_id: int, made: str) -> tuple[list[object], list[tuple[int, str]], list[object]]:
+    """The stored map of one refinement: its points, its representatives and the cluster table
+    (cached per job and map row: both are written once, in one transaction, by the job). The
+    figure is drawn from them on every run: the chart's identity is its spec, and a selection
+    survives a rerun only if the spec comes out the same."""
+    with read_scope() as session:
+        points = [p for p in map_points(session, job_id) if p.x is not None]
+    reps = [(p.critique_id, f"level {p.level} · cluster {p.cluster} · {p.text[:90]}") for p in points
+            if p.representative]
+    return points, reps, cluster_summary(points)
+
+
 def map_view() -> None:
     with read_scope() as session:
         jobs = critique_jobs(session, project.id)
@@ -169,19 +196,27 @@ def map_view() -> None:
     job_id = st.selectbox("Refinement", list(counts), key="cm_job",
                           format_func=lambda j: f"job {j} · {counts[j]} critiques")
     with read_scope() as session:
-        points = map_points(session, job_id)
-    placed = [p for p in points if p.x is not None]
-    if not placed:
-        st.info("These critiques are not clustered yet (the refinement is still running, or stopped before).")
+        made = stored_map(session, job_id)
+        if made is not None:
+            version = f"{made.id}:{made.created_at.isoformat()}"
+            method = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}.get(made.method, made.method)
+            start = f" of {made.pca_components} PCA components" if made.pca_components else ""
+            about = f"{made.points} critiques · {method}{start} · embeddings: {EMBEDDERS.get(made.embedder, made.embedder)}"
+    if made is None:
+        st.info("These critiques are not on the map yet: the refinement places them once it has clustered them "
+                "(it is still running, or stopped before).")
         return
+    from judgeeye.refine.charts import critique_map
+
+    points, reps, rows = _map_data(job_id, version)
+    st.caption(about)
     left, right = st.columns([3, 2])
     with left:
-        event = st.plotly_chart(critique_map(placed), key="cm_map", on_select="rerun", selection_mode="points",
+        event = st.plotly_chart(critique_map(points), key="cm_map", on_select="rerun", selection_mode="points",
                                 width="stretch")
         st.caption("Colour: rating level · marker shape: cluster within the level · large outlined markers: "
                    "representatives (nearest their cluster's centroid). Select a point to open its trace.")
     with right:
-        rows = cluster_summary(placed)
         for level in sorted({r.level for r in rows}):
             mine = [r for r in rows if r.level == level]
             with st.expander(f"Level {level}: {sum(r.size for r in mine)} critiques, {len(mine)} clusters",
@@ -194,12 +229,9 @@ def map_view() -> None:
     if points_sel:
         data = points_sel[0].get("customdata")
         selected = int(data[0]) if data else None
-    by_id = {p.critique_id: p for p in placed}
-    options = [p.critique_id for p in placed]
-    chosen = st.selectbox("Open the trace of a critique", options, index=None, key="cm_pick",
-                          placeholder="or select a point on the map",
-                          format_func=lambda i: f"level {by_id[i].level} · cluster {by_id[i].cluster} · "
-                                                f"{by_id[i].text[:90]}")
+    labels = dict(reps)
+    chosen = st.selectbox("Open the trace of a representative critique", list(labels), index=None, key="cm_pick",
+                          placeholder="or select any point on the map", format_func=labels.get)
     target = selected if selected is not None else chosen
     if target is not None:
         show_trace(target)
