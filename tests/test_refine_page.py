@@ -100,10 +100,10 @@ def test_refine_form_reads_the_chosen_runs(store_url: str, tmp_path) -> None:
         assert len(runs.options) == 2 and runs.value == []
         assert any("other-model · k=1 · 10 accepted" in o for o in runs.options)
         assert at.selectbox(key="rf_embedder").value == "embedded-onnx"
-        at.radio(key="rf_mode").set_value("instruction")
-        at.radio(key="rf_engine").set_value("OpenAI-compatible server").run()
-        at.text_input(key="rf_oa_url").set_value(url)
-        at.text_input(key="rf_oa_model").set_value("scripted").run()
+        at.selectbox(key="rf_mode").set_value("instruction")
+        at.radio(key="rf_engine").set_value("openai").run()
+        at.text_input(key="rf_openai_base_url").set_value(url)
+        at.text_input(key="rf_openai_model").set_value("scripted").run()
         at.multiselect(key="rf_runs").set_value([second]).run()
         at.button(key="rf_start").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]

@@ -21,6 +21,7 @@ from judgeeye.cli import app
 from judgeeye.display import escape_markdown
 from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
 from judgeeye.evaluate import RaterSpec
+from judgeeye.refine.settings import RefineSettings
 from judgeeye.settings_fields import SettingField, setting_field, setting_fields
 from judgeeye.training import TrainingConfig
 from judgeeye.training.config import PRESETS as TRAIN_PRESETS
@@ -28,11 +29,16 @@ from apptest_login import app_as
 
 REPO = Path(__file__).resolve().parents[1]
 #: every settings model whose fields become options or widgets
-MODELS: list[type[BaseModel]] = [TrainingConfig, RaterSpec, TransformersConfig, OpenAIConfig, VLLMConfig]
+MODELS: list[type[BaseModel]] = [TrainingConfig, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig,
+                                 VLLMConfig]
+ENGINES: list[type[BaseModel]] = [TransformersConfig, OpenAIConfig, VLLMConfig]
 #: the commands built from the models: (words, the models whose fields they take)
 COMMANDS: list[tuple[list[str], list[type[BaseModel]]]] = [
     (["train"], [TrainingConfig]),
-    (["evaluate"], [RaterSpec, TransformersConfig, OpenAIConfig, VLLMConfig]),
+    (["evaluate"], [RaterSpec, *ENGINES]),
+    (["refine"], [RefineSettings, *ENGINES]),
+    (["refine", "compare"], [RaterSpec]),
+    (["refine", "feedback"], ENGINES),
 ]
 
 
@@ -45,15 +51,18 @@ def _command(words: list[str]) -> Any:
 
 
 def _callback(words: list[str]) -> Any:
-    from judgeeye.cli import evaluate_cmd, train_cmd
+    from judgeeye.cli import evaluate_cmd, refine_cmd, train_cmd
 
-    return {"train": train_cmd.train, "evaluate": evaluate_cmd.evaluate}[words[0]]
+    return {"train": train_cmd.train, "evaluate": evaluate_cmd.evaluate, "refine": refine_cmd.refine,
+            "refine compare": refine_cmd.compare, "refine feedback": refine_cmd.feedback}[" ".join(words)]
 
 
 def _shown(field: SettingField, value: Any) -> str:
     """The default as a reader expects to see it (None: what the field says None means)."""
     if value is None:
         return field.none or "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -113,10 +122,11 @@ def _all_forms() -> None:
     """Every settings model's generated form, all plain fields (the test reads the widgets)."""
     from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
     from judgeeye.evaluate import RaterSpec
+    from judgeeye.refine.settings import RefineSettings
     from judgeeye.training import TrainingConfig
     from judgeeye_app.ui.settings_form import settings_form
 
-    for model in (TrainingConfig, RaterSpec, TransformersConfig, OpenAIConfig, VLLMConfig):
+    for model in (TrainingConfig, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig, VLLMConfig):
         settings_form(model, None, prefix=f"{model.__name__}:", more=None)
 
 
@@ -131,7 +141,7 @@ def _check_widget(widget: Any, field: SettingField, expected: Any) -> None:
     value = widget.value
     if field.kind == "list" and isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
-    if field.kind == "str" and value == "" and expected is None:
+    if value in ("", []) and expected is None:  # an empty box: the field's None
         value = None
     if isinstance(expected, float) and value is not None:
         assert math.isclose(value, expected), (field.path, value, expected)
@@ -209,3 +219,23 @@ def test_the_new_rater_run_form_is_the_models(store_url: str) -> None:
     checked |= _form_checks(at, "ag_new_openai_", OpenAIConfig, OpenAIConfig(model=""))
     assert {"ag_new_openai_max_concurrency", "ag_new_openai_api_key_env"} <= checked
     assert not _unchecked_inputs(at, ("ag_new_",), checked, {"ag_new_codebook", "ag_new_split"})
+
+
+def test_the_refine_forms_are_the_models(store_url: str, tmp_path: Path) -> None:
+    from refine_data import make_project
+
+    project_id = make_project(tmp_path, per_level=1, test_per_level=0)
+    at = app_as("lead", page="judgeeye_app/views/refine.py")
+    at.session_state["project_id"] = project_id
+    at.session_state["rf_tab"] = "Refine"
+    at.run()
+    assert not at.exception, at.exception
+    checked = _form_checks(at, "rf_", RefineSettings, RefineSettings())
+    checked |= _form_checks(at, "rf_embedded_", TransformersConfig, TransformersConfig())
+    assert {"rf_n_inst", "rf_max_tokens", "rf_embedder", "rf_mode", "rf_note", "rf_embedded_batch_size"} <= checked
+    assert not _unchecked_inputs(at, ("rf_",), checked, {"rf_base"})
+    at.session_state["rf_tab"] = "Compare versions"
+    at.run()
+    checked = _form_checks(at, "cv_", RaterSpec, RaterSpec())
+    assert checked == {"cv_limit", "cv_max_tokens", "cv_temperature"}
+    assert not _unchecked_inputs(at, ("cv_",), checked, {"cv_a", "cv_b"})

@@ -66,6 +66,8 @@ def job_panel(tracked: Sequence[TrackedJob], *, key: str, actor: Actor, every: f
 
 
 def _panel(tracked: list[TrackedJob], key: str, actor: Actor, log_bytes: int) -> None:
+    if any([st.session_state.pop(f"{t.key}__resumed", False) for t in tracked]):
+        st.rerun(scope="app")  # a resume started a new job: the page shows it (and polls it)
     with session_scope() as session:
         reconcile(session)
         jobs = {t.key: t.find(session) for t in tracked}
@@ -139,6 +141,8 @@ def _resume(t: TrackedJob) -> None:
         error = str(exc)
     if error:
         st.session_state[f"{t.key}__note"] = ("error", error)
+    else:
+        st.session_state[f"{t.key}__resumed"] = True
 
 
 __all__ = ["WAITING", "TrackedJob", "job_panel"]
