@@ -14,13 +14,16 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
 from typer.core import DEFAULT_MARKUP_MODE
 
 from judgeeye.settings_fields import SettingField, nest, preset_value, setting_field, shown
+
+if TYPE_CHECKING:
+    from judgeeye.engines import EngineConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -91,7 +94,7 @@ def _option(field: SettingField, decl: str | None, presets: Mapping[str, Mapping
         kwargs.update({k: v for k, v in zip(("min", "max"), field.limits()) if v is not None})
     if field.kind == "list":
         python = list[python]  # type: ignore[valid-type]
-    return Annotated[Optional[python], typer.Option(*decl.split(" "), **kwargs)]  # noqa: UP045 (typer needs it)
+    return Annotated[python | None, typer.Option(*decl.split(" "), **kwargs)]
 
 
 def _add_options(func: F, dest: str, options: Mapping[str, Any], collect: Callable[[dict[str, Any]], Any],
@@ -173,8 +176,8 @@ def engine_options(
 
     options: dict[str, Any] = {}
     if spec is not None:
-        options["spec"] = Annotated[Optional[str], typer.Option(  # noqa: UP045
-            *spec.split(" "), help=_help_text(spec_help), show_default=EMBEDDED_MODEL)]
+        options["spec"] = Annotated[str | None, typer.Option(*spec.split(" "), help=_help_text(spec_help),
+                                                             show_default=EMBEDDED_MODEL)]
     described: list[tuple[SettingField, str]] = []
     for name, decl in fields.items():
         kinds = {kind: setting_field(model, name) for kind, model in ENGINE_KINDS.items() if name in model.model_fields}
@@ -199,7 +202,7 @@ def engine_options(
     return decorate
 
 
-def engine_config(values: Mapping[str, Any]) -> Any:
+def engine_config(values: Mapping[str, Any]) -> EngineConfig:
     """The engine config of :func:`engine_options`' values (ValueError: a bad spec or option)."""
     from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
 
@@ -207,25 +210,5 @@ def engine_config(values: Mapping[str, Any]) -> Any:
     return EngineConfig.parse(given.pop("spec", None) or EMBEDDED_MODEL, **given)
 
 
-def settings_args(values: Mapping[str, Any], options: Mapping[str, str | None],
-                  defaults: Mapping[str, Any] | None = None) -> list[str]:
-    """The command-line words that give ``values`` (dotted path -> value) with ``options``' names;
-    values equal to ``defaults`` (dotted path -> value) are left out. For shown commands."""
-    words: list[str] = []
-    for path, value in values.items():
-        if path not in options or value is None or (defaults is not None and defaults.get(path) == value):
-            continue
-        decl = options[path] or option_name(path)
-        if isinstance(value, bool):
-            on, _, off = decl.partition("/")
-            words.append(on if value else (off or f"--no-{on.removeprefix('--')}"))
-        elif isinstance(value, list | tuple):
-            for item in value:
-                words += [decl, str(item)]
-        else:
-            words += [decl, f"{value:g}" if isinstance(value, float) else str(value)]
-    return words
-
-
 __all__ = ["ENGINE_FIELDS", "ENGINE_SPEC_HELP", "choice_parser", "default_text", "engine_config", "engine_options",
-           "option_name", "param_name", "settings_args", "settings_options"]
+           "option_name", "param_name", "settings_options"]
