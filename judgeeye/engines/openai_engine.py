@@ -62,6 +62,7 @@ override ``messages``, ``n``, ``temperature``, ``top_p``, the token limit or ``s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import logging
@@ -356,7 +357,8 @@ class OpenAIEngine(Engine):
 
         async def one(i: int, req: GenerationRequest) -> None:
             try:
-                completions = await self._complete(client, req, params, key)
+                mine = params if req.seed is None else dataclasses.replace(params, seed=req.seed)
+                completions = await self._complete(client, req, mine, key)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one request must never sink the call
