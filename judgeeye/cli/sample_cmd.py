@@ -33,9 +33,14 @@ def _help(name: str) -> str:
     values = []
     for preset in PRESETS:
         value = preset_settings(preset).model_dump()[name]
-        shown = {None: "none", "forced_cue": "forced-cue"}.get(value, value) if not isinstance(value, list) else ",".join(value)
+        if isinstance(value, list):
+            shown = ",".join(value)
+        elif value is None:
+            shown = {"limit": "all", "seed": "random"}.get(name, "none")
+        else:
+            shown = str(value).replace("_", "-")
         values.append(f"{preset}: {shown}")
-    return f"{_FIELDS[name].description} [{'; '.join(values)}]"
+    return f"{_FIELDS[name].description} ({'; '.join(values)})"  # no [...]: typer's help is Rich markup
 
 
 def _preset_name(text: str | None) -> str | None:
@@ -56,14 +61,15 @@ def sample(
     batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
     preset: Annotated[Optional[str], typer.Option(help=(
-        "Starting point for the settings below: " + "; ".join(f"{n.replace(' ', '-')}: {h}" for n, h in PRESET_HELP.items())
+        "Starting point for the settings below. " + " ".join(f"{n.replace(' ', '-')}: {h}" for n, h in PRESET_HELP.items())
         + " Default: embedded-demo with the embedded engine, else paper. Options given here override it."))] = None,
     k: Annotated[Optional[int], typer.Option(help=_help("k"))] = None,
     temperature: Annotated[Optional[float], typer.Option(help=_help("temperature"))] = None,
     top_p: Annotated[Optional[float], typer.Option(help=_help("top_p"))] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help=_help("max_tokens"))] = None,
     split: Annotated[Optional[list[str]], typer.Option(help=_help("splits") + " Repeat for several.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help=_help("limit") + " 0: all.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help=_help("limit") + " 0 = all.")] = None,
+    order: Annotated[Optional[str], typer.Option(help=_help("order"))] = None,
     acceptance: Annotated[Optional[str], typer.Option(help=_help("acceptance"))] = None,
     adaptive: Annotated[Optional[str], typer.Option(help="ROUND,ACCEPTED: sample in rounds, stop an item at ACCEPTED accepted candidates.")] = None,
     targets: Annotated[Optional[str], typer.Option(help=_help("targets"))] = None,
@@ -95,7 +101,7 @@ def sample(
                 settings = preset_settings(
                     _preset_name(preset) or default_preset(config),
                     k=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, splits=split,
-                    round_size=round_size, target_accepted=target, targets=targets, seed=seed,
+                    round_size=round_size, target_accepted=target, targets=targets, seed=seed, order=order,
                     acceptance=acceptance.strip().lower().replace("-", "_").replace(" ", "_") if acceptance else None,
                     readout=False if no_readout else None, mode="post_hoc" if post_hoc else None,
                     verifier=EngineConfig.parse(verifier) if verifier else None,

@@ -61,7 +61,8 @@ def cli_command(project: str, engine: EngineConfig, settings: SamplingSettings, 
     if codebook_version:
         args += ["--codebook", str(codebook_version)]
     for name, flag in (("k", "--k"), ("temperature", "--temperature"), ("top_p", "--top-p"),
-                       ("max_tokens", "--max-tokens"), ("targets", "--targets"), ("seed", "--seed")):
+                       ("max_tokens", "--max-tokens"), ("targets", "--targets"), ("order", "--order"),
+                       ("seed", "--seed")):
         value = getattr(settings, name)
         if value != getattr(base, name) and value is not None:
             args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]

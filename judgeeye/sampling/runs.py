@@ -29,13 +29,16 @@ class SamplingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(16, ge=1, le=1024, description="Candidate traces per item (the paper: 16).")
-    temperature: float = Field(1.0, ge=0, description="Sampling temperature (the paper: 1.0; 0 = greedy).")
+    k: int = Field(16, ge=1, le=1024, description="Candidate traces per item.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the most probable tokens "
                                                       "up to this probability mass (1 = off).")
     max_tokens: int = Field(1024, ge=1, description="Token budget per candidate trace.")
     splits: list[str] = Field(default_factory=lambda: ["train"], description="Splits whose items are sampled.")
-    limit: int | None = Field(None, ge=1, description="Only the first N items (in import order); none = all.")
+    limit: int | None = Field(None, ge=1, description="Only the first N items (in the item order).")
+    order: Literal["import", "shortest"] = Field(
+        "import", description=("Item order: import (as the data file lists them), or shortest (the items with the "
+                               "shortest texts first: short prompts, for small models on a CPU)."))
     #: adaptive mode: sample in rounds of `round_size` and stop an item at `target_accepted`
     round_size: int | None = Field(None, ge=1, description="Adaptive: candidates per round (none = fixed k).")
     target_accepted: int = Field(1, ge=1, description="Adaptive: stop an item once it has this many accepted traces.")
@@ -54,7 +57,7 @@ class SamplingSettings(BaseModel):
     readout: bool = Field(True, description="Record the rating-token probabilities after each trace "
                                             "(local engines only; forced cue needs them).")
     seed: int | None = Field(None, ge=0, description=(
-        "Random seed: the same seed and settings give the same candidates. None: a random one, "
+        "Random seed: the same seed and settings give the same candidates; without one, a seed is "
         "drawn when the run is created and recorded on it."))
     #: post hoc mode: the engine that must reach the gold rating from the stripped explanation
     verifier: EngineConfig | None = None
@@ -85,12 +88,12 @@ class SamplingSettings(BaseModel):
 #: shows the pipeline end to end within minutes; its traces are not research data.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "embedded demo": {"k": 4, "max_tokens": 96, "limit": 8, "acceptance": "forced_cue"},
+    "embedded demo": {"k": 4, "max_tokens": 96, "limit": 8, "order": "shortest", "acceptance": "forced_cue"},
 }
 PRESET_HELP: dict[str, str] = {
     "paper": "The paper's protocol (k=16, temperature 1.0, the rating the trace writes): for real reasoning models.",
-    "embedded demo": ("A demo sized for the embedded 135M model on a CPU: 8 items, k=4, 96 tokens, forced cue. "
-                      "It finishes in minutes and yields traces to review; they are not research data."),
+    "embedded demo": ("A demo sized for the embedded 135M model on a CPU: the 8 shortest items, k=4, 96 tokens, "
+                      "forced cue. It finishes in minutes and yields traces to review; they are not research data."),
 }
 
 
@@ -145,9 +148,14 @@ def candidate_kind(settings: SamplingSettings) -> str:
     return "post_hoc" if settings.mode == "post_hoc" else "sampled"
 
 
+def _text_length(item: Item) -> int:
+    return sum(len(str(v)) for v in (item.fields or {}).values())
+
+
 def run_items(session: Session, run: SamplingRun) -> list[Item]:
-    """The run's items, in a stable order: gold items of its splits (plus items dropped for
-    disagreement when sampling per annotator: their individual labels still have traces)."""
+    """The run's items, in a stable order (import order, or shortest texts first): gold items of
+    its splits (plus items dropped for disagreement when sampling per annotator: their individual
+    labels still have traces)."""
     settings = run_settings(run)
     statuses = ["gold", "dropped_disagreement"] if settings.targets == "annotators" else ["gold"]
     stmt = (
@@ -156,6 +164,9 @@ def run_items(session: Session, run: SamplingRun) -> list[Item]:
         .where((Item.split.in_(run.splits)) | (Item.split.is_(None) & (Item.gold_status != "gold")))
         .order_by(Item.id)
     )
+    if settings.order == "shortest":
+        items = sorted(session.scalars(stmt).all(), key=lambda i: (_text_length(i), i.id))
+        return items[: settings.limit] if settings.limit else items
     if settings.limit:
         stmt = stmt.limit(settings.limit)
     return list(session.scalars(stmt).all())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy import select
@@ -28,7 +30,8 @@ ENGINE_FIELDS = EngineConfig.model_fields
 ENGINES = ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model", "OpenAI-compatible server"]
 #: widget key -> setting it shows (filled from the chosen preset)
 PRESET_WIDGETS = {"s_k": "k", "s_temp": "temperature", "s_top_p": "top_p", "s_max_tokens": "max_tokens",
-                  "s_limit": "limit", "s_acceptance": "acceptance"}
+                  "s_limit": "limit", "s_order": "order", "s_acceptance": "acceptance"}
+ORDERS = {"import": "as imported", "shortest": "shortest first"}
 #: a run's status in words (a run waiting for its worker is "queued")
 STATUS_WORDS = {"created": "queued", "running": "running", "completed": "completed", "incomplete": "incomplete",
                 "cancelled": "cancelled", "failed": "failed"}
@@ -117,12 +120,14 @@ def new_run_form() -> None:
     top_p = c3.number_input("Top-p", 0.05, 1.0, step=0.05, key="s_top_p", help=FIELDS["top_p"].description)
     max_tokens = c4.number_input("Max tokens", 16, 32768, step=16, key="s_max_tokens",
                                  help=FIELDS["max_tokens"].description)
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     splits = c1.multiselect("Splits", ["train", "validation", "test"], FIELDS["splits"].default_factory(),
                             key="s_splits", help=FIELDS["splits"].description)
     limit = c2.number_input("Only the first N items (0 = all)", 0, 10_000_000, key="s_limit",
                             help=FIELDS["limit"].description)
-    targets = c3.radio("Verify against", ["gold", "annotators"], key="s_targets", horizontal=True,
+    order = c3.radio("Item order", list(ORDERS), key="s_order", format_func=ORDERS.get, horizontal=True,
+                     help=FIELDS["order"].description)
+    targets = c4.radio("Verify against", ["gold", "annotators"], key="s_targets", horizontal=True,
                        index=["gold", "annotators"].index(FIELDS["targets"].default),
                        help=FIELDS["targets"].description)
     c1, c2, c3, c4 = st.columns(4)
@@ -141,7 +146,7 @@ def new_run_form() -> None:
     try:
         settings = SamplingSettings(
             k=int(k), temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens),
-            splits=splits, limit=int(limit) or None, targets=targets, acceptance=acceptance,
+            splits=splits, limit=int(limit) or None, order=order, targets=targets, acceptance=acceptance,
             round_size=int(round_size) if adaptive else None, target_accepted=int(target),
         )
     except ValueError as exc:
@@ -152,7 +157,7 @@ def new_run_form() -> None:
         with store_busy_notice():
             run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
             st.session_state["s_started"] = (run_id, job_id)
-            st.session_state["s_run_pick"] = run_id  # the Runs tab shows the new run at once
+            st.session_state["s_run"] = run_id  # the Runs tab shows the new run at once
     started = st.session_state.get("s_started")
     if started:
         st.success(f"Run {started[0]} started (job {started[1]}). Its progress shows on the **Runs** tab, "
@@ -261,9 +266,14 @@ def run_view() -> None:
     labels = {r.id: f"Run {r.id} · {EngineConfig.model_validate(r.engine).label()} · k={r.k} · "
                     f"{ACCEPTANCE_LABELS.get((r.settings or {}).get('acceptance'), 'written')} · "
                     f"{STATUS_WORDS.get(r.status, r.status)}" for r in runs}
-    if st.session_state.get("s_run_pick") not in ids:
-        st.session_state["s_run_pick"] = ids[0]
-    run_id = st.selectbox("Run", ids, format_func=labels.get, key="s_run_pick")
+    chosen = st.session_state.get("s_run")
+    chosen = chosen if chosen in ids else ids[0]
+    # The key changes with the runs' statuses: a selectbox keeps showing the label it first had
+    # for the chosen option, so only a new widget shows a status that changed.
+    signature = zlib.crc32(repr(sorted(status.items())).encode())
+    run_id = st.selectbox("Run", ids, index=ids.index(chosen), format_func=labels.get,
+                          key=f"s_run_pick_{signature}")
+    st.session_state["s_run"] = run_id
     live_status(run_id, status[run_id])
     with session_scope() as session:
         stats = run_stats(session, run_id)
