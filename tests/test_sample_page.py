@@ -91,6 +91,12 @@ def test_form_defaults_and_help_come_from_the_library(store_url: str, monkeypatc
     with session_scope() as s:
         run = s.scalars(select(SamplingRun).order_by(SamplingRun.id.desc())).first()
     assert run.max_tokens == 1024 and run.settings["acceptance"] == "written" and run.settings["seed"] is not None
+    # a server engine starts from the paper's protocol, and keeps it while its inputs are incomplete
+    at.radio(key="s_preset").set_value("embedded demo").run()
+    at.radio(key="s_engine").set_value("OpenAI-compatible server").run()
+    at.text_input(key="s_oa_url").set_value("http://127.0.0.1:9/v1").run()
+    assert at.radio(key="s_preset").value == "paper" and at.radio(key="s_acceptance").value == "written"
+    assert not at.warning and not at.exception
 
 
 def test_a_started_run_shows_at_once_in_the_runs_tab(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,6 +62,42 @@ def _engine_changed() -> None:
     _apply_preset()
 
 
+def engine_form(kind: str) -> EngineConfig | None:
+    """The engine's own inputs; None (with what is missing said) until they describe an engine.
+    It never stops the form early: widgets not drawn in a run lose their state (the preset's)."""
+    batch_default = ENGINE_FIELDS["batch_size"].default
+    if kind == ENGINES[0]:
+        batch = st.number_input("Batch size", 1, 512, batch_default, key="s_batch",
+                                help="Sequences generated together.")
+        return EngineConfig(kind="transformers", model=EMBEDDED_MODEL, batch_size=int(batch))
+    if kind == ENGINES[1]:
+        c1, c2, c3 = st.columns(3)
+        model = c1.text_input("Model id or local directory", key="s_hf_model")
+        adapter = c2.text_input("LoRA adapter directory (optional)", key="s_hf_adapter")
+        batch = c3.number_input("Batch size", 1, 512, batch_default, key="s_hf_batch",
+                                help="Sequences generated together.")
+        if not model.strip():
+            st.info("Enter a model id or directory.")
+            return None
+        return EngineConfig(kind="transformers", model=model.strip(), adapter=adapter.strip() or None,
+                            batch_size=int(batch))
+    c1, c2, c3, c4 = st.columns(4)
+    url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key="s_oa_url")
+    model = c2.text_input("Model", key="s_oa_model")
+    key_env = c3.text_input("API key variable", "", key="s_oa_key_env",
+                            help="The NAME of an environment variable holding the key; the key itself is never stored.")
+    conc = c4.number_input("Concurrent requests", 1, 256, ENGINE_FIELDS["max_concurrency"].default,
+                           key="s_oa_conc", help="Requests in flight at once.")
+    usable, key_name = api_key_field(key_env)
+    if not usable:
+        return None
+    if not model.strip():
+        st.info("Enter the served model's name.")
+        return None
+    return EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(), api_key_env=key_name,
+                        max_concurrency=int(conc))
+
+
 def new_run_form() -> None:
     with session_scope() as session:
         versions = [v.version for v in list_versions(session, project.id)]
@@ -74,38 +110,7 @@ def new_run_form() -> None:
     c1, c2 = st.columns(2)
     version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="s_codebook")
     kind = c2.radio("Engine", ENGINES, key="s_engine", on_change=_engine_changed)
-    batch_default = ENGINE_FIELDS["batch_size"].default
-    if kind == ENGINES[0]:
-        batch = st.number_input("Batch size", 1, 512, batch_default, key="s_batch",
-                                help="Sequences generated together.")
-        engine = EngineConfig(kind="transformers", model=EMBEDDED_MODEL, batch_size=int(batch))
-    elif kind == ENGINES[1]:
-        c1, c2, c3 = st.columns(3)
-        model = c1.text_input("Model id or local directory", key="s_hf_model")
-        adapter = c2.text_input("LoRA adapter directory (optional)", key="s_hf_adapter")
-        batch = c3.number_input("Batch size", 1, 512, batch_default, key="s_hf_batch",
-                                help="Sequences generated together.")
-        if not model.strip():
-            st.info("Enter a model id or directory.")
-            return
-        engine = EngineConfig(kind="transformers", model=model.strip(), adapter=adapter.strip() or None,
-                              batch_size=int(batch))
-    else:
-        c1, c2, c3, c4 = st.columns(4)
-        url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key="s_oa_url")
-        model = c2.text_input("Model", key="s_oa_model")
-        key_env = c3.text_input("API key variable", "", key="s_oa_key_env",
-                                help="The NAME of an environment variable holding the key; the key itself is never stored.")
-        conc = c4.number_input("Concurrent requests", 1, 256, ENGINE_FIELDS["max_concurrency"].default,
-                               key="s_oa_conc", help="Requests in flight at once.")
-        usable, key_name = api_key_field(key_env)
-        if not usable:
-            return
-        if not model.strip():
-            st.info("Enter the served model's name.")
-            return
-        engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
-                              api_key_env=key_name, max_concurrency=int(conc))
+    engine = engine_form(kind)
 
     preset = st.radio("Preset", list(PRESETS), key="s_preset", horizontal=True, on_change=_apply_preset,
                       format_func=str.capitalize, help=" ".join(f"{n.capitalize()}: {h}" for n, h in PRESET_HELP.items()))
@@ -139,6 +144,8 @@ def new_run_form() -> None:
                                  help=FIELDS["round_size"].description)
     target = c4.number_input("Stop at accepted", 1, 64, FIELDS["target_accepted"].default, key="s_target",
                              disabled=not adaptive, help=FIELDS["target_accepted"].description)
+    if engine is None:
+        return
     if acceptance == "forced_cue" and engine.kind != "transformers":
         st.warning("Forced cue reads token probabilities, which an OpenAI-compatible server does not give: "
                    "choose the written acceptance mode for this engine.")
@@ -268,11 +275,15 @@ def run_view() -> None:
                     f"{STATUS_WORDS.get(r.status, r.status)}" for r in runs}
     chosen = st.session_state.get("s_run")
     chosen = chosen if chosen in ids else ids[0]
-    # The key changes with the runs' statuses: a selectbox keeps showing the label it first had
-    # for the chosen option, so only a new widget shows a status that changed.
-    signature = zlib.crc32(repr(sorted(status.items())).encode())
+    # A selectbox keeps showing the label its chosen option had when it was first drawn: when the
+    # labels change (a run started, a status moved on), the selector is drawn anew under a new key.
+    signature = zlib.crc32(repr(sorted(labels.items())).encode())
+    generation = st.session_state.get("s_run_generation", 0)
+    if st.session_state.get("s_run_signature", signature) != signature:
+        generation += 1
+    st.session_state["s_run_signature"], st.session_state["s_run_generation"] = signature, generation
     run_id = st.selectbox("Run", ids, index=ids.index(chosen), format_func=labels.get,
-                          key=f"s_run_pick_{signature}")
+                          key="s_run_pick" if not generation else f"s_run_pick_{generation}")
     st.session_state["s_run"] = run_id
     live_status(run_id, status[run_id])
     with session_scope() as session:
