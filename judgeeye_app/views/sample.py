@@ -113,7 +113,7 @@ def new_run_form() -> None:
     engine = engine_form(kind)
 
     preset = st.radio("Preset", list(PRESETS), key="s_preset", horizontal=True, on_change=_apply_preset,
-                      format_func=str.capitalize, help=" ".join(f"{n.capitalize()}: {h}" for n, h in PRESET_HELP.items()))
+                      format_func=str.capitalize, help="Fills in the settings below; change any of them after.")
     st.caption(PRESET_HELP[preset])
     if preset == "embedded demo" and kind != ENGINES[0]:
         st.caption("The embedded demo is sized for the 135M model on a CPU; a real reasoning model should use "
@@ -163,11 +163,11 @@ def new_run_form() -> None:
     if st.button("Start sampling", type="primary", key="s_start"):
         with store_busy_notice():
             run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
-            st.session_state["s_started"] = (run_id, job_id)
+            st.session_state["s_started"] = (project.id, run_id, job_id)
             st.session_state["s_run"] = run_id  # the Runs tab shows the new run at once
     started = st.session_state.get("s_started")
-    if started:
-        st.success(f"Run {started[0]} started (job {started[1]}). Its progress shows on the **Runs** tab, "
+    if started and started[0] == project.id:
+        st.success(f"Run {started[1]} started (job {started[2]}). Its progress shows on the **Runs** tab, "
                    "where it is selected.")
 
 
