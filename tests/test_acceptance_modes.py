@@ -15,7 +15,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from chat_server import chat_server
-from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.engines import EngineConfig
 from judgeeye.review import reason_rows
