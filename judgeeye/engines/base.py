@@ -395,6 +395,10 @@ class GenerationRequest:
 
     messages: Messages
     n: int = 1
+    #: seed of this request's completions (engines that take one per request: the openai engine
+    #: sends it, ``+ j`` for a call that starts at the j-th completion); overrides
+    #: ``SamplingParams.seed``. Lets a sampler fix each sample's seed whatever the batching.
+    seed: int | None = None
 
 
 @dataclass

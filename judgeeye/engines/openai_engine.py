@@ -55,6 +55,7 @@ Behaviour
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import queue
@@ -353,7 +354,8 @@ class OpenAIEngine(Engine):
 
         async def one(i: int, req: GenerationRequest) -> None:
             try:
-                completions = await self._complete(clients, req, params)
+                mine = params if req.seed is None else dataclasses.replace(params, seed=req.seed)
+                completions = await self._complete(clients, req, mine)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one request must never sink the call

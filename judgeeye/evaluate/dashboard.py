@@ -32,7 +32,8 @@ from judgeeye.evaluate.compare import (
 from judgeeye.evaluate.summary import prediction_fingerprints, summaries
 from judgeeye.jobs import ACTIVE, run_status
 from judgeeye.metrics import InterRaterICC, TestResult, confusion_matrix, inter_rater_icc3, round_to_levels
-from judgeeye.sampling import LevelStats, RunStats, run_stats
+from judgeeye.sampling import RunStats, run_stats
+from judgeeye.sampling.runs import ACCEPTANCE_LABELS
 from judgeeye.store import Candidate, Codebook, Item, Job, Prediction, Project, RaterRun, SamplingRun
 
 N_BOOT = 1000
@@ -370,15 +371,11 @@ def reliability_by_version(session: Session, runs: list[RunInfo]) -> list[Reliab
 
 # ----------------------------------------------------------------------------- sampling
 def _stats_payload(stats: RunStats) -> dict[str, Any]:
-    return asdict(stats)
+    return stats.to_payload()
 
 
 def _stats_decode(d: dict[str, Any]) -> RunStats:
-    d = dict(d)
-    d["per_level"] = [LevelStats(**lv) for lv in d["per_level"]]
-    d["per_annotator"] = {k: (int(v[0]), int(v[1])) for k, v in d["per_annotator"].items()}
-    d["utilization"] = [float(u) for u in d["utilization"]]
-    return RunStats(**d)
+    return RunStats.from_payload(d)
 
 
 @dataclass
@@ -400,13 +397,15 @@ def sampling_overview(session: Session, project_id: int) -> list[SamplingRow]:
         # candidates are append-only and go when their run goes: the newest id (one index probe)
         # and the run's status say whether the cached statistics still hold
         max_id = session.scalar(select(func.max(Candidate.id)).where(Candidate.run_id == run_id)) or 0
-        stats = cache.cached(session, f"sampling_run:{run_id}:stats", {"max_id": int(max_id), "status": status},
+        # ":stats2": statistics per acceptance mode (older cached payloads lack them)
+        stats = cache.cached(session, f"sampling_run:{run_id}:stats2", {"max_id": int(max_id), "status": status},
                              lambda run_id=run_id: run_stats(session, run_id), _stats_payload, _stats_decode)
         try:
             label = EngineConfig.model_validate(engine).label()
         except ValueError:
             label = "?"
-        out.append(SamplingRow(run_id, f"Sampling run {run_id} · {label} · k={k} · {status}", stats))
+        mode = ACCEPTANCE_LABELS.get(stats.acceptance, stats.acceptance)
+        out.append(SamplingRow(run_id, f"Sampling run {run_id} · {label} · k={k} · {mode} · {status}", stats))
     return out
 
 

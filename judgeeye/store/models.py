@@ -194,6 +194,9 @@ class Candidate(Base):
     predicted: Mapped[float | None] = mapped_column(Float, nullable=True)
     parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
     score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # which acceptance mode gave ``predicted``: "written" (the trace wrote it, parsed) or
+    # "forced_cue" (read after the answer cue appended to a trace that wrote none); None: no rating
+    acceptance_mode: Mapped[str | None] = mapped_column(String(20), nullable=True)
     accepted: Mapped[bool] = mapped_column(Boolean, default=False)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
