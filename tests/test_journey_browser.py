@@ -217,7 +217,7 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         page.get_by_role("button", name="Start sampling").click()
         expect(page.get_by_text(re.compile(r"Run \d+ started"))).to_be_visible()
         tab(page, "Runs")
-        expect(page.get_by_text(re.compile(r"Job \d+: succeeded"))).to_be_visible(timeout=150_000)
+        expect(page.get_by_text(re.compile(r"job \d+: succeeded"))).to_be_visible(timeout=150_000)
         settled(page)
         with session_scope() as s:
             run = s.scalar(select(SamplingRun).join(Project).where(Project.name == PROJECT))
@@ -287,7 +287,7 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         if page.get_by_text(re.compile(r"Job \d+: failed")).count():  # a 135M model may never close its answer
             assert "no usable answer" in job_of("refine").error  # ... which the page says; Resume samples afresh
             page.get_by_role("button", name="Resume").click()
-            expect(page.get_by_text(re.compile(r"Job \d+: succeeded"))).to_be_visible(timeout=150_000)
+            expect(page.get_by_text(re.compile(r"job \d+: succeeded"))).to_be_visible(timeout=150_000)
         expect(page.get_by_text("Wrote codebook version 2 (refined instructions)")).to_be_visible()
         inert(page)
 

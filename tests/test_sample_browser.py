@@ -57,4 +57,4 @@ def test_run_selector_follows_the_job_without_a_click(server: str, tmp_path: Pat
             s.get(Job, job_id).status = "succeeded"
             s.get(SamplingRun, run_id).status = "completed"
         expect(picker).to_have_value(re.compile(rf"Run {run_id} .*completed$"), timeout=20_000)
-        expect(page.get_by_text(re.compile(rf"Job {job_id}: succeeded"))).to_be_visible()
+        expect(page.get_by_text(re.compile(rf"job {job_id}: succeeded"))).to_be_visible()

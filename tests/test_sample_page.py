@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_login import app_as
 from judgeeye.auth import Actor
+from judgeeye.display import escape_markdown
 from judgeeye.engines import EngineConfig
 from judgeeye.jobs import RUNNER_ENV
 from judgeeye.sampling import SamplingSettings, preset_settings
@@ -78,14 +79,15 @@ def test_form_defaults_and_help_come_from_the_library(store_url: str, monkeypatc
     demo = preset_settings("embedded demo")
     assert at.radio(key="s_preset").value == "embedded demo"
     assert at.number_input(key="s_k").value == demo.k and at.number_input(key="s_max_tokens").value == demo.max_tokens
-    assert at.number_input(key="s_limit").value == demo.limit and at.radio(key="s_acceptance").value == "forced_cue"
-    assert at.radio(key="s_acceptance").help == FIELDS["acceptance"].description
-    assert at.number_input(key="s_max_tokens").help == FIELDS["max_tokens"].description
+    assert at.number_input(key="s_limit").value == demo.limit
+    assert at.selectbox(key="s_acceptance").value == "forced_cue"
+    assert at.selectbox(key="s_acceptance").help == escape_markdown(FIELDS["acceptance"].description)
+    assert at.number_input(key="s_max_tokens").help == escape_markdown(FIELDS["max_tokens"].description)
     at.radio(key="s_preset").set_value("paper").run()
     paper = SamplingSettings()
     assert at.number_input(key="s_k").value == paper.k == FIELDS["k"].default
     assert at.number_input(key="s_max_tokens").value == paper.max_tokens == FIELDS["max_tokens"].default
-    assert at.number_input(key="s_limit").value == 0 and at.radio(key="s_acceptance").value == "written"
+    assert at.number_input(key="s_limit").value is None and at.selectbox(key="s_acceptance").value == "written"
     assert "--preset paper" in at.code[0].value and "--max-tokens" not in at.code[0].value
     at.button(key="s_start").click().run()
     with session_scope() as s:
@@ -93,9 +95,9 @@ def test_form_defaults_and_help_come_from_the_library(store_url: str, monkeypatc
     assert run.max_tokens == 1024 and run.settings["acceptance"] == "written" and run.settings["seed"] is not None
     # a server engine starts from the paper's protocol, and keeps it while its inputs are incomplete
     at.radio(key="s_preset").set_value("embedded demo").run()
-    at.radio(key="s_engine").set_value("OpenAI-compatible server").run()
-    at.text_input(key="s_oa_url").set_value("http://127.0.0.1:9/v1").run()
-    assert at.radio(key="s_preset").value == "paper" and at.radio(key="s_acceptance").value == "written"
+    at.radio(key="s_engine").set_value("openai").run()
+    at.text_input(key="s_openai_base_url").set_value("http://127.0.0.1:9/v1").run()
+    assert at.radio(key="s_preset").value == "paper" and at.selectbox(key="s_acceptance").value == "written"
     assert not at.warning and not at.exception
 
 

@@ -22,6 +22,7 @@ from judgeeye.display import escape_markdown
 from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
 from judgeeye.evaluate import RaterSpec
 from judgeeye.refine.settings import RefineSettings
+from judgeeye.sampling import SamplingSettings, preset_settings
 from judgeeye.settings_fields import SettingField, setting_field, setting_fields
 from judgeeye.training import TrainingConfig
 from judgeeye.training.config import PRESETS as TRAIN_PRESETS
@@ -29,14 +30,15 @@ from apptest_login import app_as
 
 REPO = Path(__file__).resolve().parents[1]
 #: every settings model whose fields become options or widgets
-MODELS: list[type[BaseModel]] = [TrainingConfig, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig,
-                                 VLLMConfig]
+MODELS: list[type[BaseModel]] = [TrainingConfig, SamplingSettings, RefineSettings, RaterSpec, TransformersConfig,
+                                 OpenAIConfig, VLLMConfig]
 ENGINES: list[type[BaseModel]] = [TransformersConfig, OpenAIConfig, VLLMConfig]
 #: the commands built from the models: (words, the models whose fields they take)
 COMMANDS: list[tuple[list[str], list[type[BaseModel]]]] = [
     (["train"], [TrainingConfig]),
     (["evaluate"], [RaterSpec, *ENGINES]),
     (["refine"], [RefineSettings, *ENGINES]),
+    (["sample"], [SamplingSettings, *ENGINES]),
     (["refine", "compare"], [RaterSpec]),
     (["refine", "feedback"], ENGINES),
 ]
@@ -51,9 +53,10 @@ def _command(words: list[str]) -> Any:
 
 
 def _callback(words: list[str]) -> Any:
-    from judgeeye.cli import evaluate_cmd, refine_cmd, train_cmd
+    from judgeeye.cli import evaluate_cmd, refine_cmd, sample_cmd, train_cmd
 
     return {"train": train_cmd.train, "evaluate": evaluate_cmd.evaluate, "refine": refine_cmd.refine,
+            "sample": sample_cmd.sample,
             "refine compare": refine_cmd.compare, "refine feedback": refine_cmd.feedback}[" ".join(words)]
 
 
@@ -66,6 +69,21 @@ def _shown(field: SettingField, value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _check_option(param: Any, field: SettingField, option: str) -> None:
+    """An option shows its field's help and the model's default, and has no default of its own."""
+    assert param.default is None, f"{option} has a default of its own: {param.default!r}"
+    assert field.help and field.help in param.help.replace("\\", ""), (option, param.help)
+    default = field.default
+    expected = (("" if default else "no-") + field.name.replace("_", "-")) if field.kind == "bool" else \
+        _shown(field, default)
+    if default is None and field.none is None:
+        assert param.show_default is False, option
+    else:
+        kind = field.model.__name__.removesuffix("Config").lower()  # an engine option names each kind
+        assert str(param.show_default).startswith(expected) or f"{kind}: {expected}" in str(param.show_default), \
+            (option, param.show_default, expected)
+
+
 @pytest.mark.parametrize("words,models", COMMANDS, ids=[" ".join(w) for w, _ in COMMANDS])
 def test_cli_options_show_the_models_defaults_and_help(words: list[str], models: list[type[BaseModel]]) -> None:
     command = _command(words)
@@ -73,22 +91,14 @@ def test_cli_options_show_the_models_defaults_and_help(words: list[str], models:
     generated = _callback(words).__settings__
     assert generated, "the command takes no option from the settings models"
     for field, option in generated:
-        param = params[option.split("/")[0]]
-        assert param.default is None, f"{option} has a default of its own: {param.default!r}"
-        assert field.help and field.help in param.help.replace("\\", ""), (option, param.help)
-        default = field.default
-        expected = (("" if default else "no-") + field.name.replace("_", "-")) if field.kind == "bool" else \
-            _shown(field, default)
-        if default is None and field.none is None:
-            assert param.show_default is False, option
-        else:
-            assert str(param.show_default).startswith(expected) or f"{field.model.__name__.removesuffix('Config').lower()}: {expected}" \
-                in str(param.show_default).lower(), (option, param.show_default, expected)
-    # no option is written by hand for a setting of the models
-    fields = {f.name for model in models for f in setting_fields(model)}
-    mine = {p.name for p in command.params} - {f.path.replace(".", "__") for f, _ in generated}
-    explicit = {"codebook", "project"}  # a project and a codebook version: what the run is on
-    assert not (mine & fields) - explicit, f"hand-written options for settings: {sorted((mine & fields) - explicit)}"
+        _check_option(params[option.split("/")[0]], field, option)
+    # an option written by hand for a setting (one the generator cannot express, such as sample's
+    # --limit that also takes 0) still shows that setting's help and default
+    fields = {f.name: f for model in reversed(models) for f in setting_fields(model)}
+    done = {f.path.replace(".", "__") for f, _ in generated}
+    for param in command.params:
+        if param.name in fields and param.name not in done:
+            _check_option(param, fields[param.name], param.opts[0])
 
 
 def test_train_help_lists_each_presets_value() -> None:
@@ -123,10 +133,12 @@ def _all_forms() -> None:
     from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
     from judgeeye.evaluate import RaterSpec
     from judgeeye.refine.settings import RefineSettings
+    from judgeeye.sampling import SamplingSettings
     from judgeeye.training import TrainingConfig
     from judgeeye_app.ui.settings_form import settings_form
 
-    for model in (TrainingConfig, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig, VLLMConfig):
+    for model in (TrainingConfig, SamplingSettings, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig,
+                  VLLMConfig):
         settings_form(model, None, prefix=f"{model.__name__}:", more=None)
 
 
@@ -190,7 +202,8 @@ def _unchecked_inputs(at: AppTest, prefixes: tuple[str, ...], checked: set[str],
     """Number boxes, check boxes and select boxes of a form that no model field stands behind."""
     return [w.key or w.label for kind in ("number_input", "checkbox", "selectbox", "text_input")
             for w in getattr(at, kind)
-            if (w.key or "").startswith(prefixes) and w.key not in checked and w.key not in allowed]
+            if (w.key or "").startswith(prefixes) and w.key not in checked
+            and not any(w.key == a or w.key.startswith(a + "__") for a in allowed)]  # a live box: key__labels
 
 
 def test_the_train_form_is_the_models(store_url: str, tmp_path: Path) -> None:
@@ -239,3 +252,18 @@ def test_the_refine_forms_are_the_models(store_url: str, tmp_path: Path) -> None
     checked = _form_checks(at, "cv_", RaterSpec, RaterSpec())
     assert checked == {"cv_limit", "cv_max_tokens", "cv_temperature"}
     assert not _unchecked_inputs(at, ("cv_",), checked, {"cv_a", "cv_b"})
+
+
+def test_the_sample_form_is_the_models_under_its_preset(store_url: str) -> None:
+    from review_data import make_project
+
+    make_project(n_items=2, k=1)
+    at = app_as("lead", page="judgeeye_app/views/sample.py")
+    assert not at.exception, at.exception
+    assert at.radio(key="s_preset").value == "embedded demo"  # the embedded engine's preset
+    checked = _form_checks(at, "s_", SamplingSettings, preset_settings("embedded demo"))
+    checked |= _form_checks(at, "s_embedded_", TransformersConfig, TransformersConfig())
+    assert {"s_k", "s_max_tokens", "s_limit", "s_acceptance", "s_round_size", "s_embedded_batch_size"} <= checked
+    assert not _unchecked_inputs(at, ("s_",), checked, {"s_codebook", "s_run_pick", "s_item"})  # + the Runs tab
+    at.radio(key="s_preset").set_value("paper").run()
+    assert _form_checks(at, "s_", SamplingSettings, SamplingSettings()) >= {"s_k", "s_max_tokens", "s_limit"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from sqlalchemy import select
@@ -10,6 +10,8 @@ from sqlalchemy import select
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
 from judgeeye.sampling.runs import PRESET_HELP, PRESETS, SamplingSettings, default_preset, preset_settings
+from judgeeye.settings_cli import default_text, engine_config, engine_options, settings_options
+from judgeeye.settings_fields import setting_field
 from judgeeye.store import SamplingRun, session_scope
 
 runs_app = typer.Typer(help="Sampling runs and their statistics.", invoke_without_command=True)
@@ -25,24 +27,6 @@ def _parse_adaptive(text: str | None) -> tuple[int | None, int | None]:
     return r, m
 
 
-_FIELDS = SamplingSettings.model_fields
-
-
-def _help(name: str) -> str:
-    """A setting's help, from the library's model, with its value in each preset."""
-    values = []
-    for preset in PRESETS:
-        value = preset_settings(preset).model_dump()[name]
-        if isinstance(value, list):
-            shown = ",".join(value)
-        elif value is None:
-            shown = {"limit": "all", "seed": "random"}.get(name, "none")
-        else:
-            shown = str(value).replace("_", "-")
-        values.append(f"{preset}: {shown}")
-    return f"{_FIELDS[name].description} ({'; '.join(values)})"  # no [...]: typer's help is Rich markup
-
-
 def _preset_name(text: str | None) -> str | None:
     if text is None:
         return None
@@ -52,31 +36,34 @@ def _preset_name(text: str | None) -> str | None:
     return name
 
 
+#: the sampling settings `judgeeye sample` takes as options; round_size and target_accepted are
+#: --adaptive ROUND,ACCEPTED, mode is --post-hoc, and --limit also takes 0 (all: the demo has a limit)
+SAMPLE_OPTIONS: dict[str, str | None] = {
+    "k": None, "temperature": None, "top_p": None, "max_tokens": None, "splits": "--split", "order": None,
+    "acceptance": None, "targets": None, "readout": None, "seed": None,
+}
+_FIELD = {name: setting_field(SamplingSettings, name) for name in ("limit", "round_size", "target_accepted", "mode")}
+_PRESETS = {name.replace(" ", "-"): values for name, values in PRESETS.items()}
+
+
+@settings_options(SamplingSettings, SAMPLE_OPTIONS, dest="values", presets=_PRESETS)
+@engine_options("engine")
 def sample(
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
     codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
-    engine: Annotated[str, typer.Option(help="embedded · hf:MODEL (HF id, directory or .gguf) · openai:MODEL@BASE_URL")] = "embedded",
-    api_key_env: Annotated[Optional[str], typer.Option(help="openai: NAME of the environment variable with the API key.")] = None,
-    adapter: Annotated[Optional[str], typer.Option(help="transformers: a PEFT adapter directory.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
+    engine: dict[str, Any] | None = None,
     preset: Annotated[Optional[str], typer.Option(help=(
         "Starting point for the settings below. " + " ".join(f"{n.replace(' ', '-')}: {h}" for n, h in PRESET_HELP.items())
         + " Default: embedded-demo with the embedded engine, else paper. Options given here override it."))] = None,
-    k: Annotated[Optional[int], typer.Option(help=_help("k"))] = None,
-    temperature: Annotated[Optional[float], typer.Option(help=_help("temperature"))] = None,
-    top_p: Annotated[Optional[float], typer.Option(help=_help("top_p"))] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help=_help("max_tokens"))] = None,
-    split: Annotated[Optional[list[str]], typer.Option(help=_help("splits") + " Repeat for several.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help=_help("limit") + " 0 = all.")] = None,
-    order: Annotated[Optional[str], typer.Option(help=_help("order"))] = None,
-    acceptance: Annotated[Optional[str], typer.Option(help=_help("acceptance"))] = None,
-    adaptive: Annotated[Optional[str], typer.Option(help="ROUND,ACCEPTED: sample in rounds, stop an item at ACCEPTED accepted candidates.")] = None,
-    targets: Annotated[Optional[str], typer.Option(help=_help("targets"))] = None,
-    no_readout: Annotated[bool, typer.Option(help="Skip the score-token read-out after each trace (written acceptance only).")] = False,
-    post_hoc: Annotated[bool, typer.Option(help="Post hoc explanations: explain the gold label, strip it, keep what a verifier re-derives.")] = False,
-    verifier: Annotated[Optional[str], typer.Option(help="Post hoc: the verifying engine (default: the same engine).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help=_help("seed"))] = None,
+    values: dict[str, Any] | None = None,
+    limit: Annotated[Optional[int], typer.Option(
+        min=0, help=_FIELD["limit"].help + " 0: all.", show_default=default_text(_FIELD["limit"], _PRESETS))] = None,
+    adaptive: Annotated[Optional[str], typer.Option(
+        metavar="ROUND,ACCEPTED", help=f"{_FIELD['round_size'].help} {_FIELD['target_accepted'].help}",
+        show_default=default_text(_FIELD["round_size"]))] = None,
+    post_hoc: Annotated[bool, typer.Option(help=_FIELD["mode"].help)] = False,
+    verifier: Annotated[Optional[str], typer.Option(
+        help=f"{SamplingSettings.model_fields['verifier'].description} An engine as --engine takes it.")] = None,
     resume: Annotated[Optional[int], typer.Option(help="Resume this run: sample only what is missing.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
@@ -95,15 +82,11 @@ def sample(
             if not project:
                 raise typer.BadParameter("--project is required (or --resume RUN)")
             try:
-                config = EngineConfig.parse(engine, api_key_env=api_key_env, adapter=adapter,
-                                            batch_size=batch_size, max_concurrency=concurrency)
+                config = engine_config(engine or {})
                 round_size, target = _parse_adaptive(adaptive)
                 settings = preset_settings(
-                    _preset_name(preset) or default_preset(config),
-                    k=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, splits=split,
-                    round_size=round_size, target_accepted=target, targets=targets, seed=seed, order=order,
-                    acceptance=acceptance.strip().lower().replace("-", "_").replace(" ", "_") if acceptance else None,
-                    readout=False if no_readout else None, mode="post_hoc" if post_hoc else None,
+                    _preset_name(preset) or default_preset(config), **(values or {}),
+                    round_size=round_size, target_accepted=target, mode="post_hoc" if post_hoc else None,
                     verifier=EngineConfig.parse(verifier) if verifier else None,
                 )
                 if limit is not None:

@@ -29,38 +29,52 @@ class SamplingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(16, ge=1, le=1024, description="Candidate traces per item.")
-    temperature: float = Field(1.0, ge=0, description="Sampling temperature (0 = greedy).")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the most probable tokens "
-                                                      "up to this probability mass (1 = off).")
-    max_tokens: int = Field(1024, ge=1, description="Token budget per candidate trace.")
-    splits: list[str] = Field(default_factory=lambda: ["train"], description="Splits whose items are sampled.")
-    limit: int | None = Field(None, ge=1, description="Only the first N items (in the item order).")
+    k: int = Field(16, ge=1, le=1024, title="k (candidates per item)", description="Candidate traces per item.")
+    temperature: float = Field(1.0, ge=0, title="Temperature", json_schema_extra={"step": 0.1},
+                               description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, title="Top-p", json_schema_extra={"step": 0.05},
+                         description="Nucleus sampling: keep the most probable tokens up to this probability mass "
+                                     "(1 = off).")
+    max_tokens: int = Field(1024, ge=1, title="Max tokens", json_schema_extra={"step": 16},
+                            description="Token budget per candidate trace.")
+    splits: list[str] = Field(default_factory=lambda: ["train"], title="Splits",
+                              json_schema_extra={"options": ["train", "validation", "test"]},
+                              description="Splits whose items are sampled.")
+    limit: int | None = Field(None, ge=1, title="Only the first N items", json_schema_extra={"none": "all"},
+                              description="Only the first N items (in the item order).")
     order: Literal["import", "shortest"] = Field(
-        "import", description=("Item order: import (as the data file lists them), or shortest (the items with the "
-                               "shortest texts first: short prompts, for small models on a CPU)."))
-    #: adaptive mode: sample in rounds of `round_size` and stop an item at `target_accepted`
-    round_size: int | None = Field(None, ge=1, description="Adaptive: candidates per round (none = fixed k).")
-    target_accepted: int = Field(1, ge=1, description="Adaptive: stop an item once it has this many accepted traces.")
-    #: "gold": verify against the gold label; "annotators": also each annotator's own rating
+        "import", title="Item order", json_schema_extra={"labels": {"import": "as imported",
+                                                                   "shortest": "shortest first"}},
+        description="Item order: import (as the data file lists them), or shortest (the items with the shortest "
+                    "texts first: short prompts, for small models on a CPU).")
+    round_size: int | None = Field(None, ge=1, title="Adaptive: round size", json_schema_extra={"none": "fixed k"},
+                                   description="Adaptive: sample in rounds of this many candidates and stop an item "
+                                               "once it has enough accepted traces (unset: all k at once).")
+    target_accepted: int = Field(1, ge=1, title="Adaptive: stop at accepted",
+                                 description="Adaptive: stop an item once it has this many accepted traces.")
     targets: Literal["gold", "annotators"] = Field(
-        "gold", description="gold, or annotators: also keep traces matching each annotator's own rating (section 5).")
-    #: "rejection" (the paper's method) or "post_hoc" (explain the known label, then verify)
-    mode: Literal["rejection", "post_hoc"] = "rejection"
+        "gold", title="Verify against",
+        description="gold, or annotators: also keep traces matching each annotator's own rating (section 5).")
+    mode: Literal["rejection", "post_hoc"] = Field(
+        "rejection", title="Method", json_schema_extra={"labels": {"rejection": "rejection sampling",
+                                                                  "post_hoc": "post hoc explanations"}},
+        description="rejection (the paper's method: keep the traces whose rating equals the label) or post_hoc "
+                    "(explain the known label, strip it, keep what a verifier re-derives).")
     acceptance: AcceptanceMode = Field(
-        "written",
+        "written", title="Acceptance mode", json_schema_extra={"labels": ACCEPTANCE_LABELS},
         description=("written: a trace counts only with the rating it wrote itself (the paper's protocol). "
                      "forced cue: a trace that ran out of tokens or wrote no rating gets the answer cue "
                      "appended and is rated by the most probable rating token after it (budget forcing; "
                      "local engines only). Each candidate records which mode gave its rating."))
-    #: read the rating-token distribution after each trace (local engines only)
-    readout: bool = Field(True, description="Record the rating-token probabilities after each trace "
-                                            "(local engines only; forced cue needs them).")
-    seed: int | None = Field(None, ge=0, description=(
-        "Random seed: the same seed and settings give the same candidates; without one, a seed is "
-        "drawn when the run is created and recorded on it."))
-    #: post hoc mode: the engine that must reach the gold rating from the stripped explanation
-    verifier: AnyEngineConfig | None = None
+    readout: bool = Field(True, title="Rating-token read-out", json_schema_extra={"advanced": True},
+                          description="Record the rating-token probabilities after each trace (local engines only; "
+                                      "forced cue needs them).")
+    seed: int | None = Field(None, ge=0, title="Seed", json_schema_extra={"none": "random", "advanced": True},
+                             description="Random seed: the same seed and settings give the same candidates; without "
+                                         "one, a seed is drawn when the run is created and recorded on it.")
+    verifier: AnyEngineConfig | None = Field(None, title="Verifier",
+                                             description="Post hoc: the engine that must reach the gold rating from "
+                                                         "the stripped explanation (unset: the sampling engine).")
 
     @property
     def adaptive(self) -> bool:
