@@ -24,7 +24,7 @@ class RefineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = Field("both", title="Refine", json_schema_extra={"labels": MODE_LABELS},
+    mode: Mode = Field("both", title="What to refine", json_schema_extra={"labels": MODE_LABELS},
                        description="instruction, rubric, or both (instructions first, then the rubric).")
     engine: AnyEngineConfig = Field(default_factory=EngineConfig, title="Engine",
                                     description="The model that writes the critiques and the refined codebook.")

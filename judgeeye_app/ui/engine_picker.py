@@ -8,7 +8,8 @@ of its variable (:mod:`judgeeye_app.ui.keys`), never the key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 from pydantic import ValidationError
@@ -36,43 +37,39 @@ CONFIGS: dict[str, type[EngineConfig]] = {"embedded": TransformersConfig, "hf": 
 _VLLM = ["adapter", "batch_size", "gpu_memory_utilization", "max_model_len", "tensor_parallel_size", "dtype"]
 
 
-def engine_picker(prefix: str, *, kinds: Sequence[str] = tuple(KINDS), label: str = "Engine",
-                  adapter: bool = True, on_change: Callable[[], None] | None = None) -> EngineConfig | None:
+def engine_picker(prefix: str, *, adapter: bool = True,
+                  on_change: Callable[[], None] | None = None) -> EngineConfig | None:
     """The engine chosen, or None (and a line saying what is missing) while it is incomplete.
     ``prefix`` keys its widgets (the kind's radio is ``{prefix}engine``); ``adapter``: offer a
     LoRA adapter (a rater, not a refiner); ``on_change``: called when the kind changes."""
-    kind = st.radio(label, list(kinds), format_func=KINDS.get, key=f"{prefix}engine", horizontal=True,
+    kind = st.radio("Engine", list(KINDS), format_func=KINDS.get, key=f"{prefix}engine", horizontal=True,
                     on_change=on_change)
     key = f"{prefix}{kind}_"
-    try:
-        if kind in ("embedded", "hf"):
-            model = EMBEDDED_MODEL if kind == "embedded" else _model(TransformersConfig, key,
-                                                                      "Enter a model id or directory.")
-            if model is None:
-                return None
-            fields = [f for f in _TRANSFORMERS if adapter or f != "adapter"]
-            return TransformersConfig(model=model, **settings_form(TransformersConfig, fields, prefix=key, more=MORE))
-        if kind == "vllm":
-            model = _model(VLLMConfig, key, "Enter a model id or directory.")
-            if model is None:
-                return None
-            fields = [f for f in _VLLM if adapter or f != "adapter"]
-            return VLLMConfig(model=model, **settings_form(VLLMConfig, fields, prefix=key, more=MORE))
+    if kind == "openai":
         return _openai(key)
+    config = CONFIGS[kind]
+    model = EMBEDDED_MODEL if kind == "embedded" else _model(config, key)
+    fields = [f for f in (_VLLM if kind == "vllm" else _TRANSFORMERS) if adapter or f != "adapter"]
+    values = settings_form(config, fields, prefix=key, more=MORE)  # drawn even while the model is missing,
+    if not model:  # so that what was typed in them is kept
+        st.info("Enter a model id or directory.")
+        return None
+    return _config(config, model=model, **values)
+
+
+def _config(config: type[EngineConfig], **values: Any) -> EngineConfig | None:
+    """The config, or None and what is wrong with it in the fields' own words."""
+    try:
+        return config(**values)
     except ValidationError as exc:
-        st.error(problem(exc, CONFIGS[kind]))
+        st.error(problem(exc, config))
         return None
 
 
-def _model(config: type[EngineConfig], key: str, missing: str) -> str | None:
+def _model(config: type[EngineConfig], key: str) -> str:
     """The model box of a kind (empty at first: the config's default is the embedded model)."""
-    field = setting_field(config, "model")
     fill(config, ["model"], key, {"model": ""})
-    model = field_widget(field, key)
-    if not model:
-        st.info(missing)
-        return None
-    return model
+    return field_widget(setting_field(config, "model"), key) or ""
 
 
 def _openai(key: str) -> EngineConfig | None:
@@ -88,7 +85,7 @@ def _openai(key: str) -> EngineConfig | None:
     if not url or not model:
         st.info("Enter the server's base URL and the served model's name.")
         return None
-    return OpenAIConfig(model=model, base_url=url, api_key_env=key_name, **values)
+    return _config(OpenAIConfig, model=model, base_url=url, api_key_env=key_name, **values)
 
 
 __all__ = ["KINDS", "engine_picker"]
