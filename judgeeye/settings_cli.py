@@ -20,7 +20,7 @@ import typer
 from pydantic import BaseModel
 from typer.core import DEFAULT_MARKUP_MODE
 
-from judgeeye.settings_fields import SettingField, nest, preset_value, setting_field, shown
+from judgeeye.settings_fields import SettingField, nest, setting_field, shown, value_in
 
 if TYPE_CHECKING:
     from judgeeye.engines import EngineConfig
@@ -70,8 +70,8 @@ def default_text(field: SettingField, presets: Mapping[str, Mapping[str, Any]] |
         text = None
     else:
         text = shown(field, base)
-    others = [f"{name}: {shown(field, preset_value(field, values))}" for name, values in (presets or {}).items()
-              if preset_value(field, values) != base]
+    others = [f"{name}: {shown(field, value_in(field, values))}" for name, values in (presets or {}).items()
+              if value_in(field, values) != base]
     return "; ".join([text or "none", *others]) if others else text
 
 

@@ -152,13 +152,17 @@ def setting_fields(model: type[BaseModel], paths: Iterable[str] | None = None) -
     return out
 
 
-def preset_value(field: SettingField, preset: Mapping[str, Any]) -> Any:
-    """The field's value under a preset (a dict of overrides, nested like the model), or its default."""
-    value: Any = preset
+def value_in(field: SettingField, values: BaseModel | Mapping[str, Any] | None) -> Any:
+    """The field's value in ``values`` (a model instance, or a preset's overrides nested like the
+    model), else its default."""
+    value: Any = values
     for part in field.path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
+        if isinstance(value, BaseModel) and part in type(value).model_fields:
+            value = getattr(value, part)
+        elif isinstance(value, Mapping) and part in value:
+            value = value[part]
+        else:
             return field.default
-        value = value[part]
     return value
 
 
@@ -187,4 +191,4 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Kind", "SettingField", "nest", "preset_value", "setting_field", "setting_fields", "shown"]
+__all__ = ["Kind", "SettingField", "nest", "setting_field", "setting_fields", "shown", "value_in"]

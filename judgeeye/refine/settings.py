@@ -54,7 +54,8 @@ class RefineSettings(BaseModel):
                               json_schema_extra={"options": ["train", "validation"], **_ADVANCED},
                               description="Splits whose traces are read; the test split is never allowed.")
     runs: list[int] | None = Field(None, title="Sampling runs", json_schema_extra={"none": "every run"},
-                                   description="Sampling runs whose traces are read.")
+                                   description="Sampling runs whose settled traces are read (unset: every run of "
+                                               "the project); they are recorded with the refined version.")
     temperature: float = Field(0.7, ge=0, title="Temperature", json_schema_extra={"step": 0.1, **_ADVANCED},
                                description="Sampling temperature of the refining model.")
     top_p: float = Field(0.95, gt=0, le=1, title="Top-p", json_schema_extra={"step": 0.05, **_ADVANCED},

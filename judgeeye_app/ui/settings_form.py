@@ -21,26 +21,13 @@ import streamlit as st
 from pydantic import BaseModel, ValidationError
 
 from judgeeye.display import escape_markdown
-from judgeeye.settings_fields import SettingField, setting_fields
+from judgeeye.settings_fields import SettingField, setting_fields, value_in
 
 MORE = "More settings"
 
 
 def widget_key(prefix: str, path: str) -> str:
     return f"{prefix}{path}"
-
-
-def _value_of(values: BaseModel | Mapping[str, Any] | None, field: SettingField) -> Any:
-    """The field's value in ``values`` (a model instance or a nested dict), else its default."""
-    value: Any = values
-    for part in field.path.split("."):
-        if isinstance(value, BaseModel):
-            value = getattr(value, part, field.default)
-        elif isinstance(value, Mapping) and part in value:
-            value = value[part]
-        else:
-            return field.default
-    return value
 
 
 def _options(field: SettingField) -> list[Any]:
@@ -70,7 +57,7 @@ def fill(model: type[BaseModel], paths: Iterable[str] | None, prefix: str,
     for field in setting_fields(model, paths):
         key = widget_key(prefix, field.path)
         if force or key not in st.session_state:
-            st.session_state[key] = _stored(field, _value_of(values, field))
+            st.session_state[key] = _stored(field, value_in(field, values))
 
 
 def _number(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
@@ -97,7 +84,8 @@ def _text(where: Any, field: SettingField, key: str, label: str, help: str | Non
     if suggestions:  # common values offered, any other may be typed
         current = st.session_state.get(key)
         options = list(suggestions) + ([current] if current and current not in suggestions else [])
-        return where.selectbox(label, options, key=key, help=help, accept_new_options=True, **kwargs)
+        return where.selectbox(label, options, key=key, help=help, accept_new_options=True,
+                               format_func=lambda v: field.labels.get(v, str(v)), **kwargs)
     examples = field.info.examples or []
     text = where.text_input(label, key=key, help=help, placeholder=field.none or (examples[0] if examples else None),
                             **kwargs)
@@ -132,11 +120,9 @@ def help_text(field: SettingField) -> str | None:
     return escape_markdown(field.help) if field.help else None
 
 
-def field_widget(field: SettingField, prefix: str, *, where: Any = st, label: str | None = None,
-                 **kwargs: Any) -> Any:
+def field_widget(field: SettingField, prefix: str, *, where: Any = st, **kwargs: Any) -> Any:
     """The widget of one field (its value in session state already: :func:`fill`); its value."""
-    return _WIDGETS[field.kind](where, field, widget_key(prefix, field.path), label or field.title,
-                                help_text(field), **kwargs)
+    return _WIDGETS[field.kind](where, field, widget_key(prefix, field.path), field.title, help_text(field), **kwargs)
 
 
 def settings_form(
@@ -146,35 +132,33 @@ def settings_form(
     prefix: str,
     values: BaseModel | Mapping[str, Any] | None = None,
     columns: int = 4,
-    labels: Mapping[str, str] | None = None,
     more: str | None = MORE,
     only: Literal["plain", "advanced"] | None = None,
 ) -> dict[str, Any]:
     """Widgets for the fields at ``paths`` (None: every plain setting of the model), ``columns``
     to a row, the advanced ones in an expander titled ``more`` (None: with the others); returns
     {path: value}. ``values`` fill fields shown for the first time (default: the model's
-    defaults); ``labels`` replace a field's title where a page says it better in context;
-    ``only``: draw only the plain or only the advanced fields (a page that gathers the advanced
+    defaults); ``only``: draw only the plain or only the advanced fields (a page that gathers the advanced
     fields of several sections in one expander)."""
     fields = [f for f in setting_fields(model, paths) if only is None or f.advanced == (only == "advanced")]
     fill(model, [f.path for f in fields], prefix, values)
     gather = more is not None and only is None  # the advanced fields under "More settings"
     plain = [f for f in fields if not (gather and f.advanced)]
     advanced = [f for f in fields if gather and f.advanced]
-    out = _grid(plain, prefix, columns, labels or {})
+    out = _grid(plain, prefix, columns)
     if advanced and more:
         with st.expander(more):
-            out.update(_grid(advanced, prefix, columns, labels or {}))
+            out.update(_grid(advanced, prefix, columns))
     return {f.path: out[f.path] for f in fields}
 
 
-def _grid(fields: list[SettingField], prefix: str, columns: int, labels: Mapping[str, str]) -> dict[str, Any]:
+def _grid(fields: list[SettingField], prefix: str, columns: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for start in range(0, len(fields), columns):
         row = fields[start:start + columns]
         cells = st.columns(columns, vertical_alignment="bottom")  # check boxes in line with the boxes
         for cell, field in zip(cells, row):
-            out[field.path] = field_widget(field, prefix, where=cell, label=labels.get(field.path))
+            out[field.path] = field_widget(field, prefix, where=cell)
     return out
 
 

@@ -53,6 +53,7 @@ FORM = "rf_"  # the Refine form's widgets are keyed FORM + the setting's name
 SETTINGS = ["n_inst", "n_rubric", "clusters", "attempts", "max_tokens", "critique_max_tokens", "trace_chars",
             "embedder", "make_current", "k_max", "per_cluster", "projection", "splits", "temperature", "top_p",
             "prefill", "seed", "author"]
+FLASH = "rf_flash"
 
 
 def _field(name: str) -> SettingField:
@@ -86,9 +87,6 @@ def refine_form() -> None:
               args=(project.id, settings))
     if shown := st.session_state.pop(FLASH, None):
         (st.success if shown[0] == "success" else st.error)(shown[1])
-
-
-FLASH = "rf_flash"
 
 
 def start_refinement(project_id: int, settings: RefineSettings) -> None:
