@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown
-from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
+from judgeeye.engines import EMBEDDED_MODEL, EngineConfig, OpenAIConfig, TransformersConfig
 from judgeeye.jobs import log_tail, reconcile, request_cancel
 from judgeeye.sampling import (
     ACCEPTANCE_LABELS, PRESETS, RunStats, SamplingSettings, default_preset, preset_settings, run_stats,
@@ -26,7 +26,6 @@ actor = require_page("sample")  # every page checks the session itself (see page
 
 #: the settings' defaults and help come from the library's models (one source for every setting)
 FIELDS = SamplingSettings.model_fields
-ENGINE_FIELDS = EngineConfig.model_fields
 ENGINES = ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model", "OpenAI-compatible server"]
 #: widget key -> setting it shows (filled from the chosen preset)
 PRESET_WIDGETS = {"s_k": "k", "s_temp": "temperature", "s_top_p": "top_p", "s_max_tokens": "max_tokens",
@@ -65,7 +64,7 @@ def _engine_changed() -> None:
 def engine_form(kind: str) -> EngineConfig | None:
     """The engine's own inputs; None (with what is missing said) until they describe an engine.
     It never stops the form early: widgets not drawn in a run lose their state (the preset's)."""
-    batch_default = ENGINE_FIELDS["batch_size"].default
+    batch_default = TransformersConfig.model_fields["batch_size"].default
     if kind == ENGINES[0]:
         batch = st.number_input("Batch size", 1, 512, batch_default, key="s_batch",
                                 help="Sequences generated together.")
@@ -86,7 +85,7 @@ def engine_form(kind: str) -> EngineConfig | None:
     model = c2.text_input("Model", key="s_oa_model")
     key_env = c3.text_input("API key variable", "", key="s_oa_key_env",
                             help="The NAME of an environment variable holding the key; the key itself is never stored.")
-    conc = c4.number_input("Concurrent requests", 1, 256, ENGINE_FIELDS["max_concurrency"].default,
+    conc = c4.number_input("Concurrent requests", 1, 256, OpenAIConfig.model_fields["max_concurrency"].default,
                            key="s_oa_conc", help="Requests in flight at once.")
     usable, key_name = api_key_field(key_env)
     if not usable:
