@@ -33,6 +33,8 @@ from sqlalchemy import select
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
+from judgeeye.engines.transformers_engine import render_chat
+from judgeeye.evaluate.runner import readout_trace
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.sampling.posthoc import explain_messages, verify
@@ -159,14 +161,6 @@ def _contiguous(slots: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def _rating_trace(completion: Completion, cut: int | None) -> str:
-    """The completion as the model wrote it, up to (not including) its final rating."""
-    answer = completion.answer[:cut] if cut is not None else completion.answer
-    if completion.reasoning:
-        return f"<think>\n{completion.reasoning}\n</think>\n\n{answer}"
-    return answer
-
-
 class CandidateWriter:
     """Parses, reads out and writes the completions of one request in one transaction."""
 
@@ -225,7 +219,9 @@ class CandidateWriter:
         dists: list[dict[str, float] | None] = [None] * len(good)
         if self.readout and good:
             # after the written rating's statement (its distribution), else after the whole trace
-            traces = [_rating_trace(c, p.start if p.ok else None) for (_, c), p in zip(good, parses)]
+            tokenizer = getattr(self.engine, "tokenizer", None)
+            rendered = render_chat(tokenizer, state.messages) if tokenizer is not None else ""
+            traces = [readout_trace(rendered, c, p.start if p.ok else None) for (_, c), p in zip(good, parses)]
             dists = list(self.engine.score_readout([state.messages] * len(good), traces, self.levels, self.cue))
         gold = state.targets.get("gold")
         forced = self.settings.acceptance == "forced_cue"

@@ -17,12 +17,16 @@ COLUMNS = ('rubric_intro', 'rubric_notes', 'instructions_after')
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('codebook') as batch:
-        for name in COLUMNS:
-            batch.add_column(sa.Column(name, sa.Text(), nullable=False, server_default=''))
+    # a plain ADD COLUMN (SQLite allows NOT NULL with a default): a batch copy of the table would
+    # drop and recreate `codebook`, which the foreign keys of existing runs refuse
+    for name in COLUMNS:
+        op.add_column('codebook', sa.Column(name, sa.Text(), nullable=False, server_default=''))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('codebook') as batch:
-        for name in COLUMNS:
-            batch.drop_column(name)
+    # SQLite >= 3.35 drops a column in place (no table copy for the foreign keys to refuse)
+    for name in COLUMNS:
+        if op.get_bind().dialect.name == 'sqlite':
+            op.execute(f'ALTER TABLE codebook DROP COLUMN {name}')
+        else:
+            op.drop_column('codebook', name)
