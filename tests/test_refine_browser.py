@@ -70,7 +70,7 @@ def test_author_uses_the_critique_map_and_the_editor(server: str, refined: int, 
     with browser_page(tmp_path, "refine") as page:
         page.goto(server)
         log_in(page, "ada", PASSWORD)
-        page.get_by_role("link", name="Refine").click()
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Refine").click()
         page.get_by_role("tab", name="Critique map").click()
         plot = page.locator(".js-plotly-plot").first
         expect(plot).to_be_visible()
@@ -102,7 +102,7 @@ def test_author_uses_the_critique_map_and_the_editor(server: str, refined: int, 
         _assert_inert(page)
 
         # the editor: original left, refined right; edit, see the live diff, save
-        page.get_by_role("link", name="Codebooks").click()
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Codebooks").click()
         page.get_by_role("tab", name="Edit").click()
         expect(page.get_by_text("Version 2 (refined instructions and rubric), editable")).to_be_visible()
         instructions = page.get_by_label("Instructions", exact=True)
