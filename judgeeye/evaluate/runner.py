@@ -113,7 +113,7 @@ class PredictionWriter:
             rating = float(argmax_score(dist)) if self.spec.readout == "argmax" else float(expected_score(dist))
         return dict(rater_run_id=self.run_id, item_id=pending.item_id, reasoning=completion.reasoning,
                     answer=completion.answer, rating=rating, score_dist=dist, parse_ok=parse.ok,
-                    completion_tokens=completion.completion_tokens)
+                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
 
     def write(self, pending: Pending, completion: Completion, progress: Progress) -> bool:
         if completion.finish_reason == "error":
