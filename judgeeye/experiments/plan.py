@@ -131,7 +131,8 @@ def processing_rate(session: Session, engine: EngineConfig) -> Rate:
                                           (RaterRun, "evaluate", Prediction, Prediction.rater_run_id)):
         if runs >= MEASURE_RUNS:
             break
-        processed = select(func.sum(table.prompt_tokens + table.completion_tokens)).where(owner == model.id)
+        processed = select(func.sum(func.coalesce(table.prompt_tokens, 0) + table.completion_tokens)).where(
+            owner == model.id)
         rows = session.execute(
             select(model, Job, processed.scalar_subquery()).join(Job, Job.id == model.job_id)
             .where(Job.kind == job_kind, Job.status == "succeeded", Job.started_at.is_not(None),

@@ -314,8 +314,9 @@ class Prediction(Base):
     rating: Mapped[float | None] = mapped_column(Float, nullable=True)
     score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: prompt tokens of the request (what an API rater is billed for besides the completion)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: prompt tokens of the request (what an API rater is billed for besides the completion);
+    #: None for predictions written before this was recorded
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -55,7 +55,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_experiment_stage_run', 'experiment_stage', ['kind', 'run_id'], unique=False)
     with op.batch_alter_table('prediction') as batch:
-        batch.add_column(sa.Column('prompt_tokens', sa.Integer(), server_default='0', nullable=False))
+        batch.add_column(sa.Column('prompt_tokens', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
