@@ -140,8 +140,9 @@ def verdict(baseline: str, candidate: str, cmp: Comparison) -> str:
     ICC(3,1) (+0.010, p = 0.210)", or "no significant improvement over Base (τ −0.020, p = 0.710; …)".
     A metric whose test is undefined (constant ratings, too few items) is said to be."""
     tests = tests_of(cmp)
-    better = [m for m in METRICS if math.isfinite(tests[m].p_value) and tests[m].p_value < ALPHA]
-    undefined = [m for m in METRICS if not math.isfinite(tests[m].p_value)]
+    undefined = [m for m in METRICS if not math.isfinite(tests[m].p_value)
+                 or not math.isfinite(cmp.metrics_b[m] - cmp.metrics_a[m])]
+    better = [m for m in METRICS if m not in undefined and tests[m].p_value < ALPHA]
     rest = [m for m in METRICS if m not in better and m not in undefined]
     detail = {m: f"{METRIC_WORDS[m]} {_delta(m, cmp)}, {_p_text(tests[m].p_value)}" for m in rest}
     if better:

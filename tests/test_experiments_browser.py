@@ -1,0 +1,105 @@
+"""The Experiments page in a real browser (issue 17): a lead plans an experiment in the quick preset,
+sees the grid, the plan and the CLI command, starts it, watches it to the end and opens its report.
+
+Debian's chromium is driven by Playwright against `streamlit run app.py` on loopback and a real
+store. The traces come from a scripted OpenAI-compatible server on loopback that rates the tiny
+project's stories right (the paper infers traces with a strong model and fine-tunes a small one),
+so the embedded model fine-tunes on accepted traces every time; everything else (two fine-tunings,
+three rater runs) is the embedded model, kept tiny so it fits CI.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from browser import browser_page, enter, log_in, settled, streamlit_app
+from chat_server import chat_server
+from judgeeye.experiments.report import build_report
+from judgeeye.store import Experiment, session_scope
+from review_data import PASSWORD, make_users
+from training_data import STORIES, TRACES, make_tiny_project
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_sampler(prompt: str, body: dict) -> tuple[str, str]:
+    """Rates each tiny story with its gold label, after a short trace."""
+    gold = next((g for text, g in STORIES if text in prompt), 3)
+    return f"{TRACES[gold]}\n\n<rating>{gold}</rating>", "stop"
+
+
+def number(page: Any, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settled(page)
+
+
+def test_a_lead_plans_starts_watches_and_opens_an_experiment(store_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    project_id = make_tiny_project(tmp_path)
+    make_users(("lena", "lead"))
+    with chat_server(tiny_sampler) as (url, prompts), \
+            streamlit_app(tmp_path, env={"OMP_NUM_THREADS": "1"}) as server, \
+            browser_page(tmp_path, "experiments") as page:
+        page.goto(server)
+        log_in(page, "lena", PASSWORD)
+        expect(page.get_by_text("Logged in as lena")).to_be_visible()
+        settled(page)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Experiments", exact=True).click()
+        expect(page.get_by_role("heading", name="Experiments", level=1)).to_be_visible()
+        settled(page)
+
+        # --- plan: the quick preset, traces from the server, everything else tiny
+        page.get_by_text("Quick (embedded model, minutes)", exact=True).click()
+        settled(page)
+        enter(page, page.get_by_label("Sampler: the engine that infers the traces (empty: the base model)"),
+              f"openai:sampler@{url}")
+        page.get_by_text("Stage settings", exact=True).click()
+        settled(page)
+        number(page, "k (candidates per item)", 1)
+        number(page, "Train items (0: all)", 4)
+        number(page, "Test items (0: all)", 2)
+        number(page, "Tokens per rating", 4)
+        number(page, "Training steps per fine-tuned rater", 1)
+        plan = page.get_by_text(re.compile(r"6 of 6 stages to run in one experiment job"))
+        expect(plan).to_be_visible()
+        command = page.locator("code").filter(has_text="judgeeye experiment run")
+        expect(command).to_contain_text(f"--project {project_id} --preset quick --sampler openai:sampler@{url}")
+        expect(command).to_contain_text("--set training.max_steps=1")
+        body = page.locator("body").inner_text()
+        for stage in ("Infer traces (rejection sampling)", "Train: SFT on traces", "Rate: SFT on labels only"):
+            assert stage in body, stage
+        assert "None" not in body and "Traceback" not in body
+
+        # --- start, then watch it on the Experiments tab until it completes
+        page.get_by_role("button", name="Start the experiment").click()
+        expect(page.get_by_text(re.compile(r"Experiment \d+ started"))).to_be_visible()
+        settled(page)
+        page.get_by_role("tab", name="Experiments", exact=True).click()
+        settled(page)
+        expect(page.get_by_text(re.compile(r"(Running|Completed)"))).to_be_visible()
+        expect(page.get_by_text("Completed", exact=True)).to_be_visible(timeout=1_800_000)
+        settled(page)
+
+        # --- the report: verdicts, the rater table, and the HTML file it downloads
+        with session_scope() as s:
+            experiment = s.scalars(select(Experiment)).one()
+            report = build_report(s, experiment.id)
+        assert experiment.status == "completed" and len(prompts) >= 4  # the server sampled the traces
+        expect(page.get_by_role("heading", name="Verdicts")).to_be_visible()
+        for comparison in report.comparisons:
+            expect(page.get_by_text(comparison.verdict, exact=True)).to_be_visible()
+        expect(page.get_by_text("Raters on the test split")).to_be_visible()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download the HTML report").click()
+        html = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "<h2>Verdicts</h2>" in html and "SFT on traces" in html and "Inputs" in html
+        body = page.locator("body").inner_text()
+        assert "Traceback" not in body and "None" not in body
