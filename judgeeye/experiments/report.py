@@ -144,14 +144,15 @@ def verdict(baseline: str, candidate: str, cmp: Comparison) -> str:
                  or not math.isfinite(cmp.metrics_b[m] - cmp.metrics_a[m])]
     better = [m for m in METRICS if m not in undefined and tests[m].p_value < ALPHA]
     rest = [m for m in METRICS if m not in better and m not in undefined]
-    detail = {m: f"{METRIC_WORDS[m]} {_delta(m, cmp)}, {_p_text(tests[m].p_value)}" for m in rest}
     if better:
         text = f"{candidate} beats {baseline} on " + _join([f"{METRIC_WORDS[m]} ({_p_text(tests[m].p_value)})"
                                                              for m in better])
         if rest:
-            text += "; no significant improvement on " + _join([f"{detail[m]}" for m in rest])
+            text += "; no significant improvement on " + _join(
+                [f"{METRIC_WORDS[m]} ({_delta(m, cmp)}, {_p_text(tests[m].p_value)})" for m in rest], "or")
     elif rest:
-        text = f"{candidate}: no significant improvement over {baseline} (" + "; ".join(detail[m] for m in rest) + ")"
+        text = f"{candidate}: no significant improvement over {baseline} (" + "; ".join(
+            f"{METRIC_WORDS[m]} {_delta(m, cmp)}, {_p_text(tests[m].p_value)}" for m in rest) + ")"
     else:
         text = f"{candidate} and {baseline} cannot be compared"
     if undefined:
