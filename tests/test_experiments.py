@@ -107,6 +107,9 @@ def test_bad_stage_settings_are_refused_by_section_and_field(store_url: str, tmp
     result = runner.invoke(app, ["experiment", "run", "--project", str(project_id), "--preset", "quick",
                                  "--set", "training.colour=1", "--dry-run"])
     assert result.exit_code == 2 and "training settings: colour" in result.output, result.output
+    result = runner.invoke(app, ["experiment", "run", "--project", str(project_id), "--preset", "quick",
+                                 "--set", "training.mode=tract", "--dry-run"])
+    assert result.exit_code == 2 and "training.mode is set by the experiment (use modes)" in result.output
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Experiment)) == 0
 

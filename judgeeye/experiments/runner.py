@@ -169,7 +169,7 @@ def _work(stage: StageDef, row_id: int, index: int, n_stages: int, inputs: st.In
     try:
         prepared = _prepare(stage, row_id, inputs, ctx)
     except Exception as exc:
-        _stage_status(row_id, "failed", None, note=f"{exc.__class__.__name__}: {exc}")
+        _stage_status(row_id, "failed", None, note=str(exc))
         raise
     if prepared is None:
         return
@@ -188,7 +188,7 @@ def _work(stage: StageDef, row_id: int, index: int, n_stages: int, inputs: st.In
             _stage_status(row_id, "pending", clock.elapsed())
             raise
         except Exception as exc:
-            _stage_status(row_id, "failed", clock.elapsed(), note=f"{exc.__class__.__name__}: {exc}")
+            _stage_status(row_id, "failed", clock.elapsed(), note=str(exc))
             raise
     with session_scope() as s:
         row = s.get(ExperimentStage, row_id)

@@ -85,8 +85,28 @@ def _build(model: type[BaseModel], what: str, values: dict[str, Any]) -> Any:
         raise ValueError(f"{what} settings: {problems}") from None
 
 
+#: fields the experiment itself sets in each section, and where the user says them instead
+_SET_BY_THE_EXPERIMENT: dict[str, dict[str, str]] = {
+    "sampling": {"splits": "traces are always inferred on the train split"},
+    "training": {"mode": "modes", "base_model": "base_model", "source": "the experiment's sampling run",
+                 "sampling_run": "the experiment's sampling run", "codebook_version": "codebook_version",
+                 "evaluate_test": "the experiment's rating protocol"},
+    "refine": {"engine": "refine_engine", "codebook_version": "codebook_version"},
+}
+
+
+def _own(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A section's values, refused where they name a field the experiment sets itself."""
+    taken = {k: v for k, v in _SET_BY_THE_EXPERIMENT[section].items() if k in values}
+    if taken:
+        raise ValueError("; ".join(f"{section}.{k} is set by the experiment (use {v})" if v in
+                                   ExperimentSettings.model_fields else f"{section}.{k} is set by the experiment: {v}"
+                                   for k, v in taken.items()))
+    return values
+
+
 def sampling_settings(settings: ExperimentSettings) -> SamplingSettings:
-    return _build(SamplingSettings, "sampling", {"splits": ["train"], **settings.sampling})
+    return _build(SamplingSettings, "sampling", {**_own("sampling", settings.sampling), "splits": ["train"]})
 
 
 def training_config(settings: ExperimentSettings, mode: str, sampling_run: int | None,
@@ -94,13 +114,13 @@ def training_config(settings: ExperimentSettings, mode: str, sampling_run: int |
     """The fine-tuning of one mode on the experiment's sampling run, under the original codebook;
     the experiment rates the adapter itself, under its one protocol (no test evaluation here)."""
     return _build(TrainingConfig, "training", {
-        **settings.training, "mode": mode, "base_model": settings.base_model, "source": "candidates",
+        **_own("training", settings.training), "mode": mode, "base_model": settings.base_model, "source": "candidates",
         "sampling_run": sampling_run, "codebook_version": codebook_version, "evaluate_test": False})
 
 
 def refine_settings(settings: ExperimentSettings, codebook_version: int) -> RefineSettings:
     return _build(RefineSettings, "refine", {
-        **settings.refine, "engine": refine_engine(settings), "codebook_version": codebook_version,
+        **_own("refine", settings.refine), "engine": refine_engine(settings), "codebook_version": codebook_version,
         "author": "experiment"})
 
 

@@ -3,6 +3,8 @@ before launch, the same CLI command, live progress, and the report (which rater 
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -10,9 +12,7 @@ from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown
 from judgeeye.experiments import PRESET_HELP, PRESETS, ExperimentSettings, cli_command
 from judgeeye.experiments.grid import raters as grid_raters
-from judgeeye.experiments.launch import (
-    experiment_settings, latest_job, launch_experiment, list_experiments, resume_experiment, stage_rows,
-)
+from judgeeye.experiments.launch import latest_job, launch_experiment, list_experiments, resume_experiment, stage_rows
 from judgeeye.experiments.plan import plan_experiment
 from judgeeye.experiments.report import (
     STATUS_WORDS, build_report, comparison_table, duration, group_tables, inputs_table, rater_table, render_html,
@@ -182,7 +182,8 @@ def live(experiment_id: int) -> None:
                 st.toast("Stop requested: the current step finishes, then the experiment stops.")
     elif status != "completed":
         if status == "failed" and error:
-            st.error(f"The experiment stopped with an error: {error}. Resume continues where it stopped.")
+            reason = re.sub(r"^[A-Za-z]+(Error|Exception): ", "", error)  # the log has the details
+            st.error(f"The experiment stopped: {escape_markdown(reason)}. Resume continues where it stopped.")
         if st.button("Resume", key=f"x_resume_{experiment_id}"):
             with store_busy_notice():
                 resume_experiment(experiment_id, actor=actor)
