@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.experiments import stages as st
 from judgeeye.experiments.grid import StageDef, stage_by_key
-from judgeeye.experiments.launch import experiment_settings, report_path, stage_rows
-from judgeeye.experiments.launch import codebook_record
+from judgeeye.experiments.launch import codebook_record, experiment_settings, report_path, stage_rows
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.store import Codebook, Experiment, ExperimentStage, session_scope, write_with_retry
 

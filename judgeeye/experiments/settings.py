@@ -143,21 +143,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "protocol": {"temperature": 1.0, "top_p": 0.95, "max_tokens": 1024, "readout": "parsed", "seed": 0},
     },
     "quick": {
-        "sampling": {"k": 4, "temperature": 1.0, "max_tokens": 64, "limit": 6, "seed": 0},
+        "sampling": {"k": 4, "temperature": 1.0, "max_tokens": 48, "limit": 5, "seed": 0},
         # a HANNA row is up to ~2,500 tokens: one per step, activations recomputed (about half the memory)
-        "training": {"max_steps": 2, "batch_size": 1, "grad_accum": 1, "learning_rate": 2e-4, "warmup_steps": 0,
-                     "eval_steps": 2, "patience": 2, "max_length": 2560, "gradient_checkpointing": True,
+        "training": {"max_steps": 1, "batch_size": 1, "grad_accum": 1, "learning_rate": 2e-4, "warmup_steps": 0,
+                     "eval_steps": 1, "patience": 1, "max_length": 2560, "gradient_checkpointing": True,
                      "val_limit": 2, "val_max_tokens": 16, "val_readout": "argmax", "val_batch_size": 2, "seed": 42},
         "modes": ["sft", "labels_only"],
         "refine": {"mode": "instruction", "n_inst": 2, "attempts": 2},
-        "protocol": {"temperature": 1.0, "top_p": 0.95, "max_tokens": 32, "limit": 6, "readout": "argmax", "seed": 0},
+        "protocol": {"temperature": 1.0, "top_p": 0.95, "max_tokens": 24, "limit": 5, "readout": "argmax", "seed": 0},
     },
 }
 PRESET_HELP: dict[str, str] = {
     "paper": "The paper's protocol (k=16, T=1.0, the paper's training hyperparameters, ratings at T=1.0, "
              "top-p 0.95): for real models on a GPU or a server.",
-    "quick": "The embedded model on a CPU in minutes: 6 train items, k=4, 2 training steps per fine-tuned rater, "
-             "6 test items. It runs the protocol end to end; its numbers are no evidence.",
+    "quick": "The embedded model on a CPU in minutes: 5 train items, k=4, one training step per fine-tuned rater, "
+             "5 test items. It runs the protocol end to end; its numbers are no evidence.",
 }
 
 
