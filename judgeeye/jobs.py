@@ -269,6 +269,18 @@ def reconcile(session: Session) -> int:
     return changed
 
 
+def run_status(run_status: str, job_status: str | None) -> str:
+    """What a run (sampling, rating, training) is doing now, from its own status and its latest
+    job's. The job knows better while it is queued or running (a new run, or a stopped one being
+    resumed), and when it failed or was cancelled before the run could record it (a job
+    cancelled while still queued); otherwise the run's own status holds."""
+    if job_status in ACTIVE:
+        return job_status
+    if run_status in ("created", "running") and job_status in ("failed", "cancelled"):
+        return job_status
+    return run_status
+
+
 def _interrupt_runs(session: Session, job_id: int) -> None:
     """The run a dead job was working shows as failed too (its rows stay; resuming continues)."""
     from judgeeye.store import Experiment, RaterRun, SamplingRun, TrainingRun

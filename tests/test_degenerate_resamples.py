@@ -11,7 +11,7 @@ import numpy as np
 
 from judgeeye.evaluate.report import UNDEFINED, comparison_view, run_table_view, undefined_note
 from judgeeye.metrics import bootstrap_icc3_improvement
-from judgeeye.evaluate.synthetic import fill_synthetic
+from synthetic_project import fill_synthetic
 from judgeeye.store import session_scope
 
 

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_login import REPO, SESSION_KEY, app_as, login_as
 from judgeeye.auth import ROLES, can_see_page
-from judgeeye.evaluate.synthetic import fill_synthetic
+from synthetic_project import fill_synthetic
 from judgeeye.store import session_scope
 from review_traces import traces_round
 

@@ -197,11 +197,11 @@ def test_score_readout_distribution(engine) -> None:
     assert len(dists) == 2
     for d in dists:
         assert list(d) == ["1", "2", "3", "4", "5"]
-        assert sum(d.values()) == pytest.approx(1.0)
+        assert 0 < sum(d.values()) <= 1 + 1e-6  # raw level probabilities (TRACT's CoT-RAIL)
         assert all(0 <= p <= 1 for p in d.values())
     zero_six = engine.score_readout([QUESTION], ["ok"], list(range(7)), "Rating: ")
     assert list(zero_six[0]) == [str(i) for i in range(7)]
-    assert sum(zero_six[0].values()) == pytest.approx(1.0)
+    assert 0 < sum(zero_six[0].values()) <= 1 + 1e-6
 
 
 @pytest.mark.slow

@@ -6,6 +6,9 @@ token *in that position*: ``"<rating>10"`` is ``["<", "rating", ">", "1", "0"]``
 tokenizers, so level 10 has no single next token, and a cue ending in a space may merge with the
 digit (``"Rating: 3"`` → ``[..., ":", " 3"]``). :func:`level_token_ids` tokenizes ``cue + level``
 and takes what follows the cue's own tokens; anything other than exactly one token raises.
+
+The read-out reports the **raw** level probabilities (:func:`level_probabilities`), as TRACT's
+CoT-RAIL defines them, and :func:`cot_rail_score` is its expected score.
 """
 
 from __future__ import annotations
@@ -58,6 +61,20 @@ def level_token_ids(tokenizer: Any, levels: Sequence[int | str], cue: str) -> di
     return ids
 
 
+def level_probabilities(probs: Sequence[float], keys: Sequence[str]) -> dict[str, float]:
+    """The raw probability of each level's token, ``p(str(y) | [x, s])`` over the whole vocabulary,
+    as TRACT defines the CoT-RAIL predictor (Chiang et al., Eq. 3): not renormalised over the
+    levels, so they sum to at most 1 (the rest is on other tokens)."""
+    return {k: float(p) for k, p in zip(keys, probs, strict=True)}
+
+
+def cot_rail_score(dist: dict[str, float]) -> float:
+    """TRACT's CoT-RAIL prediction Σ_y p(str(y) | [x, s]) · y from raw level probabilities
+    (:func:`level_probabilities`). Mass on other tokens is not spread over the levels: it pulls
+    the score towards 0, as in the paper's definition."""
+    return float(sum(int(level) * float(p) for level, p in dist.items()))
+
+
 def renormalise(probs: Sequence[float], keys: Sequence[str]) -> dict[str, float]:
     """Level probabilities scaled to sum to 1 (uniform if they are all zero)."""
     total = float(sum(probs))
@@ -66,4 +83,4 @@ def renormalise(probs: Sequence[float], keys: Sequence[str]) -> dict[str, float]
     return {k: float(p) / total for k, p in zip(keys, probs, strict=True)}
 
 
-__all__ = ["level_token_ids", "renormalise"]
+__all__ = ["cot_rail_score", "level_probabilities", "level_token_ids", "renormalise"]

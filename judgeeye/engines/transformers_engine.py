@@ -29,7 +29,7 @@ Sampling is temperature + top-p (``SamplingParams``; no top-k, no repetition pen
 on the GPU; the plain path uses transformers' sampler. Both sample the same distribution but not
 the same random numbers, so a seed reproduces results on one path and device.
 
-Engine options in ``config.extra`` (other keys go to ``model.generate`` on the plain path):
+Engine options (:class:`TransformersConfig` fields; ``generate_kwargs`` go to ``model.generate``):
 
 ====================  =========================================================================
 ``fast_decode``       ``True`` (default): the static decoder (on the CPU eager, without graphs:
@@ -66,22 +66,19 @@ from typing import Any
 from judgeeye.engines.base import (
     Completion,
     Engine,
-    EngineConfig,
     EngineError,
     GenerationRequest,
     Messages,
     ResultCallback,
     SamplingParams,
+    TransformersConfig,
 )
 from judgeeye.engines.model_loader import load_model, prepare_tokenizer, release_model
-from judgeeye.engines.readout import level_token_ids, renormalise
+from judgeeye.engines.readout import level_probabilities, level_token_ids
 from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
 
-_ENGINE_OPTIONS = {"fast_decode", "compile", "cuda_graphs", "sync_every", "max_graphs",
-                   "merge_adapter", "keep_loaded", "fuse_projections", "decode_attention",
-                   "compile_mode"}
 ATTN_NAME = "judgeeye_sdpa"
 
 
@@ -760,11 +757,12 @@ class TransformersEngine(Engine):
 
     supports_readout = True
 
-    def __init__(self, config: EngineConfig | None = None, *, model: Any = None,
+    def __init__(self, config: TransformersConfig | None = None, *, model: Any = None,
                  tokenizer: Any = None) -> None:
-        self.config = config or EngineConfig()
-        if self.config.kind != "transformers":
-            raise EngineError(f"TransformersEngine got a {self.config.kind!r} config")
+        config = config or TransformersConfig()
+        if not isinstance(config, TransformersConfig):
+            raise EngineError(f"TransformersEngine got a {config.kind!r} config")
+        self.config = config
         #: loaded here (shared through the process cache) rather than handed in
         self._owns_model = model is None
         if model is None:
@@ -776,23 +774,22 @@ class TransformersEngine(Engine):
         self.device = model.device
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = _pad_id(model, tokenizer, self.eos_ids)
-        extra = self.config.extra
         on_cuda = self.device.type == "cuda"
-        fast = extra.get("fast_decode")
-        self._fast_wanted = True if fast is None else bool(fast)
-        self._compile = bool(extra.get("compile", on_cuda))
-        self._graphs = bool(extra.get("cuda_graphs", on_cuda))
+        self._fast_wanted = self.config.fast_decode
+        self._compile = on_cuda if self.config.compile is None else self.config.compile
+        self._graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
         self._decoder: StaticDecoder | None = None
         self._fast_failed: str | None = None
         self.stats: list[BatchStats] = []
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any = None, config: EngineConfig | None = None,
+    def from_model(cls, model: Any, tokenizer: Any = None, config: TransformersConfig | None = None,
                    **extra: Any) -> TransformersEngine:
-        """An engine around an already loaded model (benchmarks, training callbacks)."""
-        cfg = config or EngineConfig()
+        """An engine around an already loaded model (benchmarks, training callbacks); ``extra``
+        overrides config fields."""
+        cfg = config or TransformersConfig()
         if extra:
-            cfg = cfg.model_copy(update={"extra": {**cfg.extra, **extra}})
+            cfg = TransformersConfig.model_validate({**cfg.model_dump(), **extra})
         return cls(cfg, model=model, tokenizer=tokenizer)
 
     # ------------------------------------------------------------------------------ paths
@@ -808,12 +805,12 @@ class TransformersEngine(Engine):
                 self._decoder = StaticDecoder(
                     self.model, pad_id=self.pad_id, eos=self.eos_ids, compile=self._compile,
                     cuda_graphs=self._graphs,
-                    sync_every=int(self.config.extra.get("sync_every", 16)),
-                    max_slots=int(self.config.extra.get("max_graphs", 4)),
-                    fuse=bool(self.config.extra.get("fuse_projections",
-                                                    self._graphs and self._owns_model)),
-                    decode_attention=str(self.config.extra.get("decode_attention", "auto")),
-                    compile_mode=self.config.extra.get("compile_mode"),
+                    sync_every=self.config.sync_every,
+                    max_slots=self.config.max_graphs,
+                    fuse=(self._graphs and self._owns_model if self.config.fuse_projections is None
+                          else self.config.fuse_projections),
+                    decode_attention=self.config.decode_attention,
+                    compile_mode=self.config.compile_mode,
                 )
             except EngineError as exc:
                 self._fast_failed = str(exc)
@@ -874,9 +871,7 @@ class TransformersEngine(Engine):
             prefix = ids[:1, :-1].to(self.device)
             cache = self.model(input_ids=prefix, use_cache=True).past_key_values
             cache.batch_repeat_interleave(len(prompts))
-        kwargs: dict[str, Any] = {
-            k: v for k, v in self.config.extra.items() if k not in _ENGINE_OPTIONS
-        }
+        kwargs: dict[str, Any] = dict(self.config.generate_kwargs)
         max_new = max(1, int(params.max_tokens))
         kwargs.update(max_new_tokens=max_new, pad_token_id=self.pad_id)
         if self.eos_ids:
@@ -1046,7 +1041,7 @@ class TransformersEngine(Engine):
                                     use_cache=False, logits_to_keep=1).logits[:, -1, :]
                 probs = torch.softmax(logits.float(), dim=-1)[:, index.to(self.device)].cpu()
                 for r, i in enumerate(chunk):
-                    out[i] = renormalise(probs[r].tolist(), keys)
+                    out[i] = level_probabilities(probs[r].tolist(), keys)
         return out  # type: ignore[return-value]
 
     def _readout_shared(self, prefix: list[int], suffixes: list[list[int]], index: Any,
@@ -1074,14 +1069,14 @@ class TransformersEngine(Engine):
         last = torch.tensor([len(x) - 1 for x in suffixes], device=logits.device)
         picked = logits[torch.arange(n, device=logits.device), last].float()
         probs = torch.softmax(picked, dim=-1)[:, index.to(picked.device)].cpu()
-        return [renormalise(probs[r].tolist(), keys) for r in range(n)]
+        return [level_probabilities(probs[r].tolist(), keys) for r in range(n)]
 
     # ----------------------------------------------------------------------------- close
     def close(self) -> None:
         if self._decoder is not None:
             self._decoder.close()
             self._decoder = None
-        if self.model is not None and self.config.extra.get("keep_loaded") is False:
+        if self.model is not None and not self.config.keep_loaded:
             release_model(self.config)
         self.model = None
         self.tokenizer = None

@@ -52,7 +52,11 @@ def store_busy_notice() -> Iterator[None]:
     try:
         yield
     except (DBAPIError, StoreBusyError) as exc:
-        if not isinstance(exc, StoreBusyError) and not is_transient(exc):
-            raise
-        st.error("The database is busy; nothing was saved — try again in a moment. "
-                 f"({busy_message(exc)})", icon=":material/database:")
+        st.error(busy_text(exc), icon=":material/database:")
+
+
+def busy_text(exc: DBAPIError | StoreBusyError) -> str:
+    """What a user reads when the store stayed busy; re-raises a database error that is not that."""
+    if not isinstance(exc, StoreBusyError) and not is_transient(exc):
+        raise exc
+    return f"The database is busy; nothing was saved — try again in a moment. ({busy_message(exc)})"

@@ -1,15 +1,15 @@
 """experiments: the experiment and its stages; prompt tokens of each prediction
 
-Revision ID: 0005_experiments
-Revises: 0001
+Revision ID: 0006_experiments
+Revises: 0005_codebook_sections
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005_experiments'
-down_revision = '0001'
+revision = '0006_experiments'
+down_revision = '0005_codebook_sections'
 branch_labels = None
 depends_on = None
 
