@@ -66,7 +66,7 @@ def main() -> None:
     project = re.search(r"\(id (\d+)\)", out).group(1)
     imported = time.perf_counter() - start
 
-    extra: list[str] = ["--tract"] if args.tract else []
+    extra: list[str] = ["--mode", "sft", "--mode", "labels_only", "--mode", "tract"] if args.tract else []
     for value in args.sets:
         extra += ["--set", value]
     server = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from judgeeye.engines import EngineConfig
 from judgeeye.experiments.settings import MODE_TITLES, ExperimentSettings
 
 
@@ -46,22 +45,18 @@ class ComparisonDef:
     candidate: str
 
 
-def model_name(spec: str) -> str:
-    """A black-box engine spec in words: its model name."""
-    try:
-        return EngineConfig.parse(spec).model
-    except ValueError:
-        return spec
+def readout_of(settings: ExperimentSettings, mode: str | None) -> str:
+    """The read-out a local rater is rated (and, fine-tuned, validated) with: TRACT's own
+    CoT-RAIL expected score, else the protocol's."""
+    return "expected" if mode == "tract" else settings.protocol.readout
 
 
 def raters(settings: ExperimentSettings) -> list[RaterDef]:
-    local = settings.protocol.readout
-    out = [RaterDef("base", f"Base model ({settings.base_model})", "base", "original", local)]
+    out = [RaterDef("base", f"Base model ({settings.base_model})", "base", "original", readout_of(settings, None))]
     for mode in settings.modes:
-        out.append(RaterDef(mode, MODE_TITLES[mode], f"train:{mode}", "original",
-                            "expected" if mode == "tract" else local))
-    for index, spec in enumerate(settings.blackbox, start=1):
-        name = model_name(spec)
+        out.append(RaterDef(mode, MODE_TITLES[mode], f"train:{mode}", "original", readout_of(settings, mode)))
+    for index, engine in enumerate(settings.blackbox, start=1):
+        name = engine.model
         out.append(RaterDef(f"bb{index}:original", f"{name} · original codebook", f"blackbox:{index}", "original", "parsed"))
         out.append(RaterDef(f"bb{index}:refined", f"{name} · refined codebook", f"blackbox:{index}", "refined", "parsed"))
     return out
@@ -97,4 +92,4 @@ def stage_by_key(settings: ExperimentSettings) -> dict[str, StageDef]:
     return {s.key: s for s in stages(settings)}
 
 
-__all__ = ["ComparisonDef", "RaterDef", "StageDef", "comparisons", "model_name", "raters", "stage_by_key", "stages"]
+__all__ = ["ComparisonDef", "RaterDef", "StageDef", "comparisons", "raters", "readout_of", "stage_by_key", "stages"]

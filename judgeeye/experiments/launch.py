@@ -107,7 +107,7 @@ def record_inputs(session: Session, project_id: int, settings: ExperimentSetting
                           for m in settings.modes},
              "rating": settings.protocol.seed}
     if settings.refines():
-        seeds["refine"] = st.refine_settings(settings, settings.codebook_version).seed
+        seeds["refine"] = st.refine_settings(settings, settings.codebook_version, None).seed
     return {"project": {"id": project.id, "name": project.name, "task": project.task, "dimension": project.dimension,
                         "scale": [project.scale_min, project.scale_max]},
             "dataset": dataset, "split_seed": seeds["split"], "codebooks": codebooks, "engines": engines,

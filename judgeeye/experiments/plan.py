@@ -10,7 +10,6 @@ Token counts are upper bounds (every candidate and rating using its whole budget
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -23,6 +22,7 @@ from judgeeye.experiments.grid import StageDef, stages as grid_stages
 from judgeeye.experiments.launch import resolve, stage_rows
 from judgeeye.experiments.settings import ExperimentSettings
 from judgeeye.refine.settings import RefineSettings
+from judgeeye.training.plan import plan_stage
 from judgeeye.store import (
     Candidate, Codebook, ExperimentStage, Item, Job, Prediction, Project, RaterRun, SamplingRun, TrainingMetric,
     TrainingRun,
@@ -68,6 +68,8 @@ class StagePlan:
     tokens: int | None
     seconds: float | None
     basis: str = ""
+    #: why the training plan would refuse this stage's run, from the items it should get
+    problems: tuple[str, ...] = ()
 
     @property
     def runs_work(self) -> bool:
@@ -89,6 +91,11 @@ class Plan:
     @property
     def tokens(self) -> int:
         return sum(s.tokens or 0 for s in self.to_run)
+
+    def warnings(self) -> list[str]:
+        """What would stop a stage (a training plan refused on the items it should get)."""
+        return [f"{s.title}: the training plan would be refused: {'; '.join(s.problems)} (set training.force to "
+                "train anyway, or change the training settings)" for s in self.stages if s.problems]
 
     @property
     def seconds(self) -> float:
@@ -210,8 +217,17 @@ def _limited(n: int, limit: int | None) -> int:
     return min(n, limit) if limit else n
 
 
+@dataclass
+class _Estimate:
+    items: int | None
+    tokens: int | None
+    seconds: float | None
+    basis: str
+    problems: tuple[str, ...] = ()
+
+
 def _estimate(session: Session, stage: StageDef, settings: ExperimentSettings, data: _Data,
-              inputs: st.Inputs) -> tuple[int | None, int | None, float | None, str]:
+              inputs: st.Inputs) -> _Estimate:
     """(items, tokens generated at most, seconds, basis) of one stage; seconds from the tokens it
     processes at most (prompts and generated) at the engine's measured rate."""
     if stage.kind == "sample":
@@ -220,16 +236,16 @@ def _estimate(session: Session, stage: StageDef, settings: ExperimentSettings, d
         generated = items * sampling.k * sampling.max_tokens
         rate = processing_rate(session, st.sampler_engine(settings))
         seconds = (generated + items * sampling.k * data.prompt_tokens) / rate.per_second
-        return items, generated, seconds, rate.words("tokens")
+        return _Estimate(items, generated, seconds, rate.words("tokens"))
     if stage.kind == "train":
         sampling = st.sampling_settings(settings)
         config = st.training_config(settings, str(stage.mode), None, inputs.original_version)
-        rows = _limited(_limited(data.train_items, sampling.limit), config.train_limit)
-        steps = config.max_steps or math.ceil(math.ceil(rows / config.effective_batch) * config.epochs)
-        trained = steps * min(config.effective_batch, max(rows, 1)) * (data.prompt_tokens + sampling.max_tokens)
+        rows = _limited(_limited(data.train_items, sampling.limit), config.train_limit)  # one trace per item at most
         val_items = _limited(data.val_items, config.val_limit)
-        evaluations = (steps // config.eval_steps + (1 if steps % config.eval_steps else 0)) if val_items else 0
-        generated = evaluations * val_items * config.val_max_tokens
+        planned = plan_stage(config, rows, val_items)  # the training plan, as the run will make it
+        steps, evaluations = planned.optimizer_steps, planned.evaluations
+        trained = steps * min(planned.effective_batch, max(rows, 1)) * (data.prompt_tokens + sampling.max_tokens)
+        generated = evaluations * val_items * config.protocol.max_tokens
         processed = generated + evaluations * val_items * data.prompt_tokens
         if config.mode == "tract":  # stage 2: one self-generated trace per training item, then train again
             generated += rows * config.self_trace_max_tokens
@@ -238,10 +254,11 @@ def _estimate(session: Session, stage: StageDef, settings: ExperimentSettings, d
         train = training_rate(session, settings.base_model)
         rate = processing_rate(session, st.local_engine(settings.base_model))
         seconds = trained / train.per_second + processed / rate.per_second
-        return rows, generated, seconds, (f"{steps} optimiser steps, {evaluations} validations; "
-                                          + train.words("trained tokens"))
+        problems = () if config.force else tuple(planned.problems())
+        return _Estimate(rows, generated, seconds, f"{steps} optimiser steps, {evaluations} validations; "
+                         + train.words("trained tokens"), problems)
     if stage.kind == "refine":
-        refine: RefineSettings = st.refine_settings(settings, inputs.original_version)
+        refine: RefineSettings = st.refine_settings(settings, inputs.original_version, None)
         project = session.get(Project, inputs.project_id)
         n_levels = project.scale_max - project.scale_min + 1
         calls = generated = 0
@@ -253,13 +270,13 @@ def _estimate(session: Session, stage: StageDef, settings: ExperimentSettings, d
             generated += critiques * refine.critique_max_tokens + refine.max_tokens
         rate = processing_rate(session, refine.engine)
         seconds = (generated + calls * data.prompt_tokens) / rate.per_second
-        return calls, generated, seconds, rate.words("tokens")
+        return _Estimate(calls, generated, seconds, rate.words("tokens"))
     items = _limited(data.test_items, settings.protocol.limit)
     generated = items * settings.protocol.max_tokens
     engine = (st.blackbox_engine(settings, int(stage.rater.source.split(":")[1]))
               if stage.rater and stage.rater.source.startswith("blackbox:") else st.local_engine(settings.base_model))
     rate = processing_rate(session, engine)
-    return items, generated, (generated + items * data.prompt_tokens) / rate.per_second, rate.words("tokens")
+    return _Estimate(items, generated, (generated + items * data.prompt_tokens) / rate.per_second, rate.words("tokens"))
 
 
 def plan_experiment(session: Session, project_id: int, settings: ExperimentSettings, *,
@@ -272,7 +289,7 @@ def plan_experiment(session: Session, project_id: int, settings: ExperimentSetti
     plan = Plan()
     for stage in grid_stages(settings):
         row = rows.get(stage.key)
-        items, tokens, seconds, basis = _estimate(session, stage, settings, data, inputs)
+        estimate = _estimate(session, stage, settings, data, inputs)
         if row is not None and row.status == "done":
             action, run_id = "done", row.run_id
         elif row is not None and row.run_id is not None:
@@ -290,9 +307,10 @@ def plan_experiment(session: Session, project_id: int, settings: ExperimentSetti
             inputs.runs[stage.key] = run_id
             if stage.kind == "refine":
                 inputs.refined_version = session.get(Codebook, run_id).version
-        plan.stages.append(StagePlan(stage.key, stage.title, stage.kind, action, run_id, items,
-                                     tokens if action in ("new", "resume") else None,
-                                     seconds if action in ("new", "resume") else None, basis))
+        works = action in ("new", "resume")
+        plan.stages.append(StagePlan(stage.key, stage.title, stage.kind, action, run_id, estimate.items,
+                                     estimate.tokens if works else None, estimate.seconds if works else None,
+                                     estimate.basis, estimate.problems if works else ()))
     return plan
 
 

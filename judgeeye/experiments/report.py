@@ -217,7 +217,7 @@ def build_report(session: Session, experiment_id: int) -> ExperimentReport:
         try:
             report.group = dashboard.group_comparison(session, [int(a.run_id) for a, _ in pairs],
                                                       [int(b.run_id) for _, b in pairs])
-            report.group_raters = [grid.model_name(settings.blackbox[i]) for i in range(len(pairs))]
+            report.group_raters = [settings.blackbox[i].model for i in range(len(pairs))]
         except (ItemMismatchError, ValueError) as exc:
             report.notes.append(str(exc))
     if any(r.readout != "parsed" for r in raters):
@@ -328,6 +328,8 @@ def _engine_words(e: dict[str, Any]) -> str:
     if e.get("kind") == "openai":
         return f"OpenAI-compatible server, model {e.get('model')} at {e.get('base_url')}" + (
             f", API key from ${e['api_key_env']}" if e.get("api_key_env") else "")
+    if e.get("kind") == "vllm":
+        return f"vLLM in-process, model {e.get('model')}, dtype {e.get('dtype')}, batch {e.get('batch_size')}"
     return f"transformers, model {e.get('model')}, device {e.get('device')}, dtype {e.get('dtype')}, batch {e.get('batch_size')}"
 
 

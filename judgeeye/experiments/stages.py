@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from judgeeye.codebook import get_version
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate.raters import RaterSpec, create_rater_run
-from judgeeye.experiments.grid import StageDef
+from judgeeye.experiments.grid import StageDef, readout_of
 from judgeeye.experiments.settings import ExperimentSettings
 from judgeeye.jobs import ACTIVE, JobCancelled, JobContext, current_job
 from judgeeye.refine.settings import RefineSettings
-from judgeeye.sampling.runs import SamplingSettings, create_run
+from judgeeye.sampling.runs import SamplingSettings, check_engine, create_run
 from judgeeye.store import (
     Candidate, Codebook, ExperimentStage, Job, Prediction, RaterRun, SamplingRun, TrainingMetric, TrainingRun,
 )
@@ -41,7 +41,7 @@ from judgeeye.training.launch import create_training_run
 #: stage kind -> the table its run ids point into (refinements: codebook rows)
 RUN_MODELS: dict[str, type] = {"sample": SamplingRun, "train": TrainingRun, "rate": RaterRun, "refine": Codebook}
 #: fields of RefineSettings that say who asked, not what is made
-_REFINE_PERSONAL = {"author", "note", "make_current"}
+REFINE_PERSONAL = {"author", "note", "make_current"}
 
 
 class StageNotReady(LookupError):
@@ -58,19 +58,16 @@ def local_engine(model: str) -> EngineConfig:
 
 
 def sampler_engine(settings: ExperimentSettings) -> EngineConfig:
-    return EngineConfig.parse(settings.sampler, api_key_env=settings.api_key_env) if settings.sampler \
-        else local_engine(settings.base_model)
+    return settings.sampler if settings.sampler is not None else local_engine(settings.base_model)
 
 
 def blackbox_engine(settings: ExperimentSettings, index: int) -> EngineConfig:
     """The ``index``-th (from 1) black-box rater's engine."""
-    return EngineConfig.parse(settings.blackbox[index - 1], api_key_env=settings.api_key_env)
+    return settings.blackbox[index - 1]
 
 
 def refine_engine(settings: ExperimentSettings) -> EngineConfig:
-    if settings.refine_engine:
-        return EngineConfig.parse(settings.refine_engine, api_key_env=settings.api_key_env)
-    return blackbox_engine(settings, 1)
+    return settings.refine_engine if settings.refine_engine is not None else blackbox_engine(settings, 1)
 
 
 # ------------------------------------------------------------------------------- settings
@@ -86,18 +83,19 @@ def _build(model: type[BaseModel], what: str, values: dict[str, Any]) -> Any:
 
 
 #: fields the experiment itself sets in each section, and where the user says them instead
-_SET_BY_THE_EXPERIMENT: dict[str, dict[str, str]] = {
+SET_BY_THE_EXPERIMENT: dict[str, dict[str, str]] = {
     "sampling": {"splits": "traces are always inferred on the train split"},
     "training": {"mode": "modes", "base_model": "base_model", "source": "the experiment's sampling run",
                  "sampling_run": "the experiment's sampling run", "codebook_version": "codebook_version",
-                 "evaluate_test": "the experiment's rating protocol"},
-    "refine": {"engine": "refine_engine", "codebook_version": "codebook_version"},
+                 "evaluate_test": "the experiment's rating protocol", "protocol": "protocol"},
+    "refine": {"engine": "refine_engine", "codebook_version": "codebook_version",
+               "runs": "the experiment's sampling run"},
 }
 
 
 def _own(section: str, values: dict[str, Any]) -> dict[str, Any]:
     """A section's values, refused where they name a field the experiment sets itself."""
-    taken = {k: v for k, v in _SET_BY_THE_EXPERIMENT[section].items() if k in values}
+    taken = {k: v for k, v in SET_BY_THE_EXPERIMENT[section].items() if k in values}
     if taken:
         raise ValueError("; ".join(f"{section}.{k} is set by the experiment (use {v})" if v in
                                    ExperimentSettings.model_fields else f"{section}.{k} is set by the experiment: {v}"
@@ -112,16 +110,23 @@ def sampling_settings(settings: ExperimentSettings) -> SamplingSettings:
 def training_config(settings: ExperimentSettings, mode: str, sampling_run: int | None,
                     codebook_version: int) -> TrainingConfig:
     """The fine-tuning of one mode on the experiment's sampling run, under the original codebook;
-    the experiment rates the adapter itself, under its one protocol (no test evaluation here)."""
+    validation rates under the experiment's protocol with the read-out its rater is rated with
+    (the checkpoint is chosen the way it is judged); the experiment rates the adapter itself on
+    the test split (no test evaluation here)."""
+    p = settings.protocol
+    protocol = {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
+                "readout": readout_of(settings, mode)}
     return _build(TrainingConfig, "training", {
         **_own("training", settings.training), "mode": mode, "base_model": settings.base_model, "source": "candidates",
-        "sampling_run": sampling_run, "codebook_version": codebook_version, "evaluate_test": False})
+        "sampling_run": sampling_run, "codebook_version": codebook_version, "evaluate_test": False,
+        "protocol": protocol})
 
 
-def refine_settings(settings: ExperimentSettings, codebook_version: int) -> RefineSettings:
+def refine_settings(settings: ExperimentSettings, codebook_version: int, sampling_run: int | None) -> RefineSettings:
+    """The refinement of the original codebook from the experiment's traces (None: not sampled yet)."""
     return _build(RefineSettings, "refine", {
         **_own("refine", settings.refine), "engine": refine_engine(settings), "codebook_version": codebook_version,
-        "author": "experiment"})
+        "runs": None if sampling_run is None else [sampling_run], "author": "experiment"})
 
 
 def rater_spec(settings: ExperimentSettings, engine: EngineConfig, readout: str) -> RaterSpec:
@@ -136,12 +141,14 @@ def rater_spec(settings: ExperimentSettings, engine: EngineConfig, readout: str)
 def check(settings: ExperimentSettings) -> None:
     """Build every stage's settings once (with placeholder run ids), so bad settings are refused
     before anything is created; raises ValueError naming the section and field."""
-    sampling_settings(settings)
-    sampler_engine(settings)
+    try:
+        check_engine(sampling_settings(settings), sampler_engine(settings))
+    except ValueError as exc:
+        raise ValueError(f"sampling settings: {exc} (sampling.acceptance)") from None
     for mode in settings.modes:
         training_config(settings, mode, 1, 1)
     if settings.refines():
-        refine_settings(settings, 1)
+        refine_settings(settings, 1, 1)
     rater_spec(settings, local_engine(settings.base_model), settings.protocol.readout)
     for index in range(1, len(settings.blackbox) + 1):
         rater_spec(settings, blackbox_engine(settings, index), "parsed")
@@ -209,8 +216,8 @@ def build(session: Session, stage: StageDef, inputs: Inputs) -> Built:
         config = training_config(s, str(stage.mode), inputs.runs["sample"], original)
         return Built("train", pid, {"config": _json(config)}, lambda db: create_training_run(db, pid, config).id)
     if stage.kind == "refine":
-        return Built("refine", pid, {"base_version": original, "settings": _refine_json(refine_settings(s, original))},
-                     None)
+        refine = _refine_json(refine_settings(s, original, inputs.runs["sample"]))
+        return Built("refine", pid, {"base_version": original, "settings": refine}, None)
     rater = stage.rater
     assert rater is not None
     if rater.source == "base":
@@ -237,7 +244,7 @@ def _json(model: BaseModel) -> dict[str, Any]:
 
 
 def _refine_json(settings: RefineSettings) -> dict[str, Any]:
-    return settings.model_dump(mode="json", exclude=_REFINE_PERSONAL)
+    return settings.model_dump(mode="json", exclude=REFINE_PERSONAL)
 
 
 def require_traces(session: Session, sampling_run: int) -> None:
