@@ -8,37 +8,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
+from judgeeye.experiments.settings import CLI_OPTIONS, PRESETS, ExperimentSettings
+from judgeeye.settings_cli import engine_options, settings_options
 from judgeeye.store import session_scope
-
-def _help(name: str) -> str:
-    from judgeeye.experiments.settings import ExperimentSettings
-
-    return str(ExperimentSettings.model_fields[name].description)
-
 
 experiment_app = typer.Typer(help="Experiments: sample, train, refine and rate as one resumable run, with one report.",
                              no_args_is_help=True)
+_ENGINE_TEXT = (" An engine as ENGINE[,field=value...]: embedded, hf:MODEL, vllm:MODEL or openai:MODEL@URL, then "
+                "any of the kind's settings (e.g. openai:M@URL,max_concurrency=4).")
 
 
-def _settings(preset: str, base: str | None, sampler: str | None, codebook: int | None,
-              blackbox: list[str] | None, api_key_env: str | None, tract: bool | None,
-              refined_codebook: int | None, refine_engine: str | None, sets: list[str] | None):  # type: ignore[no-untyped-def]
-    from judgeeye.experiments.settings import ExperimentSettings, apply_assignments
+def _engine_help(name: str) -> str:
+    return str(ExperimentSettings.model_fields[name].description) + _ENGINE_TEXT
 
+
+def _settings(values: dict[str, Any], engines: dict[str, Any], sampler: str | None, blackbox: list[str] | None,
+              refine_engine: str | None, sets: list[str] | None) -> ExperimentSettings:
+    """The settings the options give: the preset's, the ``--set`` assignments, then the options."""
+    from judgeeye.experiments.settings import apply_assignments, engine_from_text
+
+    values = dict(values)
+    preset = values.pop("preset", None)
     overrides = apply_assignments({}, sets or [])
-    named = {"base_model": base, "sampler": sampler, "codebook_version": codebook, "api_key_env": api_key_env,
-             "refined_codebook": refined_codebook, "refine_engine": refine_engine, "blackbox": blackbox or None}
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    if tract is not None:
-        modes = list(overrides.get("modes") or ExperimentSettings.from_preset(preset).modes)
-        modes = [*modes, "tract"] if tract and "tract" not in modes else [m for m in modes if tract or m != "tract"]
-        overrides["modes"] = modes
+    protocol = values.pop("protocol", None)
+    if protocol:
+        overrides["protocol"] = {**overrides.get("protocol", {}), **protocol}
+    overrides.update(values)
+    given = {"sampler": sampler, "refine_engine": refine_engine}
+    overrides.update({k: engine_from_text(v, **engines) for k, v in given.items() if v})
+    if blackbox:
+        overrides["blackbox"] = [engine_from_text(v, **engines) for v in blackbox]
     return ExperimentSettings.from_preset(preset, **overrides)
 
 
@@ -52,20 +57,22 @@ def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
                  "time": "—" if s.seconds is None else "about " + duration(s.seconds),
                  "estimated from": s.basis if s.runs_work else ""} for s in plan.stages])
     typer.echo(plan.summary())
+    for warning in plan.warnings():
+        typer.echo(f"warning: {warning}")
 
 
 @experiment_app.command("run")
+@settings_options(ExperimentSettings, CLI_OPTIONS, dest="values", presets=PRESETS)
+@engine_options("engines", spec=None, fields={"api_key_env": None})
 def experiment_run(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
-    preset: Annotated[str, typer.Option(help=_help("preset"))] = "paper",
-    base: Annotated[Optional[str], typer.Option("--base", help=_help("base_model"))] = None,
-    sampler: Annotated[Optional[str], typer.Option(help=_help("sampler"))] = None,
-    codebook: Annotated[Optional[int], typer.Option(help=_help("codebook_version"))] = None,
-    blackbox: Annotated[Optional[list[str]], typer.Option(help=_help("blackbox"))] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help=_help("api_key_env"))] = None,
-    tract: Annotated[Optional[bool], typer.Option("--tract/--no-tract", help="Also train TRACT (CoT-RAFT, two stages).")] = None,
-    refined_codebook: Annotated[Optional[int], typer.Option(help=_help("refined_codebook"))] = None,
-    refine_engine: Annotated[Optional[str], typer.Option(help=_help("refine_engine"))] = None,
+    values: dict[str, Any] | None = None,
+    sampler: Annotated[Optional[str], typer.Option(help=_engine_help("sampler"), show_default="the base model")] = None,
+    blackbox: Annotated[Optional[list[str]], typer.Option(help=_engine_help("blackbox") + " Repeat for several.",
+                                                          show_default="none")] = None,
+    refine_engine: Annotated[Optional[str], typer.Option(help=_engine_help("refine_engine"),
+                                                         show_default="the first black-box rater")] = None,
+    engines: dict[str, Any] | None = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any setting, section.field=value, e.g. sampling.k=8, training.max_steps=20, protocol.limit=50, refine.n_rubric=20; repeat.")] = None,
     name: Annotated[Optional[str], typer.Option(help="A name for the experiment.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the plan; start nothing.")] = False,
@@ -73,15 +80,14 @@ def experiment_run(
 ) -> None:
     """Plan and run an experiment, then print its report.
 
-    The paper's protocol on the project: sample traces, fine-tune (on traces, on labels only, TRACT), refine the codebook for black-box raters, rate the test split with every rater under one protocol, compare each with the base. Runs made before with the same settings are reused."""  # noqa: E501 (typer keeps line breaks)
+    The paper's protocol on the project: sample traces, fine-tune (on traces, on labels only, TRACT), refine the codebook for black-box raters, rate the test split with every rater under one protocol, compare each with the base. Runs made before with the same settings are reused. Unset options take the preset's values."""  # noqa: E501 (typer keeps line breaks)
     from judgeeye.experiments.launch import launch_experiment
     from judgeeye.experiments.plan import plan_experiment
     from judgeeye.projects import find_project
 
     with user_errors():
         try:
-            settings = _settings(preset, base, sampler, codebook, blackbox, api_key_env, tract, refined_codebook,
-                                 refine_engine, set_)
+            settings = _settings(values or {}, engines or {}, sampler, blackbox, refine_engine, set_)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         with session_scope() as session:
