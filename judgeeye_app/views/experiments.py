@@ -1,16 +1,22 @@
 """Experiments (leads): the paper's protocol on a project as one resumable run: the grid, the plan
-before launch, the same CLI command, live progress, and the report (which rater to use?)."""
+before launch, the same CLI command, live progress, and the report (which rater to use?).
+
+The form is generated from the settings models (the experiment's, and the sampling, training and
+refinement settings of its stages), the engines come from the shared engine picker and the live
+progress from the shared job panel."""
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 import pandas as pd
 import streamlit as st
+from pydantic import BaseModel
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown
-from judgeeye.experiments import PRESET_HELP, PRESETS, ExperimentSettings, cli_command
+from judgeeye.engines import EngineConfig
+from judgeeye.experiments import PRESET_HELP, ExperimentSettings, cli_command
 from judgeeye.experiments.grid import raters as grid_raters
 from judgeeye.experiments.launch import latest_job, launch_experiment, list_experiments, resume_experiment, stage_rows
 from judgeeye.experiments.plan import plan_experiment
@@ -18,11 +24,20 @@ from judgeeye.experiments.report import (
     STATUS_WORDS, build_report, comparison_table, duration, group_tables, inputs_table, rater_table, render_html,
     stage_table,
 )
-from judgeeye.jobs import reconcile, request_cancel
+from judgeeye.experiments.stages import REFINE_PERSONAL, SET_BY_THE_EXPERIMENT
+from judgeeye.jobs import reconcile
+from judgeeye.refine.settings import RefineSettings
+from judgeeye.sampling import SamplingSettings
+from judgeeye.settings_fields import SettingField, nest, setting_field, setting_fields, value_in
 from judgeeye.store import Experiment, session_scope
+from judgeeye.training import TrainingConfig
 from judgeeye_app.ui.access import require_page
-from judgeeye_app.ui.common import project_picker, store_busy_notice
-from judgeeye_app.ui.keys import api_key_field
+from judgeeye_app.ui.actions import attempt
+from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.engine_picker import engine_picker
+from judgeeye_app.ui.job_panel import TrackedJob, job_panel
+from judgeeye_app.ui.live_select import live_selectbox, set_live_value
+from judgeeye_app.ui.settings_form import field_widget, fill, help_text, problem, settings_form
 
 actor = require_page("experiments")  # every page checks the session itself
 
@@ -37,92 +52,134 @@ if project is None:
     st.stop()
 
 new_tab, list_tab = st.tabs(["New experiment", "Experiments"])
+FORM = "x_"  # the form's widgets are keyed FORM + the setting's path ("x_protocol.limit", "x_sampling.k")
 ACTIONS = {"new": "new run", "reuse": "reuse", "resume": "resume", "done": "done"}
 READOUTS = {"argmax": "most probable rating after the trace", "expected": "expected rating after the trace",
             "parsed": "the rating it writes"}
+RATERS = ["base_model", "modes"]
+PROTOCOL = ["protocol.limit", "protocol.max_tokens", "protocol.readout", "protocol.temperature", "protocol.top_p",
+            "protocol.seed"]
+#: the stages' own settings models, each with the fields the experiment sets itself left out
+SECTIONS: dict[str, tuple[str, type[BaseModel], set[str]]] = {
+    "sampling": ("Sampling (train split)", SamplingSettings, set(SET_BY_THE_EXPERIMENT["sampling"])),
+    "training": ("Training (every fine-tuned rater)", TrainingConfig,
+                 {*SET_BY_THE_EXPERIMENT["training"], "preset", "force", "test_limit", "n_boot"}),
+    "refine": ("Refinement (for the black-box raters)", RefineSettings,
+               {*SET_BY_THE_EXPERIMENT["refine"], *REFINE_PERSONAL}),
+}
+MAX_BLACKBOX = 4
+FLASH = "x_flash"
 
 
-def _number(where, label: str, value: int | None, key: str, minimum: int = 0, help: str | None = None) -> int:  # type: ignore[no-untyped-def]
-    """A whole-number field starting at the preset's value; 0 means "none" for limits."""
-    return int(where.number_input(label, minimum, 10_000_000, int(value or 0), key=key, help=help))
+def _field(path: str) -> SettingField:
+    return setting_field(ExperimentSettings, path)
 
 
-def _changes(preset: dict, values: dict) -> dict:
-    """The fields the form changed against the preset (a preset without the field means none)."""
-    return {k: v for k, v in values.items() if v != preset.get(k)}
+def _engine_help(name: str) -> str:
+    """The help of an engine setting (engines are no plain fields: the picker draws them)."""
+    return escape_markdown(str(ExperimentSettings.model_fields[name].description))
 
 
-def settings_form() -> ExperimentSettings | None:
-    preset = st.radio("Preset", list(PRESETS), key="x_preset", horizontal=True,
-                      format_func=lambda p: {"quick": "Quick (embedded model, minutes)", "paper": "Paper protocol"}[p])
-    st.caption(PRESET_HELP[preset])
-    defaults = ExperimentSettings.from_preset(preset)
-    c1, c2 = st.columns(2)
-    base = c1.text_input("Base model (rated as is and fine-tuned)", defaults.base_model, key=f"x_base_{preset}",
-                         help="embedded (SmolLM2-135M), a Hugging Face model id or a model folder.").strip()
-    tract = c2.toggle("Also train TRACT (CoT-RAFT, two stages)", "tract" in defaults.modes, key=f"x_tract_{preset}")
-    labels_only = c2.toggle("Labels-only ablation (the paper's Table 4)", "labels_only" in defaults.modes,
-                            key=f"x_labels_{preset}")
-    sampler = st.text_input("Sampler: the engine that infers the traces (empty: the base model)", "",
-                            key="x_sampler", placeholder="openai:MODEL@http://127.0.0.1:8000/v1",
-                            help="The paper infers traces with a strong reasoning model and fine-tunes a smaller "
-                                 "one: name an OpenAI-compatible server here, or hf:MODEL.").strip()
-    lines = st.text_area("Black-box raters (optional): one OpenAI-compatible server per line, as openai:MODEL@URL",
-                         key="x_blackbox", help="Each rates with the original codebook and with the refined one.")
-    blackbox = [line.strip() for line in lines.splitlines() if line.strip()]
-    key_name = None
-    refined = None
-    if blackbox or sampler.startswith("openai:"):
-        c1, c2 = st.columns(2)
-        key_text = c1.text_input("API key variable (optional)", "", key="x_key_env",
-                                 help="The NAME of an environment variable or Streamlit secret with the key.")
-        usable, key_name = api_key_field(key_text)
-        if not usable:
-            return None
-        if blackbox:
-            with session_scope() as session:
-                versions = [v.version for v in list_versions(session, project.id)]
-            refined = c2.selectbox("Refined codebook", [None, *versions], key="x_refined",
-                                   format_func=lambda v: "refine the original in the experiment" if v is None
-                                   else f"v{v}")
-    with st.expander("Stage settings"):
-        st.caption("Sampling (train split)")
-        c1, c2, c3 = st.columns(3)
-        d = defaults.sampling
-        sampling = {"k": _number(c1, "k (candidates per item)", d.get("k"), f"x_k_{preset}", 1),
-                    "max_tokens": _number(c2, "Tokens per trace (0: the library's default)", d.get("max_tokens"),
-                                          f"x_smax_{preset}"),
-                    "limit": _number(c3, "Train items (0: all)", d.get("limit"), f"x_slimit_{preset}")}
-        st.caption("Rating protocol (test split, every rater)")
-        c1, c2, c3 = st.columns(3)
-        p = defaults.protocol
-        limit = c1.number_input("Test items (0: all)", 0, 10_000_000, int(p.limit or 0), key=f"x_plimit_{preset}")
-        max_tokens = c2.number_input("Tokens per rating", 1, 32_768, int(p.max_tokens), key=f"x_pmax_{preset}")
-        readout = c3.selectbox("Local raters read out", list(READOUTS), index=list(READOUTS).index(p.readout),
-                               format_func=READOUTS.get, key=f"x_readout_{preset}")
-        steps = None
-        if "max_steps" in defaults.training:
-            steps = st.number_input("Training steps per fine-tuned rater", 1, 1_000_000,
-                                    int(defaults.training["max_steps"]), key=f"x_steps_{preset}")
-    modes = ["sft", *(["labels_only"] if labels_only else []), *(["tract"] if tract else [])]
-    overrides: dict = {"base_model": base or "embedded", "sampler": sampler, "modes": modes, "blackbox": blackbox,
-                       "api_key_env": key_name, "refined_codebook": refined,
-                       "sampling": _changes(defaults.sampling, {"k": sampling["k"], "limit": sampling["limit"] or None,
-                                                                "max_tokens": sampling["max_tokens"] or None}),
-                       "protocol": _changes(defaults.protocol.model_dump(),
-                                            {"limit": int(limit) or None, "max_tokens": int(max_tokens),
-                                             "readout": readout})}
-    if steps is not None:
-        overrides["training"] = {"max_steps": int(steps)}
+def _section_paths(section: str) -> list[str]:
+    _, model, taken = SECTIONS[section]
+    return [f.path for f in setting_fields(model) if f.path.split(".")[0] not in taken]
+
+
+def _apply_preset() -> None:
+    """The preset changed: it fills the form (the experiment's fields and every section's)."""
+    preset = ExperimentSettings.from_preset(st.session_state[FORM + "preset"])
+    fill(ExperimentSettings, [*RATERS, *PROTOCOL], FORM, preset, force=True)
+    for section, (_, model, _) in SECTIONS.items():
+        fill(model, _section_paths(section), f"{FORM}{section}.", getattr(preset, section), force=True)
+
+
+def _version_box(where: Any, path: str, versions: list[int]) -> int | None:
+    """A codebook version picked from the project's versions (None: what the field says None means)."""
+    field = _field(path)
+    return where.selectbox(field.title, [None, *versions], key=FORM + path, help=help_text(field),
+                           format_func=lambda v: field.none if v is None else f"v{v}")
+
+
+def _section(section: str, preset: ExperimentSettings) -> dict[str, Any]:
+    """A stage's settings form; returns the fields that differ from what the preset gives."""
+    _, model, _ = SECTIONS[section]
+    given = getattr(preset, section)
+    values = settings_form(model, _section_paths(section), prefix=f"{FORM}{section}.", values=given)
+    return nest({path: value for path, value in values.items()
+                 if value != value_in(setting_field(model, path), given)})
+
+
+def _engines(versions: list[int]) -> dict[str, Any] | None:
+    """The sampler, the black-box raters, the refined codebook and the refiner (None: one is
+    incomplete). Every picker is drawn either way, so nothing typed in the others is lost."""
+    out: dict[str, Any] = {}
+    complete = True
+    if st.checkbox("Infer the traces with another engine", key=FORM + "own_sampler", help=_engine_help("sampler")):
+        out["sampler"] = engine_picker(FORM + "sampler_", adapter=False)
+        complete = out["sampler"] is not None
+    n = int(st.number_input(str(ExperimentSettings.model_fields["blackbox"].title), 0, MAX_BLACKBOX,
+                            key=FORM + "n_blackbox", help=_engine_help("blackbox")))
+    out["blackbox"] = []
+    for index in range(1, n + 1):
+        st.caption(f"Black-box rater {index}")
+        engine = engine_picker(f"{FORM}bb{index}_", adapter=False, kinds=["openai"])
+        complete = complete and engine is not None
+        out["blackbox"].append(engine)
+    if n:
+        out["refined_codebook"] = _version_box(st, "refined_codebook", versions)
+        if out["refined_codebook"] is None and st.checkbox(
+                "Refine with another engine", key=FORM + "own_refiner", help=_engine_help("refine_engine")):
+            out["refine_engine"] = engine_picker(FORM + "refiner_", adapter=False)
+            complete = complete and out["refine_engine"] is not None
+    return out if complete else None
+
+
+def experiment_form() -> ExperimentSettings | None:
+    """The settings the form gives (None while an engine is incomplete or a value is refused).
+    The whole form is drawn either way, so nothing typed is lost."""
+    with session_scope() as session:
+        versions = [v.version for v in list_versions(session, project.id)]
+    if not versions:
+        st.info("This project has no codebook yet.")
+        return None
+    fill(ExperimentSettings, ["preset"], FORM)
+    name = field_widget(_field("preset"), FORM, on_change=_apply_preset)
+    st.caption(PRESET_HELP[name])
+    preset = ExperimentSettings.from_preset(name)
+    st.subheader("Raters")
+    values = settings_form(ExperimentSettings, RATERS, prefix=FORM, values=preset, columns=2)
+    c1, _ = st.columns(2)
+    codebook = _version_box(c1, "codebook_version", versions)
+    engines = _engines(versions)
+    st.subheader("Rating protocol (test split, every rater)")
+    values |= settings_form(ExperimentSettings, PROTOCOL, prefix=FORM, values=preset, columns=3)
+    st.subheader("Stage settings")
+    sections: dict[str, Any] = {}
+    for tab, section in zip(st.tabs([title for title, _, _ in SECTIONS.values()]), SECTIONS):
+        with tab:
+            sections[section] = _section(section, preset)
+    if engines is None:
+        return None
     try:
-        return ExperimentSettings.from_preset(preset, **overrides)
+        return ExperimentSettings.from_preset(name, **nest(values), **engines, **sections, codebook_version=codebook)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(problem(exc, ExperimentSettings))
         return None
 
 
+def start_experiment(project_id: int, settings: ExperimentSettings) -> None:
+    """A button's callback: it runs before the page reads the store, so the Experiments tab lists
+    and opens the new experiment in the same rerun."""
+    ids, error = attempt(launch_experiment, project_id, settings, actor=actor)
+    if ids is None:
+        st.session_state[FLASH] = ("error", str(error))
+        return
+    set_live_value("x_pick", ids[0])
+    st.session_state[FLASH] = ("success", f"Experiment {ids[0]} started. Follow it on the **Experiments** tab.")
+
+
 def new_experiment() -> None:
-    settings = settings_form()
+    settings = experiment_form()
     if settings is None:
         return
     st.subheader("Grid")
@@ -146,48 +203,35 @@ def new_experiment() -> None:
         "time": "about " + duration(s.seconds) if s.seconds is not None else "—",
         "estimated from": s.basis if s.runs_work else ""} for s in plan.stages]), hide_index=True, width="stretch")
     st.info(plan.summary())
+    for warning in plan.warnings():
+        st.warning(warning)
     st.caption("The same experiment from a terminal (add `--background` to return at once):")
     st.code(cli_command(str(project.id), settings), language="bash")
-    if st.button("Start the experiment", type="primary", key="x_start"):
-        with store_busy_notice():
-            experiment_id, job_id = launch_experiment(project.id, settings, actor=actor)
-            st.session_state["x_experiment"] = experiment_id
-            st.success(f"Experiment {experiment_id} started. Follow it on the **Experiments** tab.")
+    st.button("Start the experiment", type="primary", key=FORM + "start", on_click=start_experiment,
+              args=(project.id, settings))
+    if shown := st.session_state.pop(FLASH, None):
+        (st.success if shown[0] == "success" else st.error)(shown[1])
 
 
-@st.fragment(run_every=2)
-def live(experiment_id: int) -> None:
-    """Polled every 2 s: progress, stages, stop/resume; the page reruns when the experiment ends."""
+def stages_line(experiment_id: int) -> None:
+    """The experiment's status and its stages done (redrawn on every poll of the job panel)."""
     with session_scope() as session:
-        reconcile(session)
-        experiment = session.get(Experiment, experiment_id)
-        job = latest_job(session, experiment_id)
-        rows = [(r.key, r.status, r.run_id, r.reused, r.seconds) for r in stage_rows(session, experiment_id)]
-        status, error = experiment.status, (job.error if job is not None else None)
-        progress, text = (job.progress, job.progress_text) if job is not None else (0.0, None)
-        job_id, job_status = (job.id, job.status) if job is not None else (None, None)
-    seen = st.session_state.setdefault("x_seen", {})
-    if seen.get(experiment_id) not in (None, status):
-        seen[experiment_id] = status
-        st.rerun()  # the report and the list show the new state at once
-    seen[experiment_id] = status
-    st.progress(progress, text=f"{STATUS_WORDS.get(status, status).capitalize()}"
-                               + (f" · {escape_markdown(text)}" if text and status == "running" else ""))
-    done = sum(1 for _, s, *_ in rows if s == "done")
-    st.caption(f"{done} of {len(rows)} stages done, {sum(1 for r in rows if r[3])} reused")
-    if job_status in ("queued", "running"):
-        if st.button("Stop (resumable)", key=f"x_stop_{experiment_id}"):
-            with store_busy_notice():
-                request_cancel(job_id, actor=actor)
-                st.toast("Stop requested: the current step finishes, then the experiment stops.")
-    elif status != "completed":
-        if status == "failed" and error:
-            reason = re.sub(r"^[A-Za-z]+(Error|Exception): ", "", error)  # the log has the details
-            st.error(f"The experiment stopped: {escape_markdown(reason)}. Resume continues where it stopped.")
-        if st.button("Resume", key=f"x_resume_{experiment_id}"):
-            with store_busy_notice():
-                resume_experiment(experiment_id, actor=actor)
-                st.rerun(scope="fragment")
+        status = session.get(Experiment, experiment_id).status
+        rows = [(r.status, r.reused) for r in stage_rows(session, experiment_id)]
+    st.caption(f"{STATUS_WORDS.get(status, status).capitalize()} · {sum(s == 'done' for s, _ in rows)} of "
+               f"{len(rows)} stages done, {sum(bool(r) for _, r in rows)} reused")
+
+
+def tracked(experiment_id: int, status: str) -> TrackedJob:
+    """The experiment as the job panel follows it: Stop while it runs, Resume until it completes."""
+    return TrackedJob(
+        key=f"x_{experiment_id}", name=f"experiment {experiment_id}", title=f"Experiment {experiment_id}",
+        find=lambda session: latest_job(session, experiment_id), status=STATUS_WORDS.get(status, status),
+        resume=(lambda: resume_experiment(experiment_id, actor=actor)) if status != "completed" else None,
+        resume_help="Continues where it stopped: stages that are done stay done, a stage's run resumes.",
+        cancel_label="Stop (resumable)",
+        cancelled="Stop requested: the current step finishes, then the experiment stops; Resume continues it.",
+        body=lambda: stages_line(experiment_id))
 
 
 def report_view(experiment_id: int) -> None:
@@ -234,12 +278,10 @@ def experiments_view() -> None:
         "stages done": f"{sum(r.status == 'done' for r in rows)} of {len(rows)}",
         "reused": sum(bool(r.reused) for r in rows), "created": f"{created:%Y-%m-%d %H:%M}"}
         for i, name, preset, status, created, rows in items]), hide_index=True, width="stretch")
-    ids = [i for i, *_ in items]
-    names = {i: f"Experiment {i} · {name}" for i, name, *_ in items}
-    wanted = st.session_state.get("x_experiment")
-    experiment_id = st.selectbox("Experiment", ids, index=ids.index(wanted) if wanted in ids else 0,
-                                 format_func=names.get, key="x_pick")
-    live(experiment_id)
+    names = {i: f"Experiment {i} · {name} · {STATUS_WORDS.get(status, status)}" for i, name, _, status, *_ in items}
+    experiment_id = live_selectbox("Experiment", list(names), format_func=names.get, key="x_pick")
+    status = next(status for i, _, _, status, *_ in items if i == experiment_id)
+    job_panel([tracked(experiment_id, status)], key="x_panel", actor=actor)
     report_view(experiment_id)
 
 
