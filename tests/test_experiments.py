@@ -41,7 +41,8 @@ from judgeeye.experiments.grid import comparisons, raters, stages
 from judgeeye.experiments.launch import launch_experiment, stage_rows
 from judgeeye.experiments.plan import plan_experiment
 from judgeeye.experiments.report import build_report, rater_table, render_html, verdict
-from judgeeye.experiments.settings import apply_assignments
+from judgeeye.experiments.settings import apply_assignments, engine_from_text, engine_text
+from judgeeye.experiments.stages import sampling_settings, training_config
 from judgeeye.jobs import run_job
 from judgeeye.metrics import bootstrap_improvement, paired_t_test_squared_errors
 from judgeeye.store import (
@@ -63,9 +64,13 @@ def test_presets_grid_and_comparisons() -> None:
     quick = ExperimentSettings.from_preset("quick")
     assert quick.preset == "quick" and quick.modes == ["sft", "labels_only"] and quick.protocol.limit
     assert quick.sampling["k"] >= 1 and quick.training["max_steps"] >= 1
-    paper = ExperimentSettings.from_preset("paper")
-    assert paper.sampling["k"] == 16 and paper.protocol.temperature == 1.0 and paper.protocol.top_p == 0.95
-    assert paper.protocol.readout == "parsed"
+    paper = ExperimentSettings.from_preset()  # the default preset
+    assert paper.preset == "paper" and sampling_settings(paper).k == 16  # the paper's, from the library
+    assert paper.protocol.temperature == 1.0 and paper.protocol.top_p == 0.95 and paper.protocol.readout == "parsed"
+    # validation rates the way the test split is rated, with the read-out each rater is rated with
+    tract = training_config(quick.model_copy(update={"modes": ["tract"]}), "tract", 1, 1)
+    assert tract.protocol.max_tokens == quick.protocol.max_tokens and tract.protocol.readout == "expected"
+    assert training_config(quick, "sft", 1, 1).protocol.readout == quick.protocol.readout == "argmax"
     s = ExperimentSettings.from_preset("quick", modes=["sft", "labels_only", "tract"], sampling={"k": 2},
                                        blackbox=["openai:m1@http://127.0.0.1:1/v1", "openai:m2@http://127.0.0.1:1/v1"])
     assert s.sampling["k"] == 2 and s.sampling["max_tokens"] == quick.sampling["max_tokens"]  # merged key by key
@@ -83,8 +88,25 @@ def test_presets_grid_and_comparisons() -> None:
     assert "refine" not in [x.key for x in stages(given)]  # a given refined version: nothing to refine
     with pytest.raises(ValueError, match="openai:MODEL@URL"):
         ExperimentSettings(blackbox=["hf:some/model"])
-    with pytest.raises(ValueError, match="NAME of an environment variable"):
-        ExperimentSettings(api_key_env="sk-abc123def456ghi789jkl")
+    with pytest.raises(ValueError, match="NAME of an environment variable") as refused:
+        ExperimentSettings(blackbox=["openai:m@http://127.0.0.1:1/v1,api_key_env=sk-abc123def456ghi789jkl"])
+    assert "sk-abc" not in str(refused.value)  # a key typed where its name belongs is not echoed
+
+
+def test_engines_as_text_read_back_exactly() -> None:
+    engine = engine_from_text('openai:m@http://127.0.0.1:9/v1,max_concurrency=2,api_key_env=MY_KEY,'
+                              'extra_body={"top_k": 20, "stop": ["a,b"]}')
+    assert engine.max_concurrency == 2 and engine.api_key_env == "MY_KEY"
+    assert engine.extra_body == {"top_k": 20, "stop": ["a,b"]}
+    assert engine_from_text(engine_text(engine)) == engine
+    assert engine_text(engine_from_text("embedded")) == "embedded"
+    local = engine_from_text("hf:org/model,batch_size=4", api_key_env="K")  # a kind without the field ignores it
+    assert local.batch_size == 4 and local.kind == "transformers"
+    assert engine_from_text("openai:m@http://h/v1", api_key_env="K").api_key_env == "K"
+    with pytest.raises(ValueError, match="not field=value"):
+        engine_from_text("openai:m@http://h/v1,oops")
+    with pytest.raises(ValueError, match="colour"):
+        engine_from_text("openai:m@http://h/v1,colour=red")
 
 
 def test_set_assignments_and_their_errors() -> None:
@@ -110,6 +132,9 @@ def test_bad_stage_settings_are_refused_by_section_and_field(store_url: str, tmp
     result = runner.invoke(app, ["experiment", "run", "--project", str(project_id), "--preset", "quick",
                                  "--set", "training.mode=tract", "--dry-run"])
     assert result.exit_code == 2 and "training.mode is set by the experiment (use modes)" in result.output
+    result = runner.invoke(app, ["experiment", "run", "--project", str(project_id), "--preset", "quick",
+                                 "--sampler", "openai:m@http://127.0.0.1:9/v1", "--dry-run"])
+    assert result.exit_code == 2 and "sampling settings: forced cue" in result.output, result.output
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Experiment)) == 0
 
@@ -122,11 +147,15 @@ def test_the_cli_command_starts_exactly_these_settings(store_url: str, tmp_path:
     cases = [
         ExperimentSettings.from_preset("quick"),
         ExperimentSettings.from_preset("quick", modes=["sft", "labels_only", "tract"], sampling={"k": 3, "limit": None},
-                                       protocol={"readout": "expected", "max_tokens": 16},
-                                       training={"learning_rate": 0.001, "val_readout": "parsed"}),
-        ExperimentSettings.from_preset("paper", base_model="embedded", blackbox=["openai:m@http://127.0.0.1:9/v1"],
-                                       api_key_env="MY_KEY", refine={"n_rubric": 5, "mode": "rubric"}, modes=["sft"],
-                                       sampler="openai:big@http://127.0.0.1:9/v1"),
+                                       protocol={"readout": "expected", "max_tokens": 16, "limit": None},
+                                       training={"learning_rate": 0.001, "val_limit": 1}),
+        ExperimentSettings.from_preset(
+            "paper", base_model="hf:org/small", refine={"n_rubric": 5, "mode": "rubric"}, modes=["sft"],
+            blackbox=["openai:m@http://127.0.0.1:9/v1,api_key_env=MY_KEY,max_concurrency=2",
+                      'openai:n@http://127.0.0.1:9/v1,extra_body={"top_k": 20}'],
+            sampler="openai:big@http://127.0.0.1:9/v1,timeout=30", refine_engine="openai:r@http://127.0.0.1:9/v1",
+            protocol={"top_p": 0.9, "seed": 3}),
+        ExperimentSettings.from_preset("paper", modes=[]),
     ]
     for settings in cases:
         command = cli_command(str(project_id), settings)
@@ -148,23 +177,43 @@ def test_the_page_shows_the_grid_the_plan_and_the_same_command(store_url: str, t
     project_id = make_tiny_project(tmp_path)
     at = app_as("lead", page="judgeeye_app/views/experiments.py")
     assert not at.exception, at.exception
-    at.radio(key="x_preset").set_value("quick").run()
-    at.toggle(key="x_tract_quick").set_value(True).run()
-    at.number_input(key="x_k_quick").set_value(2).run()
+    at.selectbox(key="x_preset").set_value("quick").run()
+    assert at.number_input(key="x_protocol.limit").value == 5  # the preset filled the form
+    at.multiselect(key="x_modes").set_value(["sft", "labels_only", "tract"]).run()
+    at.number_input(key="x_sampling.k").set_value(2).run()
     assert not at.exception, at.exception
     settings = ExperimentSettings.from_preset("quick", modes=["sft", "labels_only", "tract"], sampling={"k": 2})
     command = cli_command(str(project_id), settings)
-    assert command in [c.value for c in at.code] and "--tract --set sampling.k=2" in command
+    assert command in [c.value for c in at.code] and "--mode tract --set sampling.k=2" in command
     assert any("8 of 8 stages to run in one experiment job (1 sampling, 3 training, 4 rater); 0 reused" in i.value
                for i in at.info), [i.value for i in at.info]
     grid = at.dataframe[0].value
     assert list(grid["rater"]) == ["Base model (embedded)", "SFT on traces", "SFT on labels only", "TRACT"]
+
+    # a black-box rater from the shared engine picker (OpenAI-compatible servers only)
+    at.number_input(key="x_n_blackbox").set_value(1).run()
+    assert not at.exception and not at.code  # no command while the server is not given
+    at.text_input(key="x_bb1_openai_base_url").set_value("http://127.0.0.1:9/v1").run()
+    at.text_input(key="x_bb1_openai_model").set_value("judge").run()
+    at.number_input(key="x_bb1_openai_max_concurrency").set_value(3).run()
+    assert not at.exception, at.exception
+    with_server = settings.model_copy(update={"blackbox": [engine_from_text(
+        "openai:judge@http://127.0.0.1:9/v1,max_concurrency=3")]})
+    assert cli_command(str(project_id), with_server) in [c.value for c in at.code]
+    at.number_input(key="x_n_blackbox").set_value(0).run()
+
     at.button(key="x_start").click().run()
     assert not at.exception, at.exception
     with read_scope() as s:
         stored = s.scalars(select(Experiment)).one()
         assert stored.settings == settings.model_copy(update={"codebook_version": 1}).model_dump(mode="json")
         assert [r.key for r in stage_rows(s, stored.id)] == [x.key for x in stages(settings)]
+    assert any(f"Experiment {stored.id} started" in m.value for m in at.success)
+    at.switch_page("judgeeye_app/views/experiments.py").run()  # the Experiments tab: the panel follows the job
+    assert not at.exception, at.exception
+    assert any(f"Experiment {stored.id}" in p.text and "queued" in p.text for p in at.get("progress")), \
+        [p.proto for p in at.get("progress")]
+    assert at.button(key=f"x_{stored.id}_cancel").label == "Stop (resumable)"
 
 
 # ------------------------------------------------------------------------------ fast: verdicts
@@ -265,7 +314,8 @@ def test_blackbox_experiment_report_equals_agreement_data_and_a_rerun_reuses_eve
         settings = ExperimentSettings.from_preset(
             "quick", modes=[], sampler=_server(url, "sampler"),
             blackbox=[_server(url, "rater-a"), _server(url, "rater-b")], refine_engine=_server(url, "refiner"),
-            sampling={"k": 1, "limit": None, "max_tokens": 32}, refine={"mode": "instruction", "n_inst": 1},
+            sampling={"k": 1, "limit": None, "max_tokens": 32, "acceptance": "written"},
+            refine={"mode": "instruction", "n_inst": 1},
             protocol={"limit": None, "max_tokens": 4})
         with session_scope() as s:
             plan = plan_experiment(s, project_id, settings)
@@ -335,7 +385,7 @@ def sample_project_reply(prompt: str, body: dict) -> tuple[str, str]:
 #: after its trace rates every candidate, so some are accepted even from 8-token traces)
 CI_SIZE = ["--set", "sampling.k=8", "--set", "sampling.max_tokens=8", "--set", "sampling.limit=3",
            "--set", "training.max_steps=1", "--set", "training.batch_size=1", "--set", "training.eval_steps=1",
-           "--set", "training.val_limit=1", "--set", "training.val_max_tokens=2",
+           "--set", "training.val_limit=1",
            "--set", "protocol.limit=3", "--set", "protocol.max_tokens=4"]
 SEED = 17  # the seeded "random moment" of the kill
 

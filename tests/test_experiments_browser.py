@@ -40,6 +40,13 @@ def number(page: Any, label: str, value: int) -> None:
     settled(page)
 
 
+def choose(page: Any, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label``."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).first.click()
+    settled(page)
+
+
 def test_a_lead_plans_starts_watches_and_opens_an_experiment(store_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -56,36 +63,40 @@ def test_a_lead_plans_starts_watches_and_opens_an_experiment(store_url: str, tmp
         expect(page.get_by_role("heading", name="Experiments", level=1)).to_be_visible()
         settled(page)
 
-        # --- plan: the quick preset, traces from the server, everything else tiny
-        page.get_by_text("Quick (embedded model, minutes)", exact=True).click()
+        # --- plan: the quick preset, traces from the server (written ratings), everything else tiny
+        choose(page, "Preset", "Quick (embedded model, minutes)")
+        page.get_by_text("Infer the traces with another engine", exact=True).click()
         settled(page)
-        enter(page, page.get_by_label("Sampler: the engine that infers the traces (empty: the base model)"),
-              f"openai:sampler@{url}")
-        page.get_by_text("Stage settings", exact=True).click()
+        page.get_by_text("OpenAI-compatible server", exact=True).click()
+        settled(page)
+        enter(page, page.get_by_label("Base URL", exact=True), url)
+        enter(page, page.get_by_label("Model", exact=True), "sampler")
+        number(page, "Test items", 2)
+        number(page, "Tokens per rating", 4)
+        page.get_by_role("tab", name="Sampling (train split)", exact=True).click()
         settled(page)
         number(page, "k (candidates per item)", 1)
-        number(page, "Train items (0: all)", 4)
-        number(page, "Test items (0: all)", 2)
-        number(page, "Tokens per rating", 4)
-        number(page, "Training steps per fine-tuned rater", 1)
+        number(page, "Only the first N items", 4)
+        choose(page, "Acceptance mode", "written")  # a server gives no token probabilities for a forced cue
         plan = page.get_by_text(re.compile(r"6 of 6 stages to run in one experiment job"))
         expect(plan).to_be_visible()
         command = page.locator("code").filter(has_text="judgeeye experiment run")
-        expect(command).to_contain_text(f"--project {project_id} --preset quick --sampler openai:sampler@{url}")
-        expect(command).to_contain_text("--set training.max_steps=1")
+        expect(command).to_contain_text(f"--project {project_id} --preset quick --test-limit 2 --rate-max-tokens 4 "
+                                        f"--sampler openai:sampler@{url}")
+        expect(command).to_contain_text("--set sampling.acceptance=written")
         body = page.locator("body").inner_text()
         for stage in ("Infer traces (rejection sampling)", "Train: SFT on traces", "Rate: SFT on labels only"):
             assert stage in body, stage
         assert "None" not in body and "Traceback" not in body
 
-        # --- start, then watch it on the Experiments tab until it completes
+        # --- start, then watch it on the Experiments tab (the shared job panel) until it completes
         page.get_by_role("button", name="Start the experiment").click()
         expect(page.get_by_text(re.compile(r"Experiment \d+ started"))).to_be_visible()
         settled(page)
         page.get_by_role("tab", name="Experiments", exact=True).click()
         settled(page)
-        expect(page.get_by_text(re.compile(r"(Running|Completed)"))).to_be_visible()
-        expect(page.get_by_text("Completed", exact=True)).to_be_visible(timeout=1_800_000)
+        expect(page.get_by_text(re.compile(r"(Running|Not started|Completed) · \d of 6 stages done"))).to_be_visible()
+        expect(page.get_by_text("Completed · 6 of 6 stages done, 0 reused")).to_be_visible(timeout=1_800_000)
         settled(page)
 
         # --- the report: verdicts, the rater table, and the HTML file it downloads
