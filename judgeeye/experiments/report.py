@@ -211,13 +211,14 @@ def build_report(session: Session, experiment_id: int) -> ExperimentReport:
         preset=experiment.preset, status=experiment.status, created=experiment.created_at,
         finished=experiment.finished_at, settings=experiment.settings, inputs=experiment.inputs,
         command=cli_command(str(project.id), settings), stages=stages, raters=raters, comparisons=comparisons)
-    pairs = [(results[f"bb{i}:original"], results[f"bb{i}:refined"]) for i in range(1, len(settings.blackbox) + 1)]
-    pairs = [(a, b) for a, b in pairs if a.summary is not None and b.summary is not None]
+    pairs = [(engine.model, results[f"bb{i}:original"], results[f"bb{i}:refined"])
+             for i, engine in enumerate(settings.blackbox, start=1)]
+    pairs = [(name, a, b) for name, a, b in pairs if a.summary is not None and b.summary is not None]
     if pairs:
         try:
-            report.group = dashboard.group_comparison(session, [int(a.run_id) for a, _ in pairs],
-                                                      [int(b.run_id) for _, b in pairs])
-            report.group_raters = [settings.blackbox[i].model for i in range(len(pairs))]
+            report.group = dashboard.group_comparison(session, [int(a.run_id) for _, a, _ in pairs],
+                                                      [int(b.run_id) for _, _, b in pairs])
+            report.group_raters = [name for name, _, _ in pairs]
         except (ItemMismatchError, ValueError) as exc:
             report.notes.append(str(exc))
     if any(r.readout != "parsed" for r in raters):
