@@ -24,10 +24,9 @@ from pydantic.fields import FieldInfo
 
 from judgeeye.engines import AnyEngineConfig, EngineConfig
 from judgeeye.engines.base import config_class
-from judgeeye.evaluate.raters import READOUT_LABELS, RaterSpec, Readout
-from judgeeye.training.config import MODE_LABELS, TrainingConfig
+from judgeeye.evaluate.raters import RaterSpec, Readout
+from judgeeye.training.config import MODE_LABELS, Mode, TrainingConfig
 
-Mode = Literal["sft", "labels_only", "tract"]
 PresetName = Literal["paper", "quick"]
 #: fine-tuned raters in words (the report's and the page's names)
 MODE_TITLES: dict[str, str] = {"sft": "SFT on traces", "labels_only": "SFT on labels only", "tract": "TRACT"}
@@ -57,7 +56,7 @@ class Protocol(BaseModel):
     limit: int | None = _like(RaterSpec, "limit", title="Test items",
                               description="Rate only the first N test items.")
     readout: Readout = _like(
-        RaterSpec, "readout", title="Read-out of local raters", json_schema_extra={"labels": READOUT_LABELS},
+        RaterSpec, "readout", title="Read-out of local raters",
         description="How a local rater's completion becomes a rating: parsed (the rating it wrote), argmax or "
                     "expected (the rating-token distribution after its trace). Black-box raters always use parsed; "
                     "TRACT uses expected (CoT-RAIL), its own read-out.")
