@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import math
 import os
-from html import escape as html_escape
 import random
 import re
 import shlex
 import signal
 import time
 from collections import Counter
+from html import escape as html_escape
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
-from typer.testing import CliRunner
-
 from chat_server import chat_server
+from refine_data import REFINED_MARKER, make_project, scripted_reply
+from sqlalchemy import func, select
+from training_data import make_tiny_project
+from typer.testing import CliRunner
+from waiting import wait_for
+
 from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.evaluate import dashboard
@@ -41,17 +43,28 @@ from judgeeye.experiments.grid import comparisons, raters, stages
 from judgeeye.experiments.launch import launch_experiment, stage_rows
 from judgeeye.experiments.plan import plan_experiment
 from judgeeye.experiments.report import build_report, rater_table, render_html, verdict
-from judgeeye.experiments.settings import apply_assignments, engine_from_text, engine_text
+from judgeeye.experiments.settings import (
+    apply_assignments,
+    engine_from_text,
+    engine_text,
+)
 from judgeeye.experiments.stages import sampling_settings, training_config
 from judgeeye.jobs import run_job
 from judgeeye.metrics import bootstrap_improvement, paired_t_test_squared_errors
 from judgeeye.store import (
-    Candidate, Codebook, Critique, Experiment, ExperimentStage, Job, Prediction, RaterRun, SamplingRun,
-    TrainingRun, read_scope, session_scope,
+    Candidate,
+    Codebook,
+    Critique,
+    Experiment,
+    ExperimentStage,
+    Job,
+    Prediction,
+    RaterRun,
+    SamplingRun,
+    TrainingRun,
+    read_scope,
+    session_scope,
 )
-from refine_data import REFINED_MARKER, make_project, scripted_reply
-from training_data import make_tiny_project
-from waiting import wait_for
 
 runner = CliRunner()
 SYSTEM = Actor.system()

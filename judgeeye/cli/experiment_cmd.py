@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -67,20 +67,20 @@ def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
 def experiment_run(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
     values: dict[str, Any] | None = None,
-    sampler: Annotated[Optional[str], typer.Option(help=_engine_help("sampler"), show_default="the base model")] = None,
-    blackbox: Annotated[Optional[list[str]], typer.Option(help=_engine_help("blackbox") + " Repeat for several.",
-                                                          show_default="none")] = None,
-    refine_engine: Annotated[Optional[str], typer.Option(help=_engine_help("refine_engine"),
-                                                         show_default="the first black-box rater")] = None,
+    sampler: Annotated[str | None, typer.Option(help=_engine_help("sampler"), show_default="the base model")] = None,
+    blackbox: Annotated[list[str] | None, typer.Option(help=_engine_help("blackbox") + " Repeat for several.",
+                                                       show_default="none")] = None,
+    refine_engine: Annotated[str | None, typer.Option(help=_engine_help("refine_engine"),
+                                                      show_default="the first black-box rater")] = None,
     engines: dict[str, Any] | None = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any setting, section.field=value, e.g. sampling.k=8, training.max_steps=20, protocol.limit=50, refine.n_rubric=20; repeat.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="A name for the experiment.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any setting, section.field=value, e.g. sampling.k=8, training.max_steps=20, protocol.limit=50, refine.n_rubric=20; repeat.")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the experiment.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the plan; start nothing.")] = False,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
     """Plan and run an experiment, then print its report.
 
-    The paper's protocol on the project: sample traces, fine-tune (on traces, on labels only, TRACT), refine the codebook for black-box raters, rate the test split with every rater under one protocol, compare each with the base. Runs made before with the same settings are reused. Unset options take the preset's values."""  # noqa: E501 (typer keeps line breaks)
+    The paper's protocol on the project: sample traces, fine-tune (on traces, on labels only, TRACT), refine the codebook for black-box raters, rate the test split with every rater under one protocol, compare each with the base. Runs made before with the same settings are reused. Unset options take the preset's values."""
     from judgeeye.experiments.launch import launch_experiment
     from judgeeye.experiments.plan import plan_experiment
     from judgeeye.projects import find_project
@@ -146,7 +146,7 @@ def experiment_resume(
 
 
 @experiment_app.command("list")
-def experiment_list(project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")] = None) -> None:
+def experiment_list(project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None) -> None:
     """Experiments, newest first."""
     from judgeeye.experiments.launch import list_experiments, stage_rows
     from judgeeye.jobs import reconcile
@@ -165,7 +165,12 @@ def experiment_list(project: Annotated[Optional[str], typer.Option("--project", 
 
 
 def _print_report(experiment_id: int) -> None:
-    from judgeeye.experiments.report import build_report, rater_table, stage_table, text_lines
+    from judgeeye.experiments.report import (
+        build_report,
+        rater_table,
+        stage_table,
+        text_lines,
+    )
     from judgeeye.jobs import reconcile
 
     with session_scope() as session:

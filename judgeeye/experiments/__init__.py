@@ -8,6 +8,12 @@
 * :mod:`~judgeeye.experiments.report`: the report (table, tests, verdicts, costs, inputs; HTML).
 """
 
-from judgeeye.experiments.settings import PRESET_HELP, PRESETS, ExperimentSettings, Protocol, cli_command
+from judgeeye.experiments.settings import (
+    PRESET_HELP,
+    PRESETS,
+    ExperimentSettings,
+    Protocol,
+    cli_command,
+)
 
 __all__ = ["PRESETS", "PRESET_HELP", "ExperimentSettings", "Protocol", "cli_command"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,16 @@ from judgeeye.experiments import stages as st
 from judgeeye.experiments.grid import stages as grid_stages
 from judgeeye.experiments.settings import ExperimentSettings
 from judgeeye.jobs import current_job, queue_run_job, start_job
-from judgeeye.store import Codebook, Experiment, ExperimentStage, Item, Job, Project, data_dir, session_scope
+from judgeeye.store import (
+    Codebook,
+    Experiment,
+    ExperimentStage,
+    Item,
+    Job,
+    Project,
+    data_dir,
+    session_scope,
+)
 
 JOB_KIND = "experiment"
 
@@ -118,7 +127,7 @@ def create_experiment(session: Session, project_id: int, settings: ExperimentSet
                       name: str | None = None) -> Experiment:
     """A new experiment with its grid of pending stages and the record of its inputs."""
     settings = resolve(session, project_id, settings)
-    when = datetime.now(timezone.utc)
+    when = datetime.now(UTC)
     experiment = Experiment(project_id=project_id, preset=settings.preset, settings=settings.model_dump(mode="json"),
                             inputs=record_inputs(session, project_id, settings), status="created",
                             name=(name or f"{settings.preset} · {when:%Y-%m-%d %H:%M}")[:200])

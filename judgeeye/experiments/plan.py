@@ -18,15 +18,25 @@ from sqlalchemy.orm import Session
 from judgeeye.codebook import get_version, render_prompt_text, to_spec
 from judgeeye.engines import EngineConfig
 from judgeeye.experiments import stages as st
-from judgeeye.experiments.grid import StageDef, stages as grid_stages
+from judgeeye.experiments.grid import StageDef
+from judgeeye.experiments.grid import stages as grid_stages
 from judgeeye.experiments.launch import resolve, stage_rows
 from judgeeye.experiments.settings import ExperimentSettings
 from judgeeye.refine.settings import RefineSettings
-from judgeeye.training.plan import plan_stage
 from judgeeye.store import (
-    Candidate, Codebook, ExperimentStage, Item, Job, Prediction, Project, RaterRun, SamplingRun, TrainingMetric,
+    Candidate,
+    Codebook,
+    ExperimentStage,
+    Item,
+    Job,
+    Prediction,
+    Project,
+    RaterRun,
+    SamplingRun,
+    TrainingMetric,
     TrainingRun,
 )
+from judgeeye.training.plan import plan_stage
 
 #: rough guesses where nothing was measured yet: tokens processed (prompt and generated) per
 #: second by an engine, and tokens trained per second

@@ -14,7 +14,7 @@ import html
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -25,7 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.evaluate import dashboard
-from judgeeye.evaluate.compare import Comparison, GroupComparison, ItemMismatchError, significance_mark
+from judgeeye.evaluate.compare import (
+    Comparison,
+    GroupComparison,
+    ItemMismatchError,
+    significance_mark,
+)
 from judgeeye.evaluate.report import STYLE
 from judgeeye.evaluate.summary import RunSummary, summaries
 from judgeeye.experiments import grid
@@ -387,7 +392,7 @@ def render_html(report: ExperimentReport) -> str:
              f"<p class='note'>{esc(report.project)} · preset {esc(report.preset)} · "
              f"{esc(STATUS_WORDS.get(report.status, report.status))} · created {report.created:%Y-%m-%d %H:%M} UTC"
              + (f" · finished {report.finished:%Y-%m-%d %H:%M} UTC" if report.finished else "")
-             + f" · report generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by JudgeEye</p>"]
+             + f" · report generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by JudgeEye</p>"]
     parts.append("<h2>Verdicts</h2><ul>" + "".join(f"<li>{esc(v)}</li>" for v in text_lines(report)) + "</ul>"
                  if report.comparisons else "<h2>Verdicts</h2><p class='note'>No comparisons in this grid.</p>")
     parts.append("<h2>Raters on the test split</h2>")

@@ -15,23 +15,34 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from judgeeye.experiments import stages as st
 from judgeeye.experiments.grid import StageDef, stage_by_key
-from judgeeye.experiments.launch import codebook_record, experiment_settings, report_path, stage_rows
+from judgeeye.experiments.launch import (
+    codebook_record,
+    experiment_settings,
+    report_path,
+    stage_rows,
+)
 from judgeeye.jobs import JobCancelled, JobContext, take_run
-from judgeeye.store import Codebook, Experiment, ExperimentStage, session_scope, write_with_retry
+from judgeeye.store import (
+    Codebook,
+    Experiment,
+    ExperimentStage,
+    session_scope,
+    write_with_retry,
+)
 
 #: how often a stage's wall time is written while it runs (a kill loses at most this much)
 CLOCK_SECONDS = 5.0
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass

@@ -33,7 +33,15 @@ from judgeeye.jobs import ACTIVE, JobCancelled, JobContext, current_job
 from judgeeye.refine.settings import RefineSettings
 from judgeeye.sampling.runs import SamplingSettings, check_engine, create_run
 from judgeeye.store import (
-    Candidate, Codebook, ExperimentStage, Job, Prediction, RaterRun, SamplingRun, TrainingMetric, TrainingRun,
+    Candidate,
+    Codebook,
+    ExperimentStage,
+    Job,
+    Prediction,
+    RaterRun,
+    SamplingRun,
+    TrainingMetric,
+    TrainingRun,
 )
 from judgeeye.training.config import TrainingConfig
 from judgeeye.training.launch import create_training_run
@@ -446,8 +454,30 @@ def engine_label(kind: str, payload: dict[str, Any] | None) -> str | None:
     return None
 
 
-__all__ = ["Built", "Inputs", "RUN_MODELS", "StageNotReady", "adapter_of", "blackbox_engine", "build",
-           "cache_key", "check", "claim", "codebook_id", "engine_label", "execute", "execute_refine",
-           "find_reusable", "known_cost", "local_engine", "rater_spec", "refine_engine", "refined_version_of",
-           "require_traces",
-           "sampler_engine", "sampling_settings", "tokens", "training_config"]
+__all__ = [
+    "RUN_MODELS",
+    "Built",
+    "Inputs",
+    "StageNotReady",
+    "adapter_of",
+    "blackbox_engine",
+    "build",
+    "cache_key",
+    "check",
+    "claim",
+    "codebook_id",
+    "engine_label",
+    "execute",
+    "execute_refine",
+    "find_reusable",
+    "known_cost",
+    "local_engine",
+    "rater_spec",
+    "refine_engine",
+    "refined_version_of",
+    "require_traces",
+    "sampler_engine",
+    "sampling_settings",
+    "tokens",
+    "training_config",
+]

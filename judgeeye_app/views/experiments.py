@@ -15,20 +15,38 @@ from pydantic import BaseModel
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown
-from judgeeye.engines import EngineConfig
 from judgeeye.experiments import PRESET_HELP, ExperimentSettings, cli_command
 from judgeeye.experiments.grid import raters as grid_raters
-from judgeeye.experiments.launch import latest_job, launch_experiment, list_experiments, resume_experiment, stage_rows
+from judgeeye.experiments.launch import (
+    latest_job,
+    launch_experiment,
+    list_experiments,
+    resume_experiment,
+    stage_rows,
+)
 from judgeeye.experiments.plan import plan_experiment
 from judgeeye.experiments.report import (
-    STATUS_WORDS, build_report, comparison_table, duration, group_tables, inputs_table, rater_table, render_html,
+    STATUS_WORDS,
+    build_report,
+    comparison_table,
+    duration,
+    group_tables,
+    inputs_table,
+    rater_table,
+    render_html,
     stage_table,
 )
 from judgeeye.experiments.stages import REFINE_PERSONAL, SET_BY_THE_EXPERIMENT
 from judgeeye.jobs import reconcile
 from judgeeye.refine.settings import RefineSettings
 from judgeeye.sampling import SamplingSettings
-from judgeeye.settings_fields import SettingField, nest, setting_field, setting_fields, value_in
+from judgeeye.settings_fields import (
+    SettingField,
+    nest,
+    setting_field,
+    setting_fields,
+    value_in,
+)
 from judgeeye.store import Experiment, session_scope
 from judgeeye.training import TrainingConfig
 from judgeeye_app.ui.access import require_page
@@ -37,7 +55,13 @@ from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.engine_picker import engine_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
-from judgeeye_app.ui.settings_form import field_widget, fill, help_text, problem, settings_form
+from judgeeye_app.ui.settings_form import (
+    field_widget,
+    fill,
+    help_text,
+    problem,
+    settings_form,
+)
 
 actor = require_page("experiments")  # every page checks the session itself
 
