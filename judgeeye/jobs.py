@@ -41,6 +41,7 @@ HANDLERS: dict[str, str] = {
     "refine": "judgeeye.refine.runner:run_refine_job",
     "evaluate": "judgeeye.evaluate.runner:run_evaluate_job",
     "train": "judgeeye.training.runner:run_training_job",
+    "experiment": "judgeeye.experiments.runner:run_experiment_job",
 }
 
 
@@ -282,9 +283,9 @@ def run_status(run_status: str, job_status: str | None) -> str:
 
 def _interrupt_runs(session: Session, job_id: int) -> None:
     """The run a dead job was working shows as failed too (its rows stay; resuming continues)."""
-    from judgeeye.store import RaterRun, SamplingRun, TrainingRun
+    from judgeeye.store import Experiment, RaterRun, SamplingRun, TrainingRun
 
-    for model in (SamplingRun, RaterRun, TrainingRun):
+    for model in (SamplingRun, RaterRun, TrainingRun, Experiment):
         for run in session.scalars(select(model).where(model.job_id == job_id,
                                                        model.status.in_(("running", "evaluating")))).all():
             run.status = "failed"

@@ -57,6 +57,7 @@ def pages_for(role: str) -> dict[str, list]:
         ],
         "Evaluate": [
             st.Page(VIEWS / "agreement.py", title="Agreement", icon=":material/monitoring:"),
+            st.Page(VIEWS / "experiments.py", title="Experiments", icon=":material/science:"),
         ],
         "Models": [
             st.Page(VIEWS / "train.py", title="Train", icon=":material/model_training:"),

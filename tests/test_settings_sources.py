@@ -21,6 +21,7 @@ from judgeeye.cli import app
 from judgeeye.display import escape_markdown
 from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
 from judgeeye.evaluate import RaterSpec
+from judgeeye.experiments import ExperimentSettings, Protocol
 from judgeeye.refine.settings import RefineSettings
 from judgeeye.sampling import SamplingSettings, preset_settings
 from judgeeye.settings_fields import SettingField, setting_field, setting_fields
@@ -31,7 +32,7 @@ from apptest_login import app_as
 REPO = Path(__file__).resolve().parents[1]
 #: every settings model whose fields become options or widgets
 MODELS: list[type[BaseModel]] = [TrainingConfig, SamplingSettings, RefineSettings, RaterSpec, TransformersConfig,
-                                 OpenAIConfig, VLLMConfig]
+                                 OpenAIConfig, VLLMConfig, ExperimentSettings]
 ENGINES: list[type[BaseModel]] = [TransformersConfig, OpenAIConfig, VLLMConfig]
 #: the commands built from the models: (words, the models whose fields they take)
 COMMANDS: list[tuple[list[str], list[type[BaseModel]]]] = [
@@ -41,6 +42,7 @@ COMMANDS: list[tuple[list[str], list[type[BaseModel]]]] = [
     (["sample"], [SamplingSettings, *ENGINES]),
     (["refine", "compare"], [RaterSpec]),
     (["refine", "feedback"], ENGINES),
+    (["experiment", "run"], [ExperimentSettings, Protocol, OpenAIConfig]),
 ]
 
 
@@ -53,11 +55,12 @@ def _command(words: list[str]) -> Any:
 
 
 def _callback(words: list[str]) -> Any:
-    from judgeeye.cli import evaluate_cmd, refine_cmd, sample_cmd, train_cmd
+    from judgeeye.cli import evaluate_cmd, experiment_cmd, refine_cmd, sample_cmd, train_cmd
 
     return {"train": train_cmd.train, "evaluate": evaluate_cmd.evaluate, "refine": refine_cmd.refine,
             "sample": sample_cmd.sample,
-            "refine compare": refine_cmd.compare, "refine feedback": refine_cmd.feedback}[" ".join(words)]
+            "refine compare": refine_cmd.compare, "refine feedback": refine_cmd.feedback,
+            "experiment run": experiment_cmd.experiment_run}[" ".join(words)]
 
 
 def _shown(field: SettingField, value: Any) -> str:
@@ -137,8 +140,10 @@ def _all_forms() -> None:
     from judgeeye.training import TrainingConfig
     from judgeeye_app.ui.settings_form import settings_form
 
+    from judgeeye.experiments import ExperimentSettings
+
     for model in (TrainingConfig, SamplingSettings, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig,
-                  VLLMConfig):
+                  VLLMConfig, ExperimentSettings):
         settings_form(model, None, prefix=f"{model.__name__}:", more=None)
 
 
@@ -186,7 +191,7 @@ def _form_checks(at: AppTest, prefix: str, model: type[BaseModel], values: BaseM
         path = key.removeprefix(prefix) if key.startswith(prefix) else None
         try:
             field = setting_field(model, path) if path else None
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, AttributeError):  # (AttributeError: a path into a dict of settings)
             field = None
         if field is None:
             continue
@@ -267,3 +272,28 @@ def test_the_sample_form_is_the_models_under_its_preset(store_url: str) -> None:
     assert not _unchecked_inputs(at, ("s_",), checked, {"s_codebook", "s_run_pick", "s_item"})  # + the Runs tab
     at.radio(key="s_preset").set_value("paper").run()
     assert _form_checks(at, "s_", SamplingSettings, SamplingSettings()) >= {"s_k", "s_max_tokens", "s_limit"}
+
+
+def test_the_experiment_forms_are_the_models(store_url: str, tmp_path: Path) -> None:
+    """The Experiments page: the experiment's own fields, and each stage's settings under the
+    preset (the fields the experiment sets itself are not offered)."""
+    from training_data import make_tiny_project
+
+    make_tiny_project(tmp_path)
+    at = app_as("lead", page="judgeeye_app/views/experiments.py")
+    assert not at.exception, at.exception
+    for name in ("paper", "quick"):
+        if name != "paper":
+            at.selectbox(key="x_preset").set_value(name).run()
+            assert not at.exception, at.exception
+        preset = ExperimentSettings.from_preset(name)
+        checked = _form_checks(at, "x_", ExperimentSettings, preset)
+        assert {"x_preset", "x_base_model", "x_modes", "x_protocol.limit", "x_protocol.readout"} <= checked
+        for section, model in (("sampling", SamplingSettings), ("training", TrainingConfig),
+                               ("refine", RefineSettings)):
+            done = _form_checks(at, f"x_{section}.", model, model(**getattr(preset, section)))
+            assert done, section
+            checked |= done
+        assert {"x_sampling.k", "x_sampling.acceptance", "x_training.learning_rate", "x_refine.n_inst"} <= checked
+        assert not {"x_sampling.splits", "x_training.mode", "x_training.base_model", "x_refine.runs"} & checked
+        assert not _unchecked_inputs(at, ("x_",), checked, {"x_codebook_version", "x_n_blackbox", "x_own_sampler"})

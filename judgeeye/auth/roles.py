@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "export": frozenset({"lead", "admin"}),
     "evaluate": frozenset({"lead", "admin"}),  # start, resume or cancel rater runs
     "train": frozenset({"lead", "admin"}),  # start, stop or resume fine-tuning
+    "experiment": frozenset({"lead", "admin"}),  # start, stop or resume experiments (all of the above)
     "manage_users": frozenset({"admin"}),
 }
 
@@ -34,6 +35,7 @@ JOB_PERMISSIONS: dict[str, str] = {
     "evaluate": "evaluate",
     "train": "train",
     "refine": "edit_codebook",
+    "experiment": "experiment",
 }
 DEFAULT_JOB_PERMISSION = "manage_users"
 
@@ -50,6 +52,7 @@ PAGE_PERMISSIONS: dict[str, str] = {
     "train": "train",
     "assignments": "manage_rounds",
     "agreement": "see_dashboards",
+    "experiments": "experiment",
     "users": "manage_users",
 }
 DEFAULT_PAGE_PERMISSION = "see_dashboards"

@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from judgeeye.cli.codebook_cmd import codebook_app
 from judgeeye.cli.refine_cmd import refine_app
 from judgeeye.cli.evaluate_cmd import evaluate
+from judgeeye.cli.experiment_cmd import experiment_app
 from judgeeye.cli.jobs_cmd import jobs_app
 from judgeeye.cli.sample_cmd import runs_app, sample
 from judgeeye.cli.train_cmd import train_app
@@ -81,6 +82,7 @@ app.add_typer(train_app, name="train")
 app.command("evaluate")(evaluate)
 app.add_typer(users_app, name="users")
 app.add_typer(review_app, name="review")
+app.add_typer(experiment_app, name="experiment")
 
 def _parse_named(values: list[str] | None) -> dict[str, str]:
     """`NAME=COLUMN` or `COLUMN` (the column's own name) pairs, in order."""

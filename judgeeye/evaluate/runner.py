@@ -153,7 +153,7 @@ class PredictionWriter:
                                  [(pending.messages, pending.prompt_text)], [completion])[0]
         return dict(rater_run_id=self.run_id, item_id=pending.item_id, reasoning=completion.reasoning,
                     answer=completion.answer, rating=rated.rating, score_dist=rated.dist, parse_ok=rated.parse_ok,
-                    completion_tokens=completion.completion_tokens)
+                    prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
 
     def write(self, pending: Pending, completion: Completion, progress: Progress) -> bool:
         if completion.finish_reason == "error":

@@ -123,6 +123,13 @@ def default_preset(engine: EngineConfig) -> str:
     return "embedded demo" if engine.kind == "transformers" and engine.model == EMBEDDED_MODEL else "paper"
 
 
+def check_engine(settings: SamplingSettings, engine: EngineConfig) -> None:
+    """Refuse settings the engine cannot work (ValueError saying what to use instead)."""
+    if settings.acceptance == "forced_cue" and engine.kind != "transformers":
+        raise ValueError("forced cue reads token probabilities after the answer cue, which an OpenAI-compatible "
+                         "server does not give: use the written acceptance mode with this engine")
+
+
 def create_run(
     session: Session,
     project_id: int,
@@ -137,9 +144,7 @@ def create_run(
     codebook = get_version(session, project_id, codebook_version) if codebook_version else current_version(session, project_id)
     if codebook is None:
         raise LookupError(f"project {project.name!r} has no codebook; import one first")
-    if settings.acceptance == "forced_cue" and engine.kind != "transformers":
-        raise ValueError("forced cue reads token probabilities after the answer cue, which an OpenAI-compatible "
-                         "server does not give: use the written acceptance mode with this engine")
+    check_engine(settings, engine)
     if settings.seed is None:  # recorded, so the run can be repeated
         settings = settings.model_copy(update={"seed": secrets.randbelow(2**31)})
     run = SamplingRun(

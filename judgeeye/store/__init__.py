@@ -22,6 +22,8 @@ from judgeeye.store.models import (
     Codebook,
     Critique,
     CritiqueMap,
+    Experiment,
+    ExperimentStage,
     Item,
     Job,
     Prediction,
@@ -40,7 +42,7 @@ from judgeeye.store.models import (
 
 __all__ = [
     "Adjudication", "ReviewAssignment", "ReviewRound", "ReviewTask",
-    "Annotator", "Base", "Candidate", "Codebook", "Critique", "CritiqueMap", "Item", "Job", "Prediction",
+    "Annotator", "Base", "Candidate", "Codebook", "Critique", "CritiqueMap", "Experiment", "ExperimentStage", "Item", "Job", "Prediction",
     "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "StatsCache", "TrainingMetric",
     "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "read_scope", "redact_url",
     "session_scope", "upgrade_schema", "StoreNotFound", "store_exists", "store_location",

@@ -343,6 +343,9 @@ class Prediction(Base):
     rating: Mapped[float | None] = mapped_column(Float, nullable=True)
     score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: prompt tokens of the request (what an API rater is billed for besides the completion);
+    #: None for predictions written before this was recorded
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -423,3 +426,60 @@ class StatsCache(Base):
     fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Experiment(Base):
+    """The paper's protocol on one project as one resumable run: a grid of stages (sampling,
+    refinement, training, rater runs) and the report comparing the raters it produced."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (Index("ix_experiment_project", "project_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    preset: Mapped[str] = mapped_column(String(40))
+    #: the resolved settings (judgeeye.experiments.settings.ExperimentSettings)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: every input another machine needs to rerun it: dataset version, split, codebooks, engines, seeds
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # created, running, completed, failed, cancelled
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExperimentStage(Base):
+    """One cell of an experiment's grid and the run that does it (``run_id`` points into the
+    table its ``kind`` names: sampling_run, training_run, rater_run, or codebook for a
+    refinement). Created with the experiment; the run id is written in the same transaction
+    that creates the run, so a killed experiment never loses or doubles one."""
+
+    __tablename__ = "experiment_stage"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "key"),
+        Index("ix_experiment_stage_run", "kind", "run_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(20))  # sample | refine | train | rate
+    #: sha256 of the settings that decide the run's output (``payload``); equal keys reuse a run
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # pending, running, done, failed, skipped
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    #: wall time this stage's run cost (for a reused run: what it cost when it was made)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: tokens the run processed (prompts and completions; trained tokens for a training run)
+    tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: tokens it generated (completions)
+    generated_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: experiment jobs that worked this stage, oldest first
+    jobs: Mapped[list[Any]] = mapped_column(default=list)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Trainer log keys stored as metrics, and their stored names
 LOGGED = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm", "ce": "ce", "raft_mse": "raft_mse",
-          "mean_token_accuracy": "token_accuracy"}
+          "mean_token_accuracy": "token_accuracy", "num_tokens": "num_tokens"}
 
 
 def is_main_process() -> bool:

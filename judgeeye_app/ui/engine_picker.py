@@ -8,7 +8,7 @@ of its variable (:mod:`judgeeye_app.ui.keys`), never the key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
@@ -37,13 +37,15 @@ CONFIGS: dict[str, type[EngineConfig]] = {"embedded": TransformersConfig, "hf": 
 _VLLM = ["adapter", "batch_size", "gpu_memory_utilization", "max_model_len", "tensor_parallel_size", "dtype"]
 
 
-def engine_picker(prefix: str, *, adapter: bool = True,
-                  on_change: Callable[[], None] | None = None) -> EngineConfig | None:
+def engine_picker(prefix: str, *, adapter: bool = True, on_change: Callable[[], None] | None = None,
+                  kinds: Sequence[str] | None = None) -> EngineConfig | None:
     """The engine chosen, or None (and a line saying what is missing) while it is incomplete.
     ``prefix`` keys its widgets (the kind's radio is ``{prefix}engine``); ``adapter``: offer a
-    LoRA adapter (a rater, not a refiner); ``on_change``: called when the kind changes."""
-    kind = st.radio("Engine", list(KINDS), format_func=KINDS.get, key=f"{prefix}engine", horizontal=True,
-                    on_change=on_change)
+    LoRA adapter (a rater, not a refiner); ``on_change``: called when the kind changes;
+    ``kinds``: the kinds offered (default: all; one kind: no choice is drawn)."""
+    offered = list(kinds or KINDS)
+    kind = offered[0] if len(offered) == 1 else st.radio(
+        "Engine", offered, format_func=KINDS.get, key=f"{prefix}engine", horizontal=True, on_change=on_change)
     key = f"{prefix}{kind}_"
     if kind == "openai":
         return _openai(key)
