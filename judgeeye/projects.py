@@ -21,6 +21,8 @@ from judgeeye.datasets import (
     ParsedDataset,
     SplitRule,
     import_dataset,
+)
+from judgeeye.datasets import (
     load_builtin as load_builtin_dataset,
 )
 from judgeeye.store import (

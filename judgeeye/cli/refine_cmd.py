@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -41,10 +41,10 @@ REFINE_ENGINE = {name: option for name, option in ENGINE_FIELDS.items() if name 
 @engine_options("engine", fields=REFINE_ENGINE)
 def refine(
     ctx: typer.Context,
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None,
     engine: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
-    resume: Annotated[Optional[int], typer.Option(help="Resume this failed or cancelled refinement job.")] = None,
+    resume: Annotated[int | None, typer.Option(help="Resume this failed or cancelled refinement job.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
     """Refine the codebook: `judgeeye refine --project P --mode both`."""

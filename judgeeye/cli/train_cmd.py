@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import select
@@ -40,12 +40,12 @@ TRAIN_OPTIONS: dict[str, str | None] = {
 @settings_options(TrainingConfig, TRAIN_OPTIONS, dest="values", presets=PRESETS)
 def train(
     ctx: typer.Context,
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None,
     values: dict[str, Any] | None = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the plan (rows, optimizer steps, warm-up, validations) as JSON and start nothing; "
                           "exit status 2 when the plan is refused.")] = False,
-    resume: Annotated[Optional[int], typer.Option(help="Continue this training run from its last checkpoint.")] = None,
+    resume: Annotated[int | None, typer.Option(help="Continue this training run from its last checkpoint.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
     """Fine-tune a rater on the project's reasoning dataset; then evaluate it on the test split.
@@ -121,7 +121,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 @train_app.command("list")
-def train_list(project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")] = None) -> None:
+def train_list(project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None) -> None:
     """Training runs with their best validation τ and test metrics."""
     from judgeeye.projects import find_project
     from judgeeye.training import TrainingConfig

@@ -289,7 +289,7 @@ class OpenAIEngine(Engine):
         if http is not None and loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(http.aclose(), loop).result(timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not fail
+            except Exception:  # closing must not fail
                 pass
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
@@ -302,7 +302,7 @@ class OpenAIEngine(Engine):
             loop = self._loop
             if loop is not None and loop.is_running():
                 loop.call_soon_threadsafe(loop.stop)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     # ------------------------------------------------------------------ plumbing
@@ -358,7 +358,7 @@ class OpenAIEngine(Engine):
                 completions = await self._complete(clients, req, mine)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one request must never sink the call
+            except Exception as exc:  # one request must never sink the call
                 log.exception("openai engine: unexpected failure on request %d", i)
                 message = clients.redact(f"internal error: {type(exc).__name__}: {exc}")
                 completions = [self._error(message, 0) for _ in range(req.n)]
@@ -523,7 +523,7 @@ def _status_detail(exc: openai.APIStatusError) -> str:
     else:
         try:
             text = exc.response.text
-        except Exception:  # noqa: BLE001 - a body that cannot be read has no detail
+        except Exception:  # a body that cannot be read has no detail
             text = ""
     text = " ".join(text.split())
     return text[:300] + ("..." if len(text) > 300 else "")

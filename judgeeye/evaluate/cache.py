@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -53,7 +53,7 @@ def read(session: Session, key: str, fingerprint: dict[str, Any]) -> dict[str, A
 def write(session: Session, key: str, fingerprint: dict[str, Any], payload: dict[str, Any]) -> None:
     """Store (or replace) a payload; two writers racing on one key both succeed (last one wins)."""
     values = {"key": key, "fingerprint": to_json(fingerprint), "payload": to_json(payload),
-              "updated_at": datetime.now(timezone.utc)}
+              "updated_at": datetime.now(UTC)}
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
         module = sqlite if dialect == "sqlite" else postgresql

@@ -120,8 +120,9 @@ def _float(value: object, key: str) -> float:
 
 #: the spec's fields a rater's keys (or the command's options) may set, and how each is read;
 #: the ones not given keep RaterSpec's defaults
-_SPEC_KEYS: dict[str, Callable[[object, str], object]] = {"readout": _str, "temperature": _float, "top_p": _float, "max_tokens": _int, "seed": _int,
-              "limit": _int}
+_SPEC_KEYS: dict[str, Callable[[object, str], object]] = {
+    "readout": _str, "temperature": _float, "top_p": _float, "max_tokens": _int, "seed": _int, "limit": _int,
+}
 
 
 def create_rater_run(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 from plotly.offline import get_plotlyjs
@@ -274,7 +274,7 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
     esc = html.escape
     parts.append(f"<h1>Agreement report: {esc(project.name)}</h1>")
     parts.append(_p(f"{project.task} · {project.dimension} · scale {project.scale_min}–{project.scale_max} · "
-                    f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by JudgeEye"))
+                    f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by JudgeEye"))
 
     parts.append("<h2>Rater runs</h2>")
     table = dashboard.run_table(session, project_id, runs)

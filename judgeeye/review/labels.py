@@ -126,7 +126,8 @@ def submitted_reviews(session: Session, project_id: int) -> list[Review]:
         .order_by(Selection.item_id, Selection.annotator_id)
     ).all()
     round_ids = {r.round_id for r in rows if r.round_id is not None}
-    rounds = {r.id: r for r in session.scalars(select(ReviewRound).where(ReviewRound.id.in_(round_ids))).all()} if round_ids else {}
+    rounds = ({r.id: r for r in session.scalars(select(ReviewRound).where(ReviewRound.id.in_(round_ids))).all()}
+              if round_ids else {})
     positions = shown_positions(session, rounds.values(), project_id=project_id)
     outside = _positions_outside_rounds(session, project_id, set(rounds)) \
         if any(r.round_id not in rounds and r.candidate_id is not None for r in rows) else {}

@@ -10,7 +10,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import and_, func, or_, select
@@ -44,7 +44,7 @@ AGREEMENT_NOTE = ("Agreement compares the trace each reviewer chose (an edit cou
 def start_of_today(now: datetime | None = None) -> datetime:
     """Midnight of the server's local day, in UTC."""
     local = (now or now_utc()).astimezone()
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 
 def pace_per_hour(times: Sequence[datetime]) -> float:

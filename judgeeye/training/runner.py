@@ -28,9 +28,9 @@ from __future__ import annotations
 import gc
 import json
 import os
-from functools import partial
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,14 @@ from sqlalchemy.orm import Session
 from judgeeye.codebook import CodebookSpec, current_version, get_version, to_spec
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.store import (
-    Codebook, Item, Project, RaterRun, TrainingMetric, TrainingRun, session_scope, write_with_retry,
+    Codebook,
+    Item,
+    Project,
+    RaterRun,
+    TrainingMetric,
+    TrainingRun,
+    session_scope,
+    write_with_retry,
 )
 from judgeeye.training.callbacks import (
     BestState,
@@ -53,7 +60,6 @@ from judgeeye.training.callbacks import (
     write_metrics,
 )
 from judgeeye.training.config import TrainingConfig
-from judgeeye.training.launch import run_dir
 from judgeeye.training.data import (
     ReasonRow,
     TrainingDataError,
@@ -62,6 +68,7 @@ from judgeeye.training.data import (
     load_reason_rows,
     rows_to_json,
 )
+from judgeeye.training.launch import run_dir
 from judgeeye.training.plan import StagePlan, TrainingPlan, plan_stage
 
 TEST_METRICS = ("tau", "icc3", "mse")
@@ -299,7 +306,7 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
         r.progress(frac, f"{stage}: step {step}/{max_steps} · best validation τ {shown}")
 
     control = JobControl(r.cancelled, progress)
-    callbacks = [StoreMetrics(r.run_id, prefix), validation, control] if r.val_items else [StoreMetrics(r.run_id, prefix), control]
+    callbacks = [StoreMetrics(r.run_id, prefix), *([validation] if r.val_items else []), control]
     if not r.val_items:
         r.log("no validation items: no early stopping; the last step's adapter is kept")
     if r.cancelled():  # stopped while loading: nothing trained in this job, nothing to save
@@ -342,8 +349,8 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     """D_self: one trace per gold training item sampled from the stage-1 model, paired with the
     gold label (the rating it wrote is discarded). Resumable: traces already written are kept.
     None when stopped by a cancel."""
-    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.codebook import render_prompt, render_prompt_text
+    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.ratings import parse_rating, trace_text
 
     cfg = r.config

@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from judgeeye.display import escape_markdown
 from judgeeye.auth import Actor, UserError, authenticate, page_permission, refresh_actor, set_password, user_for_identity
+from judgeeye.display import escape_markdown
 from judgeeye.store import read_scope, session_scope
 
 SESSION_KEY = "judgeeye_user"

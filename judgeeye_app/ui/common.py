@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from judgeeye.store import Project, read_scope
 from judgeeye.store.retry import StoreBusyError, busy_message, is_transient

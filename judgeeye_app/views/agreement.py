@@ -8,8 +8,7 @@ import streamlit as st
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown, snippet
-from judgeeye.evaluate import RaterSpec, significance_mark
-from judgeeye.evaluate import charts, dashboard
+from judgeeye.evaluate import RaterSpec, charts, dashboard, significance_mark
 from judgeeye.evaluate.compare import ItemMismatchError
 from judgeeye.evaluate.launch import active_runs, cli_command, latest_job, launch_rater_run, resume_rater_run
 from judgeeye.evaluate.report import (
@@ -36,9 +35,9 @@ from judgeeye.evaluate.report import (
 from judgeeye.jobs import reconcile
 from judgeeye.review.stats import agreement_rows, progress_view
 from judgeeye.store import session_scope
-from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
+from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.engine_picker import engine_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
-from pydantic import ValidationError
 import streamlit as st
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from judgeeye.codebook import list_builtin, load_builtin
@@ -19,10 +19,12 @@ from judgeeye.datasets import (
     GoldRule,
     SplitRule,
     apply_gold,
-    load_builtin as load_dataset,
     preview,
     read_source,
     read_table,
+)
+from judgeeye.datasets import (
+    load_builtin as load_dataset,
 )
 from judgeeye.datasets.gold import STATUS_TEXT
 from judgeeye.datasets.values import fmt_number
@@ -30,8 +32,8 @@ from judgeeye.display import escape_markdown
 from judgeeye.projects import SAMPLE_FILE, builtin_codebook_for, import_with_codebook
 from judgeeye.store import Item, read_scope, session_scope
 from judgeeye.uploads import list_uploads, save_upload, upload_name
-from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
+from judgeeye_app.ui.common import project_picker
 
 actor = require_page("data")  # every page checks the session itself (see pages/access.py)
 

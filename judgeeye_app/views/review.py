@@ -16,6 +16,7 @@ from judgeeye.display import escape_markdown
 from judgeeye.review import (
     ItemView,
     ReviewError,
+    TraceView,
     choose,
     following_item,
     history,

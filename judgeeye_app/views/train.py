@@ -15,7 +15,14 @@ from judgeeye.settings_fields import SettingField, nest, setting_field
 from judgeeye.store import TrainingRun, session_scope
 from judgeeye.training import TrainingConfig, cli_command
 from judgeeye.training.launch import (
-    latest_job, launch_training, metrics_of, resume_point, resume_training, run_rows, tau_text, trace_sources,
+    latest_job,
+    launch_training,
+    metrics_of,
+    resume_point,
+    resume_training,
+    run_rows,
+    tau_text,
+    trace_sources,
 )
 from judgeeye.training.plan import TrainingPlan, plan_training
 from judgeeye_app.ui.access import require_page
