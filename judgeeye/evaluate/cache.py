@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -90,4 +90,5 @@ def drop(session: Session, prefix: str) -> int:
     """Forget every entry whose key starts with ``prefix`` (tests, benchmarks' cold runs)."""
     from sqlalchemy import delete
 
-    return session.execute(delete(StatsCache).where(StatsCache.key.like(f"{prefix}%"))).rowcount or 0
+    result = cast(CursorResult, session.execute(delete(StatsCache).where(StatsCache.key.like(f"{prefix}%"))))
+    return result.rowcount or 0

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,6 +41,9 @@ from judgeeye.review.labels import NONE, outcome_key
 from judgeeye.review.traces import split_trace
 from judgeeye.spreadsheet import spreadsheet_safe, write_csv  # noqa: F401 - spreadsheet_safe re-exported
 from judgeeye.store import Annotator, Candidate, Codebook, Item, Project, ReviewRound, SamplingRun, Selection
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = ("jsonl", "parquet", "hf", "csv")
 DEFAULT_FORMATS = ("jsonl", "parquet", "hf")
@@ -261,7 +264,7 @@ def write_rows(rows: list[dict[str, Any]], out_dir: Path, formats: Sequence[str]
     return files
 
 
-def _schema(rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def _schema(rows: list[dict[str, Any]]) -> pa.Schema:
     """An explicit Arrow schema, so empty or sparse exports get the same columns and types."""
     import pyarrow as pa
 
