@@ -63,7 +63,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
@@ -78,6 +78,9 @@ from judgeeye.engines.base import (
     SamplingParams,
 )
 from judgeeye.ratings import split_reasoning
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = logging.getLogger(__name__)
 
@@ -415,15 +418,19 @@ class OpenAIEngine(Engine):
             client = clients.with_retries(max_retries - used)
             try:
                 async with self._semaphore:
+                    limit = self.config.max_tokens_param
                     raw = await client.chat.completions.with_raw_response.create(
-                        messages=messages,  # type: ignore[arg-type]
-                        model=self._model,  # type: ignore[arg-type]
+                        messages=cast("list[ChatCompletionMessageParam]", messages),  # role/content dicts
+                        # or omit, for a one-model server (AUTO_MODELS): the SDK leaves it out of the
+                        # body, though its types require a model
+                        model=cast(str, self._model),
                         n=n if n != 1 else openai.omit,
                         temperature=params.temperature,
                         top_p=params.top_p,
                         seed=params.seed + seed_offset if params.seed is not None else openai.omit,
                         extra_body=self.config.extra_body or None,
-                        **{self.config.max_tokens_param: params.max_tokens},
+                        max_tokens=params.max_tokens if limit == "max_tokens" else openai.omit,
+                        max_completion_tokens=params.max_tokens if limit == "max_completion_tokens" else openai.omit,
                     )
             except openai.APIError as exc:
                 tries = used + 1 + _retries_taken(exc)
