@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from judgeeye.cli.common import echo_table, user_errors
 from judgeeye.store import session_scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from judgeeye.codebook import CodebookSpec
+    from judgeeye.store import Codebook, Project
 
 codebook_app = typer.Typer(help="Show, export, import and diff codebook versions.", no_args_is_help=True)
 
@@ -16,7 +22,7 @@ ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name o
 VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="Version (default: current).")]
 
 
-def _spec(session, project_ref: str, version: int | None):  # type: ignore[no-untyped-def]
+def _spec(session: Session, project_ref: str, version: int | None) -> tuple[Project, Codebook, CodebookSpec]:
     from judgeeye.codebook import CodebookNotFoundError, current_version, get_version, to_spec
     from judgeeye.projects import find_project
 
@@ -46,7 +52,7 @@ def list_cmd(project: ProjectOpt) -> None:
 
     with user_errors(), session_scope() as session:
         p = find_project(session, project)
-        by_id = {}
+        by_id: dict[int | None, int] = {}
         rows = []
         for v in list_versions(session, p.id):
             by_id[v.id] = v.version

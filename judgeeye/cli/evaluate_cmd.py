@@ -172,7 +172,7 @@ def evaluate(
     failed = False
     for run_id, job_id in zip(run_ids[len(run_ids) - len(job_ids):], job_ids):
         with session_scope() as session:
-            log_path = session.get(Job, job_id).log_path
+            log_path = session.get_one(Job, job_id).log_path
         if background:
             typer.echo(f"rater run {run_id}: job {job_id} {start_in_background(job_id)}; log {log_path}")
         else:

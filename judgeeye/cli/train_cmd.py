@@ -101,7 +101,9 @@ def train(
         from accelerate.utils import broadcast_object_list
 
         ids = broadcast_object_list(ids)
-    run_id, job_id = int(ids[0]), int(ids[1])
+    first, second = ids
+    assert first is not None and second is not None  # set above, or received from the main process
+    run_id, job_id = int(first), int(second)
     if not main:  # the other processes of an accelerate launch: train, write nothing
         from judgeeye.training.runner import execute_training
 
@@ -165,7 +167,7 @@ def _print_run(run_id: int) -> None:
                    f"({plan.steps_per_epoch} per epoch), warm-up {plan.warmup_steps}, {plan.evaluations} validations "
                    f"every {plan.eval_steps} steps, patience {plan.patience} steps")
     typer.echo(f"  adapter: {adapter or '—'}   (folder {run_dir(run_id)})")
-    val = {name: dict(points) for name, points in metrics.items()}
+    val: dict[str, dict[int | None, float]] = {name: dict(points) for name, points in metrics.items()}
     shown = tau_text(best, val.get("val_n", {}).get(best_step), val.get("val_parse_failures", {}).get(best_step))
     typer.echo(f"  best validation τ {shown} at step {best_step if best_step is not None else '—'}")
     for name in ("loss", "ce", "raft_mse", "lr", "val_tau", "stage1/loss", "stage1/raft_mse", "stage1/val_tau"):
