@@ -29,7 +29,8 @@ def oidc_configured() -> bool:
 def _oidc_identity() -> tuple[str | None, str | None] | None:
     if not oidc_configured() or not st.user.is_logged_in:
         return None
-    return st.user.get("email"), st.user.get("name")
+    email, name = st.user.get("email"), st.user.get("name")  # claims: text, when the provider sends them
+    return (email if isinstance(email, str) else None), (name if isinstance(name, str) else None)
 
 
 def current_actor() -> Actor | None:

@@ -35,6 +35,14 @@ def project_picker(label: str = "Project") -> Project | None:
     return chosen
 
 
+def require_project(label: str = "Project") -> Project:
+    """:func:`project_picker`; the page stops here while there is no project yet."""
+    project = project_picker(label)
+    if project is None:
+        st.stop()
+    return project
+
+
 def _picked() -> None:
     st.session_state["project_id"] = st.session_state["project_picker"]
 

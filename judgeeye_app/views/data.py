@@ -17,6 +17,7 @@ from judgeeye.datasets import (
     DatasetError,
     DatasetValidationError,
     GoldRule,
+    ParsedDataset,
     SplitRule,
     apply_gold,
     preview,
@@ -82,9 +83,13 @@ def _columns(path: str, mtime: float) -> list[str]:
 
 
 @st.cache_data(show_spinner="Validating…", max_entries=8)
-def _parse(path: str, mtime: float, loader: str | None, dimension: str | None, mapping_json: str | None):
+def _parse(path: str, mtime: float, loader: str | None, dimension: str | None,
+           mapping_json: str | None) -> ParsedDataset:
+    """The file read by a built-in loader for a dimension, or by a column mapping (JSON)."""
     if loader:
+        assert dimension is not None  # chosen with the loader
         return load_dataset(loader, path, dimension)
+    assert mapping_json is not None  # built when no loader is chosen
     return read_table(path, ColumnMapping.model_validate_json(mapping_json))
 
 
