@@ -56,6 +56,8 @@ class Answer:
 
 
 class GeneratedTokens(Protocol):
+    """One generated sequence (the transformers engine's TokenResult)."""
+
     ids: list[int]
     finish_reason: str
 
