@@ -40,8 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from llama_server import missing_reason, start_llama_server  # noqa: E402
-
 from judgeeye.codebook import load_builtin, render_prompt  # noqa: E402
 from judgeeye.datasets.loaders import load_hanna  # noqa: E402
 from judgeeye.engines import (  # noqa: E402
@@ -52,6 +50,7 @@ from judgeeye.engines import (  # noqa: E402
     SamplingParams,
     make_engine,
 )
+from llama_server import missing_reason, start_llama_server  # noqa: E402
 
 SAMPLE = REPO / "judgeeye" / "assets" / "sample" / "hanna_sample.csv"
 #: request-body fields that turn off llama.cpp's default sampler extras
@@ -191,8 +190,8 @@ def main() -> int:
             f"  ({med(name, 'seconds'):.1f} s per run)"
         )
     per_repeat = [
-        (o.traces_per_s / l.traces_per_s, o.tokens_per_s / l.tokens_per_s)
-        for o, l in zip(results["ours"], results["llama.cpp"], strict=True)
+        (o.traces_per_s / peer.traces_per_s, o.tokens_per_s / peer.tokens_per_s)
+        for o, peer in zip(results["ours"], results["llama.cpp"], strict=True)
     ]
     print(
         f"ratio ours / llama.cpp (median of per-repeat ratios): "

@@ -105,7 +105,7 @@ def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def main() -> None:  # noqa: C901 - one linear script
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--critiques", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -234,7 +234,6 @@ def main() -> None:  # noqa: C901 - one linear script
         rows.append(("projection: scikit-learn t-SNE, all dimensions (before)", wall, cpu))
 
     # ------------------------------------------------------------------ the job's step on a store, and the page
-    from judgeeye.auth import Actor
     from judgeeye.codebook import load_builtin
     from judgeeye.refine.representatives import group_critiques
     from judgeeye.store import Critique, Job, Project, session_scope

@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_throughput import CONFIGS  # noqa: E402
+from gpu_throughput import CONFIGS
 
 PEAK_BF16 = 989e12
 
@@ -70,9 +70,7 @@ def flops_per_token(model, rows: list[dict]) -> float:  # type: ignore[no-untype
 def run_setting(name: str, model_name: str, rows: list[dict], args: argparse.Namespace) -> dict:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
-    from trl import pack_dataset
+    from trl import SFTConfig, SFTTrainer, pack_dataset
 
     from judgeeye.training import TrainingConfig
     from judgeeye.training.plan import plan_stage
@@ -124,7 +122,7 @@ def run_setting(name: str, model_name: str, rows: list[dict], args: argparse.Nam
               "timed_steps": args.steps - args.warmup, "timed_tokens": tokens, "seconds": seconds,
               "gradient_checkpointing": bool(train_args.gradient_checkpointing), "packing": bool(train_args.packing),
               "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
-    del trainer, model
+    trainer = model = None  # free the GPU memory before the next setting (the Timer reads trainer)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -161,7 +159,7 @@ def main() -> None:
             r = run_setting(setting, model_name, rows, args)
             results.append(r)
             print(json.dumps(r), flush=True)
-    print(f"\n| model | setting | tokens/s | MFU | peak GiB | vs trl-defaults |\n|---|---|---:|---:|---:|---:|")
+    print("\n| model | setting | tokens/s | MFU | peak GiB | vs trl-defaults |\n|---|---|---:|---:|---:|---:|")
     for r in results:
         base = next((x for x in results if x["model"] == r["model"] and x["setting"] == "trl-defaults"), None)
         ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}×" if base else "—"

@@ -38,9 +38,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from fault_server import FaultServer  # noqa: E402
-from llama_server import missing_reason, start_llama_server  # noqa: E402
-
 from judgeeye.engines import Engine, GenerationRequest, OpenAIConfig, SamplingParams, make_engine  # noqa: E402
+from llama_server import missing_reason, start_llama_server  # noqa: E402
 
 #: the last commit whose judgeeye/engines/openai_engine.py is the hand-written httpx client
 BASELINE_REV = "256050e"

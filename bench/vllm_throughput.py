@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_throughput import CONFIGS  # noqa: E402  (stdlib-only at import time)
+from gpu_throughput import CONFIGS
 
 
 def model_dir(name: str) -> str:

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -352,7 +352,7 @@ def fleiss_kappa_from_labels(labels: Sequence[Sequence[Hashable]]) -> float:
         )
     cats: list[Hashable] = list(dict.fromkeys(v for r in rows for v in r))
     try:
-        cats = sorted(cats)  # type: ignore[type-var]
+        cats = sorted(cats)  # type: ignore[type-var]  # Hashable is not orderable; TypeError below
     except TypeError:
         pass  # mixed, unorderable labels: keep first-seen order
     pos = {c: i for i, c in enumerate(cats)}
@@ -530,7 +530,7 @@ def agreement_report(
     """
     g, p, n_missing = drop_missing(gold, pred)
     n = int(g.size)
-    report = dict(
+    report = AgreementReport(
         n=n,
         n_missing=n_missing,
         tau=kendall_tau(g, p),
@@ -555,12 +555,15 @@ def agreement_report(
             iccs.append(_boot_icc3(xy, w))
             mses.append(w @ sq / n)
         tau_all, icc_all = np.concatenate(taus), np.concatenate(iccs)
-        report["tau_ci"] = _percentile_ci(tau_all, confidence)
-        report["icc3_ci"] = _percentile_ci(icc_all, confidence)
-        report["mse_ci"] = _percentile_ci(np.concatenate(mses), confidence)
-        report["tau_degenerate"] = _undefined(tau_all)
-        report["icc3_degenerate"] = _undefined(icc_all)
-    return AgreementReport(**report)
+        report = replace(
+            report,
+            tau_ci=_percentile_ci(tau_all, confidence),
+            icc3_ci=_percentile_ci(icc_all, confidence),
+            mse_ci=_percentile_ci(np.concatenate(mses), confidence),
+            tau_degenerate=_undefined(tau_all),
+            icc3_degenerate=_undefined(icc_all),
+        )
+    return report
 
 
 # --------------------------------------------------------------------------- #
@@ -771,11 +774,9 @@ class InterRaterICC:
 def _matrix(m: ArrayLike, name: str) -> np.ndarray:
     try:
         x = np.asarray(m, dtype=float)
-    except TypeError:
-        x = np.array(
-            [[math.nan if _is_missing_scalar(v) else float(v) for v in row] for row in m],  # type: ignore[union-attr]
-            dtype=float,
-        )
+    except TypeError:  # None or pd.NA among the cells: m is a sequence of rows
+        rows = cast(Iterable[Iterable[Any]], m)
+        x = np.array([[math.nan if _is_missing_scalar(v) else float(v) for v in row] for row in rows], dtype=float)
     if x.ndim != 2:
         raise ValueError(f"{name} must be n_items x M raters, got shape {x.shape}")
     return _check_finite(x, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, can_see_page, require
@@ -21,6 +21,8 @@ from judgeeye.datasets import (
     ParsedDataset,
     SplitRule,
     import_dataset,
+)
+from judgeeye.datasets import (
     load_builtin as load_builtin_dataset,
 )
 from judgeeye.store import (
@@ -90,7 +92,7 @@ def find_project(session: Session, ref: str | int) -> Project:
     return project
 
 
-def _counts(session: Session, stmt) -> dict[int, int]:  # type: ignore[no-untyped-def]
+def _counts(session: Session, stmt: Select[int, int]) -> dict[int, int]:
     return {pid: n for pid, n in session.execute(stmt).all()}
 
 
@@ -122,6 +124,7 @@ def pipeline_status(session: Session, actor: Actor | None = None) -> list[Pipeli
         .where(Item.split.is_not(None))
         .group_by(Item.project_id, Item.split)
     ).all():
+        assert split is not None  # NULL splits are left out above
         rows[pid].splits[split] = n
     for pid, n in _counts(session, select(Codebook.project_id, func.count()).group_by(Codebook.project_id)).items():
         rows[pid].codebook_versions = n
@@ -161,10 +164,11 @@ def pipeline_status(session: Session, actor: Actor | None = None) -> list[Pipeli
     open_rounds = session.scalars(select(ReviewRound).where(ReviewRound.status == "open")).all()
     for rnd in open_rounds:
         rows[rnd.project_id].open_rounds += 1
-    for pid, kind in session.execute(
+    for job_project, kind in session.execute(
         select(Job.project_id, Job.kind).where(Job.status.in_(("queued", "running")), Job.project_id.is_not(None))
     ).all():
-        rows[pid].active_jobs.add(kind)
+        assert job_project is not None  # jobs without a project are left out above
+        rows[job_project].active_jobs.add(kind)
     if actor is not None and actor.id is not None:
         for rnd in open_rounds:
             if actor.id in (rnd.annotator_ids or []):

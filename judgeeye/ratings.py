@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "RatingParse",
@@ -254,8 +255,8 @@ def _tag_statement(answer: str, m: re.Match[str]) -> _Statement | None:
 
 def _label_statement(m: re.Match[str]) -> _Statement:
     if m.group("more") and not m.group("range"):
-        error = f"ambiguous rating: '{_shown(m.group('num') + m.group('more'))}' is not a single integer"
-        return _Statement(m.start(), m.end(), "label", None, error, m.group("den"), ambiguous=True)
+        ambiguous = f"ambiguous rating: '{_shown(m.group('num') + m.group('more'))}' is not a single integer"
+        return _Statement(m.start(), m.end(), "label", None, ambiguous, m.group("den"), ambiguous=True)
     value, error = _read_number(m.group("num"), m.group("range"))
     return _Statement(m.start(), m.end(), "label", value, error, m.group("den"))
 
@@ -450,7 +451,7 @@ def parse_rating(
         if skipped:
             error += f" (ignored {skipped} rating statement(s) copied from the prompt)"
         return RatingParse(None, False, error)
-    where = {"start": st.start, "end": st.end, "format": st.format}
+    where: dict[str, Any] = {"start": st.start, "end": st.end, "format": st.format}
     if st.value is None or st.error:
         return RatingParse(None, False, st.error, ambiguous=st.ambiguous, **where)
     if st.den is not None and st.den.lstrip("0") != str(scale_max):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from pydantic import BaseModel
@@ -93,7 +93,7 @@ def _option(field: SettingField, decl: str | None, presets: Mapping[str, Mapping
     if field.kind in ("int", "float"):
         kwargs.update({k: v for k, v in zip(("min", "max"), field.limits()) if v is not None})
     if field.kind == "list":
-        python = list[python]  # type: ignore[valid-type]
+        python = list[python]
     return Annotated[python | None, typer.Option(*decl.split(" "), **kwargs)]
 
 
@@ -123,10 +123,11 @@ def _add_options(func: F, dest: str, options: Mapping[str, Any], collect: Callab
         kwargs[dest] = collect({name: kwargs.pop(name) for name in options})
         return func(**kwargs)
 
+    # attributes a function object takes but its type does not declare: typer reads __signature__
     command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__settings__ = [*getattr(func, "__settings__", []), *described]  # type: ignore[attr-defined]
-    return command  # type: ignore[return-value]
+    return cast(F, command)
 
 
 def settings_options(

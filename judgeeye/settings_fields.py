@@ -130,7 +130,10 @@ def setting_field(model: type[BaseModel], path: str) -> SettingField:
     *parents, name = path.split(".")
     owner = model
     for parent in parents:
-        owner = owner.model_fields[parent].annotation  # type: ignore[assignment]
+        nested = owner.model_fields[parent].annotation
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            raise ValueError(f"{model.__name__}.{path}: {parent} is not a nested settings model")
+        owner = nested
     info = owner.model_fields[name]
     kind, optional, choices, item = _kind(info.annotation)
     if kind is None:

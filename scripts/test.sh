@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, twice: on SQLite (every test), then on PostgreSQL (every test that does
-# not load a model; those are the same there and cost most of the time). Extra arguments go to
-# both pytest runs. Without root/sudo to install PostgreSQL the second pass is skipped, loudly.
+# The linter and the type checker (configured in pyproject.toml), then the whole test suite,
+# twice: on SQLite (every test), then on PostgreSQL (every test that does not load a model; those
+# are the same there and cost most of the time). Extra arguments go to both pytest runs. Without root/sudo to install PostgreSQL the second pass is skipped, loudly.
 #   bash scripts/test.sh --latest [pytest args]   the drift check (not part of CI): install the
 #       newest releases pyproject.toml allows into .venv-latest/ (torch stays at TORCH_SPEC,
 #       default torch==2.13.0) and run the suite there on SQLite, so that the next upgrade is a
@@ -25,6 +25,9 @@ PY
   echo "== tests on SQLite with the newest allowed releases"
   exec .venv-latest/bin/python -m pytest "$@"
 fi
+echo "== ruff and mypy"
+.venv/bin/ruff check .
+.venv/bin/mypy
 echo "== tests on SQLite"
 .venv/bin/python -m pytest "$@"
 echo "== tests on PostgreSQL"

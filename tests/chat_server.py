@@ -38,10 +38,10 @@ def chat_server(reply: Reply, headers: list[Message] | None = None) -> Iterator[
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:  # http.server API
             self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             request = json.loads(self.rfile.read(length))
             prompt = request["messages"][-1]["content"]

@@ -11,8 +11,8 @@ transactions, so 20,000 items and 320,000 candidates take seconds, not minutes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from operator import itemgetter
-from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import select
@@ -103,7 +103,7 @@ def fill_synthetic(
 ) -> SyntheticProject:
     """Create the synthetic project in the caller's session (flushes; the caller commits)."""
     rng = np.random.default_rng(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     project = Project(name=name, task="story rating (synthetic)", dimension="complexity",
                       generation_type="story", scale_min=1, scale_max=5, text_fields=["story"],
                       source={"synthetic": True, "seed": seed}, gold_rule={"max_std": 1.0})

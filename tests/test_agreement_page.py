@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest_login import SESSION_KEY, login_as
+from apptest_widgets import box
 from judgeeye.auth import Actor
 from judgeeye.evaluate import dashboard
 from judgeeye.evaluate.report import ReportChoices, build_report
-from synthetic_project import fill_synthetic
-from apptest_widgets import box
-from apptest_login import SESSION_KEY, login_as
 from judgeeye.store import session_scope
+from synthetic_project import fill_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from apptest_widgets import box
 from apptest_login import SESSION_KEY, login_as
+from apptest_widgets import box
 from judgeeye.codebook import load_builtin
 from judgeeye.codebook.versions import create_version
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import RaterSpec, create_rater_run
 from judgeeye.evaluate.report import ReportChoices, build_report
-from judgeeye.store import Candidate, Codebook, Item, Prediction, Project, SamplingRun, session_scope
 from judgeeye.review import open_round
+from judgeeye.store import Candidate, Codebook, Item, Prediction, Project, SamplingRun, session_scope
 from review_data import SYSTEM, make_project, make_users
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from apptest_login import SESSION_KEY, app_as, login_as
 from judgeeye.projects import SAMPLE_PROJECT
 from judgeeye.store import Codebook, Item, Project, session_scope
-from apptest_login import SESSION_KEY, app_as, login_as
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from apptest_widgets import box
 from apptest_login import app_as
+from apptest_widgets import box
 from judgeeye.review import choose, get_round, next_item, none_fits, open_round, shown_candidates
 from judgeeye.store import Annotator, ReviewRound, data_dir, dispose_engines, session_scope
 from review_data import SYSTEM, make_project, make_users

@@ -351,7 +351,7 @@ def test_formula_looking_text_is_content_imported_as_is_and_escaped_in_csv_expor
         run = create_run(s, project_id, EngineConfig(), SamplingSettings(k=1))
         for item in items:
             s.add(Candidate(run_id=run.id, item_id=item.id, target="gold", target_label=item.gold, sample_index=0,
-                            reasoning="", answer=f"=SUM(A1:A9) and more\n\n<rating>3</rating>", predicted=3.0,
+                            reasoning="", answer="=SUM(A1:A9) and more\n\n<rating>3</rating>", predicted=3.0,
                             parse_ok=True, accepted=True, completion_tokens=5, finish_reason="stop"))
     out = tmp_path / "export"
     with session_scope() as s:

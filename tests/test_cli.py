@@ -13,11 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from conftest import SHARED_DATA
 from judgeeye.cli import app
 from judgeeye.projects import SAMPLE_FILE
 from judgeeye.store import Codebook, Item, Project, session_scope
-
-from conftest import SHARED_DATA
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()

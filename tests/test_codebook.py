@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from judgeeye.codebook import (
     DEFAULT_OUTPUT_FORMAT,
-    CodebookFileError,
     CodebookError,
+    CodebookFileError,
     CodebookNotFoundError,
     CodebookParseError,
     CodebookScaleError,

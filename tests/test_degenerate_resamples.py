@@ -3,16 +3,15 @@ where the intervals are: the run table (page, HTML report) and `judgeeye evaluat
 
 from __future__ import annotations
 
+import numpy as np
 from typer.testing import CliRunner
 
 from judgeeye.cli import app
 from judgeeye.evaluate import dashboard
-import numpy as np
-
 from judgeeye.evaluate.report import UNDEFINED, comparison_view, run_table_view, undefined_note
 from judgeeye.metrics import bootstrap_icc3_improvement
-from synthetic_project import fill_synthetic
 from judgeeye.store import session_scope
+from synthetic_project import fill_synthetic
 
 
 def test_undefined_resamples_are_shown_with_the_intervals(store_url: str) -> None:

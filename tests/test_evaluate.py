@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.engines import EngineConfig
+from judgeeye.engines.readout import cot_rail_score
 from judgeeye.evaluate import (
     ItemMismatchError,
     RaterSpec,
@@ -31,11 +32,10 @@ from judgeeye.evaluate import (
     parse_rater,
     summaries,
 )
-from synthetic_project import fill_synthetic
 from judgeeye.jobs import reconcile
-from judgeeye.engines.readout import cot_rail_score
 from judgeeye.ratings import parse_rating
 from judgeeye.store import Item, Job, Prediction, RaterRun, StatsCache, session_scope
+from synthetic_project import fill_synthetic
 
 runner = CliRunner()
 
@@ -197,7 +197,7 @@ def test_cli_table_and_compare_on_existing_runs(synthetic) -> None:  # type: ign
     assert "paired t-test on squared errors" in out and "paired bootstrap, tau improvement" in out
     assert "inter-rater ICC(3,1) among runs" in out and "***" in out
     listing = runner.invoke(app, ["evaluate", "--list", "--project", str(synthetic.project_id)])
-    assert listing.exit_code == 0 and len([l for l in listing.output.splitlines() if "completed" in l]) == 8
+    assert listing.exit_code == 0 and len([line for line in listing.output.splitlines() if "completed" in line]) == 8
 
 
 # ------------------------------------------------------------------ real runs (embedded)

@@ -165,9 +165,8 @@ def test_sampling_job_killed_then_the_restarted_app_shows_it_and_resumes_it(proj
 @pytest.mark.slow
 def test_training_job_killed_then_resumed_keeps_a_gapless_curve(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from training_data import make_tiny_project
-
     from judgeeye.training.launch import metrics_of
+    from training_data import make_tiny_project
 
     monkeypatch.setenv("JUDGEEYE_JOB_STALE_SECONDS", "2")
     make_tiny_project(tmp_path)

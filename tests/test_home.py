@@ -17,8 +17,18 @@ from judgeeye.projects import ensure_sample_project, next_step, pipeline_status
 from judgeeye.review import next_item, open_round
 from judgeeye.review.actions import choose
 from judgeeye.review.rounds import set_round_status, shown_candidates
-from judgeeye.store import (Item, Job, Project, RaterRun, ReviewRound, SamplingRun, TrainingRun, read_scope,
-                            session_scope, store_location)
+from judgeeye.store import (
+    Item,
+    Job,
+    Project,
+    RaterRun,
+    ReviewRound,
+    SamplingRun,
+    TrainingRun,
+    read_scope,
+    session_scope,
+    store_location,
+)
 from review_data import PASSWORD, SYSTEM, make_project, make_users
 
 ROLES = ("annotator", "author", "lead", "admin")

@@ -349,9 +349,11 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
             got = summary(s, rater_run.id)
             assert rater_run.split == "test" and got.n_predictions == 2  # the two test items
 
+        def num(v: float) -> str:
+            return "—" if math.isnan(v) else f"{v:.3f}"
+
         def ci(value: float, lo: float, hi: float) -> str:
-            f = lambda v: "—" if math.isnan(v) else f"{v:.3f}"  # noqa: E731
-            return f"{f(value)} [{f(lo)}, {f(hi)}]"
+            return f"{num(value)} [{num(lo)}, {num(hi)}]"
 
         assert not math.isnan(got.mse)
         wanted = [ci(got.tau, got.tau_lo, got.tau_hi), ci(got.icc3, got.icc3_lo, got.icc3_hi),

@@ -10,9 +10,8 @@ import time
 from typing import Any
 
 import pytest
-from fault_server import FaultServer  # the scriptable server, shared with tests/test_faults.py
-from llama_server import free_port, llama_server_url  # noqa: F401 - registers the fixture
 
+from fault_server import FaultServer  # the scriptable server, shared with tests/test_faults.py
 from judgeeye.engines import (
     Completion,
     EngineConfig,
@@ -23,6 +22,7 @@ from judgeeye.engines import (
     make_engine,
 )
 from judgeeye.engines.openai_engine import OpenAIEngine
+from llama_server import free_port, llama_server_url  # noqa: F401 - registers the fixture
 
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}  # OpenAIConfig fields
 MESSAGES = [{"role": "user", "content": "Rate this story from 1 to 5."}]

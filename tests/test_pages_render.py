@@ -12,9 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_login import REPO, SESSION_KEY, app_as, login_as
 from judgeeye.auth import ROLES, can_see_page
-from synthetic_project import fill_synthetic
 from judgeeye.store import session_scope
 from review_traces import traces_round
+from synthetic_project import fill_synthetic
 
 VIEWS = Path(__file__).resolve().parents[1] / "judgeeye_app" / "views"
 PAGES = sorted(p.stem for p in VIEWS.glob("*.py") if p.stem != "login")  # login: tests/test_review_pages.py

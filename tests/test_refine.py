@@ -18,13 +18,12 @@ from judgeeye.engines import EngineConfig
 from judgeeye.jobs import run_job
 from judgeeye.refine import RefineSettings, TraceSourceError, load_trace_set, parse_critiques, select_per_level
 from judgeeye.refine.cluster import cluster_level
-from judgeeye.refine.embed import embed_texts
+from judgeeye.refine.embed import DEFAULT_EMBEDDER, embed_texts
 from judgeeye.refine.project2d import project_2d
 from judgeeye.refine.prompts import CRITIQUE_PROMPT, INSTRUCTION_PROMPT, RUBRIC_PROMPT, critique_prompt, fill
 from judgeeye.refine.runner import launch_refinement, resume_refinement, version_of_job
-from judgeeye.refine.embed import DEFAULT_EMBEDDER
 from judgeeye.store import Candidate, Critique, CritiqueMap, Item, Job, session_scope
-from refine_data import SECOND_RUN, REFINED_MARKER, add_run, make_project, refined_instructions, scripted_reply
+from refine_data import REFINED_MARKER, SECOND_RUN, add_run, make_project, refined_instructions, scripted_reply
 
 runner = CliRunner()
 SYSTEM = Actor.system()

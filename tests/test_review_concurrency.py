@@ -27,7 +27,8 @@ from judgeeye.auth import Actor
 from judgeeye.review import choose, get_round, next_item, shown_candidates
 from judgeeye.store import session_scope, get_engine
 
-url, user_id, name, round_id, limit, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6])
+url, user_id, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+round_id, limit, go = int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6])
 actor = Actor(user_id, name, "annotator")
 get_engine(url)  # schema checked before the start signal
 while not go.exists():

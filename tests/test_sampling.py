@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 
 from judgeeye.auth import Actor
 from judgeeye.cli import app
+from judgeeye.engines import EngineConfig
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.projects import SAMPLE_PROJECT, ensure_sample_project
 from judgeeye.ratings import argmax_score, parse_rating
 from judgeeye.sampling import SamplingSettings, run_stats
 from judgeeye.sampling.launch import launch_run
 from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
-from judgeeye.engines import EngineConfig
 from waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -38,8 +38,8 @@ def _tokenizer():  # type: ignore[no-untyped-def]
 
 
 def test_examples_lay_out_prompt_trace_and_rating_and_leave_out_long_rows() -> None:
-    from judgeeye.engines.transformers_engine import encode_text, render_chat
     from judgeeye.codebook import render_prompt
+    from judgeeye.engines.transformers_engine import encode_text, render_chat
 
     tok = _tokenizer()
     rows = [ReasonRow(1, "a", {"text": "A cat."}, 4.0, "train", "Short and plain."),
@@ -257,7 +257,7 @@ def test_train_tract_two_stages_with_cot_raft(tiny_project: int) -> None:
     for name in ("stage1/loss", "stage1/ce", "stage1/raft_mse", "stage1/val_tau", "loss", "ce", "raft_mse", "val_tau"):
         assert name in metrics, name
     # CoT-RAFT: the logged loss is CE + λ·squared error (λ = 1; no accumulation)
-    for (step, loss), (_, ce), (_, raft) in zip(metrics["loss"], metrics["ce"], metrics["raft_mse"]):
+    for (_, loss), (_, ce), (_, raft) in zip(metrics["loss"], metrics["ce"], metrics["raft_mse"]):
         assert loss == pytest.approx(ce + raft, rel=1e-3)
     folder = Path(run.adapter_path).parent
     traces = [json.loads(line) for line in (folder / "self_traces.jsonl").read_text().splitlines()]

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from judgeeye.cli.common import echo_table, user_errors
 from judgeeye.store import session_scope
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from judgeeye.codebook import CodebookSpec
+    from judgeeye.store import Codebook, Project
+
 codebook_app = typer.Typer(help="Show, export, import and diff codebook versions.", no_args_is_help=True)
 
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name or id.")]
-VersionOpt = Annotated[Optional[int], typer.Option("--version", "-v", help="Version (default: current).")]
+VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="Version (default: current).")]
 
 
-def _spec(session, project_ref: str, version: int | None):  # type: ignore[no-untyped-def]
-    from judgeeye.codebook import current_version, get_version, to_spec
+def _spec(session: Session, project_ref: str, version: int | None) -> tuple[Project, Codebook, CodebookSpec]:
+    from judgeeye.codebook import CodebookNotFoundError, current_version, get_version, to_spec
     from judgeeye.projects import find_project
-
-    from judgeeye.codebook import CodebookNotFoundError
 
     project = find_project(session, project_ref)
     row = get_version(session, project.id, version) if version else current_version(session, project.id)
@@ -48,7 +52,7 @@ def list_cmd(project: ProjectOpt) -> None:
 
     with user_errors(), session_scope() as session:
         p = find_project(session, project)
-        by_id = {}
+        by_id: dict[int | None, int] = {}
         rows = []
         for v in list_versions(session, p.id):
             by_id[v.id] = v.version
@@ -64,7 +68,7 @@ def list_cmd(project: ProjectOpt) -> None:
 def export(
     project: ProjectOpt,
     version: VersionOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="json or md.")] = "json",
 ) -> None:
     """Export a version as JSON (re-importable) or Markdown."""
@@ -86,8 +90,8 @@ def export(
 def import_cmd(
     project: ProjectOpt,
     path: Annotated[Path, typer.Argument(help="Codebook JSON file.")],
-    note: Annotated[Optional[str], typer.Option(help="Why this version exists.")] = None,
-    author: Annotated[Optional[str], typer.Option(help="Who wrote it.")] = None,
+    note: Annotated[str | None, typer.Option(help="Why this version exists.")] = None,
+    author: Annotated[str | None, typer.Option(help="Who wrote it.")] = None,
 ) -> None:
     """Add a codebook file as the project's new current version (child of the current one)."""
     from judgeeye.codebook import create_version, current_version, load_codebook_file

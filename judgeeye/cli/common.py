@@ -64,7 +64,7 @@ def run_here_or_background(job_id: int, what: str, *, background: bool, follow: 
     from judgeeye.store import Job, session_scope
 
     with session_scope() as session:
-        log_path = session.get(Job, job_id).log_path
+        log_path = session.get_one(Job, job_id).log_path
     if background:
         typer.echo(f"{what}: job {job_id} {start_in_background(job_id)}; log {log_path}")
         typer.echo(f"follow it with: judgeeye jobs show {job_id}{follow}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -110,18 +110,19 @@ RATER_OPTIONS: dict[str, str | None] = {"readout": None, "limit": None, "max_tok
 @settings_options(RaterSpec, RATER_OPTIONS, dest="settings")
 @engine_options("engine", spec=None)
 def evaluate(
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
-    rater: Annotated[Optional[list[str]], typer.Option(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None,
+    rater: Annotated[list[str] | None, typer.Option(
         help="A rater: ENGINE[,key=value...]; ENGINE is embedded, hf:MODEL or openai:MODEL@URL; keys: codebook, "
              "readout, name, adapter, temperature, top_p, max_tokens, batch_size, concurrency, api_key_env, "
              "seed. Repeat for several raters.")] = None,
     split: Annotated[str, typer.Option(help="Split to rate: train, validation or test.")] = "test",
-    codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
+    codebook: Annotated[int | None, typer.Option(help="Codebook version (default: current).")] = None,
     settings: dict[str, Any] | None = None,
     engine: dict[str, Any] | None = None,
-    run: Annotated[Optional[list[int]], typer.Option("--run", help="Include an existing rater run in the table (repeat).")] = None,
-    compare: Annotated[Optional[tuple[int, int]], typer.Option(help="RUN_A RUN_B: is B better than A? Paired t-test on squared errors, one-sided bootstraps for tau and ICC.")] = None,
-    resume: Annotated[Optional[int], typer.Option(help="Resume this rater run: rate only the items it lacks.")] = None,
+    run: Annotated[list[int] | None, typer.Option("--run", help="Include an existing rater run in the table (repeat).")] = None,
+    compare: Annotated[tuple[int, int] | None, typer.Option(
+        help="RUN_A RUN_B: is B better than A? Paired t-test on squared errors, one-sided bootstraps for tau and ICC.")] = None,
+    resume: Annotated[int | None, typer.Option(help="Resume this rater run: rate only the items it lacks.")] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for --compare.")] = 1000,
     background: Annotated[bool, typer.Option(help="Start the runs as background jobs and return at once.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List rater runs (of --project, or all) and exit.")] = False,
@@ -171,7 +172,7 @@ def evaluate(
     failed = False
     for run_id, job_id in zip(run_ids[len(run_ids) - len(job_ids):], job_ids):
         with session_scope() as session:
-            log_path = session.get(Job, job_id).log_path
+            log_path = session.get_one(Job, job_id).log_path
         if background:
             typer.echo(f"rater run {run_id}: job {job_id} {start_in_background(job_id)}; log {log_path}")
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from sqlalchemy import select
@@ -76,7 +76,8 @@ def jobs_run(
 
 @jobs_app.command("worker")
 def jobs_worker(
-    kind: Annotated[Optional[list[str]], typer.Option(help="Only jobs of this kind (repeat): sample, evaluate, refine, train.")] = None,
+    kind: Annotated[list[str] | None,
+                    typer.Option(help="Only jobs of this kind (repeat): sample, evaluate, refine, train.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once by this worker.")] = 1,
     poll: Annotated[float, typer.Option(help="Seconds between looks for queued jobs.")] = 2.0,
     once: Annotated[bool, typer.Option(help="Exit when no queued job is left instead of waiting for more.")] = False,

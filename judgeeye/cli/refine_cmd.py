@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -41,10 +41,10 @@ REFINE_ENGINE = {name: option for name, option in ENGINE_FIELDS.items() if name 
 @engine_options("engine", fields=REFINE_ENGINE)
 def refine(
     ctx: typer.Context,
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None,
     engine: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
-    resume: Annotated[Optional[int], typer.Option(help="Resume this failed or cancelled refinement job.")] = None,
+    resume: Annotated[int | None, typer.Option(help="Resume this failed or cancelled refinement job.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
     """Refine the codebook: `judgeeye refine --project P --mode both`."""
@@ -75,7 +75,8 @@ def refine(
             except (LookupError, ValueError) as exc:
                 raise typer.BadParameter(str(exc)) from None
     with session_scope() as session:
-        job = session.get(Job, job_id)
+        job = session.get_one(Job, job_id)
+        assert job.project_id is not None  # a refinement always belongs to a project
         log_path, project_id = job.log_path, job.project_id
     if background:
         typer.echo(f"refinement job {job_id} {start_in_background(job_id)}; log {log_path}")
@@ -84,7 +85,7 @@ def refine(
     typer.echo(f"refinement job {job_id}")
     status = run_job(job_id)
     with session_scope() as session:
-        job = session.get(Job, job_id)
+        job = session.get_one(Job, job_id)
         row = version_of_job(session, project_id, job_id)
         error = job.error
         version = None if row is None else (row.version, row.origin, row.parent_id)
@@ -102,7 +103,7 @@ def _show(job_id: int) -> None:
 
     with session_scope() as session:
         job = session.get(Job, job_id)
-        if job is None or job.kind != "refine":
+        if job is None or job.kind != "refine" or job.project_id is None:
             raise typer.BadParameter(f"no refinement job {job_id}")
         row = version_of_job(session, job.project_id, job_id)
         record = ((row.inputs or {}).get("refinement") if row is not None else None) or {}

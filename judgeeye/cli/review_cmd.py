@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -45,10 +45,11 @@ def open_round_cmd(
     overlap: Annotated[int, typer.Option(help="Reviewers per item.")] = 1,
     high_overlap: Annotated[int, typer.Option(help="Reviewers per item on the agreement share.")] = 2,
     share: Annotated[float, typer.Option(help="Share of items (0-1) reviewed by --high-overlap people, for agreement.")] = 0.0,
-    include_unaccepted: Annotated[bool, typer.Option(help="Also items without an accepted candidate (all candidates shown).")] = False,
+    include_unaccepted: Annotated[bool, typer.Option(
+        help="Also items without an accepted candidate (all candidates shown).")] = False,
     max_shown: Annotated[int, typer.Option(help="Candidates shown per item (1-9).")] = 9,
     lease_minutes: Annotated[int, typer.Option(help="How long an item stays with an annotator who does not act on it.")] = 30,
-    name: Annotated[Optional[str], typer.Option(help="Round name.")] = None,
+    name: Annotated[str | None, typer.Option(help="Round name.")] = None,
     seed: Annotated[int, typer.Option(help="Seed choosing the agreement share.")] = 0,
 ) -> None:
     """Open a review round on a sampling run."""
@@ -67,7 +68,7 @@ def open_round_cmd(
 
 
 @review_app.command("rounds")
-def rounds_cmd(project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None) -> None:
+def rounds_cmd(project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None) -> None:
     """Review rounds and how far they are."""
     from judgeeye.review import list_rounds, round_progress
     from judgeeye.store import session_scope
@@ -124,8 +125,9 @@ def export_cmd(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
     out: Annotated[Path, typer.Option(help="Folder to write into (created).")],
     fmt: Annotated[str, typer.Option("--format", help="Comma-separated: jsonl, parquet, hf, csv.")] = "jsonl,parquet,hf",
-    split: Annotated[Optional[list[str]], typer.Option(help="Only these splits (repeat); default all.")] = None,
-    run: Annotated[Optional[list[int]], typer.Option(help="Only the traces of this sampling run (repeat); default all runs.")] = None,
+    split: Annotated[list[str] | None, typer.Option(help="Only these splits (repeat); default all.")] = None,
+    run: Annotated[list[int] | None,
+                   typer.Option(help="Only the traces of this sampling run (repeat); default all runs.")] = None,
 ) -> None:
     """Export the reasoning dataset D_reason: one row per gold item with its trace, the sampling
     run it came from, the acceptance mode of its rating, and its provenance."""

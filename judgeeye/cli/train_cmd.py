@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import select
@@ -40,12 +40,12 @@ TRAIN_OPTIONS: dict[str, str | None] = {
 @settings_options(TrainingConfig, TRAIN_OPTIONS, dest="values", presets=PRESETS)
 def train(
     ctx: typer.Context,
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None,
     values: dict[str, Any] | None = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the plan (rows, optimizer steps, warm-up, validations) as JSON and start nothing; "
                           "exit status 2 when the plan is refused.")] = False,
-    resume: Annotated[Optional[int], typer.Option(help="Continue this training run from its last checkpoint.")] = None,
+    resume: Annotated[int | None, typer.Option(help="Continue this training run from its last checkpoint.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
     """Fine-tune a rater on the project's reasoning dataset; then evaluate it on the test split.
@@ -101,7 +101,9 @@ def train(
         from accelerate.utils import broadcast_object_list
 
         ids = broadcast_object_list(ids)
-    run_id, job_id = int(ids[0]), int(ids[1])
+    first, second = ids
+    assert first is not None and second is not None  # set above, or received from the main process
+    run_id, job_id = int(first), int(second)
     if not main:  # the other processes of an accelerate launch: train, write nothing
         from judgeeye.training.runner import execute_training
 
@@ -121,7 +123,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 @train_app.command("list")
-def train_list(project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")] = None) -> None:
+def train_list(project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None) -> None:
     """Training runs with their best validation τ and test metrics."""
     from judgeeye.projects import find_project
     from judgeeye.training import TrainingConfig
@@ -165,7 +167,7 @@ def _print_run(run_id: int) -> None:
                    f"({plan.steps_per_epoch} per epoch), warm-up {plan.warmup_steps}, {plan.evaluations} validations "
                    f"every {plan.eval_steps} steps, patience {plan.patience} steps")
     typer.echo(f"  adapter: {adapter or '—'}   (folder {run_dir(run_id)})")
-    val = {name: dict(points) for name, points in metrics.items()}
+    val: dict[str, dict[int | None, float]] = {name: dict(points) for name, points in metrics.items()}
     shown = tau_text(best, val.get("val_n", {}).get(best_step), val.get("val_parse_failures", {}).get(best_step))
     typer.echo(f"  best validation τ {shown} at step {best_step if best_step is not None else '—'}")
     for name in ("loss", "ce", "raft_mse", "lr", "val_tau", "stage1/loss", "stage1/raft_mse", "stage1/val_tau"):

@@ -7,7 +7,7 @@ already holds every right over it; roles restrict what people do through the app
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -35,7 +35,7 @@ def _as_operator(action: Callable[..., T], *args: object) -> T:
 def add_cmd(
     name: Annotated[str, typer.Argument(help="Login name (or the e-mail an OIDC provider reports).")],
     role: Annotated[str, typer.Option(help="annotator, author, lead or admin.")] = "annotator",
-    password: Annotated[Optional[str], typer.Option(help="Initial password (at least 8 characters); "
+    password: Annotated[str | None, typer.Option(help="Initial password (at least 8 characters); "
                                                     "default: generated and printed once. Shells keep "
                                                     "history: prefer the generated one.")] = None,
 ) -> None:
@@ -63,7 +63,7 @@ def list_cmd() -> None:
 @users_app.command("set-password")
 def set_password_cmd(
     name: str,
-    password: Annotated[Optional[str], typer.Option(help="New password; default: asked without echo.")] = None,
+    password: Annotated[str | None, typer.Option(help="New password; default: asked without echo.")] = None,
 ) -> None:
     """Set a user's password."""
     from judgeeye.auth import set_password

@@ -146,7 +146,7 @@ def word_ops(a: str, b: str) -> list[DiffOp]:
     matcher = difflib.SequenceMatcher(None, ka, kb, autojunk=False)
     ops: list[DiffOp] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        ops.append(DiffOp(tag, "".join(ta[i1:i2]), "".join(tb[j1:j2])))  # type: ignore[arg-type]
+        ops.append(DiffOp(tag, "".join(ta[i1:i2]), "".join(tb[j1:j2])))
     return ops
 
 

@@ -9,6 +9,7 @@ Item text is always inserted verbatim (never through ``str.format``), so braces,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from judgeeye.codebook.model import CodebookError, CodebookSpec, RubricLevel
@@ -68,7 +69,7 @@ def _unique_tag(base: str, value: str, used: set[str]) -> str:
     return tag
 
 
-def render_item(fields: dict[str, object]) -> str:
+def render_item(fields: Mapping[str, object]) -> str:
     """The item's fields, each verbatim in a ``<tag>\\n...\\n</tag>`` block, in the given order."""
     used: set[str] = set()
     blocks = []
@@ -79,7 +80,7 @@ def render_item(fields: dict[str, object]) -> str:
     return "\n\n".join(blocks)
 
 
-def render_prompt_text(spec: CodebookSpec, fields: dict[str, object]) -> str:
+def render_prompt_text(spec: CodebookSpec, fields: Mapping[str, object]) -> str:
     """The rater's prompt as one string: guidelines, the item, then the output format."""
     return "\n\n".join(
         [render_guidelines(spec), ITEM_INTRO, render_item(fields), spec.rendered_output_format()]
@@ -87,7 +88,7 @@ def render_prompt_text(spec: CodebookSpec, fields: dict[str, object]) -> str:
 
 
 def render_prompt(
-    spec: CodebookSpec, fields: dict[str, object], *, system: str | None = None
+    spec: CodebookSpec, fields: Mapping[str, object], *, system: str | None = None
 ) -> list[dict[str, str]]:
     """Chat messages for a rater: an optional system message and one user message."""
     messages: list[dict[str, str]] = []

@@ -26,7 +26,6 @@ from judgeeye.codebook.model import (
 )
 from judgeeye.store.models import Codebook, Project
 
-
 #: how each origin reads to a user
 ORIGIN_LABELS = {
     "original": "original", "imported": "imported", "edited": "edited",

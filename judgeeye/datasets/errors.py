@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 MAX_ERRORS = 20
 
@@ -53,7 +54,7 @@ class DatasetError(ValueError):
         """Every problem carried by this exception (one, here)."""
         return [self]
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Any, ...]:
         # keep file/row/field when the error crosses a process boundary (job workers)
         return _rebuild, (type(self), self.message, self.file, self.row, self.field)
 
@@ -83,7 +84,7 @@ class DatasetValidationError(DatasetError):
     def errors(self) -> list[DatasetError]:
         return list(self._errors)
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild_many, (self._errors, self.truncated)
 
     def _render(self) -> str:

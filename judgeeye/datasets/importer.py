@@ -126,13 +126,13 @@ def import_dataset(
 
     outcome = apply_gold(dataset, gold_rule)
     pairs = zip(dataset.items, outcome.results)
-    gold = [(it, r.gold) for it, r in pairs if r.status == "gold"]
+    gold = [(it, r.gold) for it, r in pairs if r.status == "gold" and r.gold is not None]  # gold: has one
     gold_ids = [it.external_id for it, _ in gold]
     gold_labels = [label for _, label in gold]
     groups = None
     if dataset.group_by is not None:  # an item without a group is a group of its own
         groups = [it.external_id if it.group is None else it.group for it, _ in gold]
-    splits = assign_splits(gold_ids, gold_labels, split_rule, groups)  # type: ignore[arg-type]
+    splits = assign_splits(gold_ids, gold_labels, split_rule, groups)
 
     project = Project(
         name=name,

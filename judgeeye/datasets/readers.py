@@ -12,7 +12,7 @@ from typing import Any
 
 from judgeeye.datasets.errors import MAX_ERRORS, DatasetError, ErrorCollector
 from judgeeye.datasets.model import ColumnMapping, ParsedDataset, ParsedItem
-from judgeeye.datasets.sources import SourceTable, read_source
+from judgeeye.datasets.sources import Quoting, SourceTable, read_source
 from judgeeye.datasets.values import CellError, cell_text, parse_rating
 
 #: Longest text accepted in one field; longer ones are almost certainly a broken file (and far
@@ -29,7 +29,7 @@ def read_table(
     format: str | None = None,
     data: bytes | None = None,
     sep: str | None = None,
-    quoting: int = csv.QUOTE_MINIMAL,
+    quoting: Quoting = csv.QUOTE_MINIMAL,
     max_errors: int = MAX_ERRORS,
     max_field_chars: int = MAX_FIELD_CHARS,
 ) -> ParsedDataset:

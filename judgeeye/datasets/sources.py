@@ -19,7 +19,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -30,6 +30,9 @@ from judgeeye.datasets.errors import (
     ErrorCollector,
 )
 from judgeeye.datasets.values import cell_text
+
+#: csv.QUOTE_MINIMAL, QUOTE_ALL, QUOTE_NONNUMERIC or QUOTE_NONE (what csv.reader takes on 3.11)
+Quoting = Literal[0, 1, 2, 3]
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 EXTENSIONS = {
@@ -102,7 +105,7 @@ def read_source(
     *,
     data: bytes | None = None,
     sep: str | None = None,
-    quoting: int = csv.QUOTE_MINIMAL,
+    quoting: Quoting = csv.QUOTE_MINIMAL,
     max_errors: int = MAX_ERRORS,
 ) -> SourceTable:
     """Read ``path`` (or ``data``, e.g. an upload, with ``path`` as its display name)."""
@@ -247,7 +250,7 @@ def _read_delimited(
     fmt: str,
     text: str,
     delimiter: str,
-    quoting: int,
+    quoting: Quoting,
     bad_bytes: bool,
     errors: ErrorCollector,
 ) -> SourceTable:

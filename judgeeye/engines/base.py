@@ -452,7 +452,7 @@ class Engine(ABC):
         (:func:`judgeeye.engines.readout.level_probabilities`)."""
         raise ReadoutUnsupported(f"{self.config.kind} engine cannot read token probabilities")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op by default: engines that hold nothing need not write one
         """Release models, sessions and threads."""
 
     def __enter__(self) -> Engine:

@@ -63,7 +63,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
@@ -78,6 +78,9 @@ from judgeeye.engines.base import (
     SamplingParams,
 )
 from judgeeye.ratings import split_reasoning
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +292,7 @@ class OpenAIEngine(Engine):
         if http is not None and loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(http.aclose(), loop).result(timeout=5)
-            except Exception:  # noqa: BLE001 - closing must not fail
+            except Exception:  # closing must not fail
                 pass
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
@@ -302,7 +305,7 @@ class OpenAIEngine(Engine):
             loop = self._loop
             if loop is not None and loop.is_running():
                 loop.call_soon_threadsafe(loop.stop)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     # ------------------------------------------------------------------ plumbing
@@ -358,7 +361,7 @@ class OpenAIEngine(Engine):
                 completions = await self._complete(clients, req, mine)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one request must never sink the call
+            except Exception as exc:  # one request must never sink the call
                 log.exception("openai engine: unexpected failure on request %d", i)
                 message = clients.redact(f"internal error: {type(exc).__name__}: {exc}")
                 completions = [self._error(message, 0) for _ in range(req.n)]
@@ -415,15 +418,19 @@ class OpenAIEngine(Engine):
             client = clients.with_retries(max_retries - used)
             try:
                 async with self._semaphore:
+                    limit = self.config.max_tokens_param
                     raw = await client.chat.completions.with_raw_response.create(
-                        messages=messages,  # type: ignore[arg-type]
-                        model=self._model,  # type: ignore[arg-type]
+                        messages=cast("list[ChatCompletionMessageParam]", messages),  # role/content dicts
+                        # or omit, for a one-model server (AUTO_MODELS): the SDK leaves it out of the
+                        # body, though its types require a model
+                        model=cast(str, self._model),
                         n=n if n != 1 else openai.omit,
                         temperature=params.temperature,
                         top_p=params.top_p,
                         seed=params.seed + seed_offset if params.seed is not None else openai.omit,
                         extra_body=self.config.extra_body or None,
-                        **{self.config.max_tokens_param: params.max_tokens},
+                        max_tokens=params.max_tokens if limit == "max_tokens" else openai.omit,
+                        max_completion_tokens=params.max_tokens if limit == "max_completion_tokens" else openai.omit,
                     )
             except openai.APIError as exc:
                 tries = used + 1 + _retries_taken(exc)
@@ -523,7 +530,7 @@ def _status_detail(exc: openai.APIStatusError) -> str:
     else:
         try:
             text = exc.response.text
-        except Exception:  # noqa: BLE001 - a body that cannot be read has no detail
+        except Exception:  # a body that cannot be read has no detail
             text = ""
     text = " ".join(text.split())
     return text[:300] + ("..." if len(text) > 300 else "")

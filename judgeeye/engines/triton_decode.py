@@ -39,7 +39,7 @@ def available(device: Any = None) -> bool:
         if torch.cuda.get_device_capability(dev)[0] < 8:
             return False
         import triton  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import/driver problem means "not available"
+    except Exception:  # any import/driver problem means "not available"
         return False
     return True
 
@@ -158,8 +158,9 @@ def _kernels() -> tuple[Any, Any]:
                  out.to(out_ptr.dtype.element_ty),
                  mask=(g < groups)[:, None] & (d < HEAD_DIM)[None, :])
 
-    _STATE["kernels"] = (_split_kernel, _merge_kernel)
-    return _STATE["kernels"]
+    kernels = (_split_kernel, _merge_kernel)
+    _STATE["kernels"] = kernels
+    return kernels
 
 
 def _next_pow2(n: int) -> int:
@@ -234,11 +235,11 @@ def custom_op() -> Any:
     @torch.library.custom_op(
         "judgeeye::decode_attention", mutates_args=(),
         schema="(Tensor query, Tensor key, Tensor value, Tensor? mask, float scale) -> Tensor")
-    def _op(query, key, value, mask, scale):  # type: ignore[no-untyped-def]
+    def _op(query, key, value, mask, scale):
         return decode_attention(query, key, value, mask, scale)
 
     @_op.register_fake
-    def _(query, key, value, mask, scale):  # type: ignore[no-untyped-def]
+    def _(query, key, value, mask, scale):
         b, h, _, dim = query.shape
         return query.new_empty((b, 1, h, dim))
 

@@ -133,7 +133,7 @@ class VLLMEngine(Engine):
         kwargs.update(config.llm_kwargs)
         try:
             self.llm: Any = self._vllm.LLM(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - no GPU, unknown model, out of memory ...
+        except Exception as exc:  # no GPU, unknown model, out of memory ...
             raise EngineError(f"vLLM could not load {config.model!r}: {type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:
@@ -152,13 +152,13 @@ class VLLMEngine(Engine):
         todo = [i for i, r in enumerate(requests) if r.n > 0]
         try:
             outputs = self._chat([requests[i] for i in todo], params)
-        except Exception as exc:  # noqa: BLE001 - find the request vLLM refused, keep the others
+        except Exception as exc:  # find the request vLLM refused, keep the others
             log.warning("vllm engine: a call of %d requests failed (%s); retrying one by one", len(todo), exc)
             outputs = []
             for i in todo:
                 try:
                     outputs += self._chat([requests[i]], params)
-                except Exception as one_exc:  # noqa: BLE001
+                except Exception as one_exc:
                     outputs.append(one_exc)
         for i, output in zip(todo, outputs, strict=True):
             if isinstance(output, Exception):
@@ -194,5 +194,5 @@ class VLLMEngine(Engine):
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001  # pragma: no cover
+        except Exception:  # pragma: no cover
             pass

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,7 +53,7 @@ def read(session: Session, key: str, fingerprint: dict[str, Any]) -> dict[str, A
 def write(session: Session, key: str, fingerprint: dict[str, Any], payload: dict[str, Any]) -> None:
     """Store (or replace) a payload; two writers racing on one key both succeed (last one wins)."""
     values = {"key": key, "fingerprint": to_json(fingerprint), "payload": to_json(payload),
-              "updated_at": datetime.now(timezone.utc)}
+              "updated_at": datetime.now(UTC)}
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
         module = sqlite if dialect == "sqlite" else postgresql
@@ -90,4 +90,5 @@ def drop(session: Session, prefix: str) -> int:
     """Forget every entry whose key starts with ``prefix`` (tests, benchmarks' cold runs)."""
     from sqlalchemy import delete
 
-    return session.execute(delete(StatsCache).where(StatsCache.key.like(f"{prefix}%"))).rowcount or 0
+    result = cast(CursorResult, session.execute(delete(StatsCache).where(StatsCache.key.like(f"{prefix}%"))))
+    return result.rowcount or 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal, TypedDict
 
 import numpy as np
 from sqlalchemy import select
@@ -115,6 +116,13 @@ def _pair_metrics(gold: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"tau": kendall_tau(g, p), "icc3": icc3_pair(g, p), "mse": mse(g, p), "n": int(keep.sum())}
 
 
+#: one metric of :meth:`Comparison.rows`
+ComparisonRow = TypedDict("ComparisonRow", {
+    "metric": str, "A": float, "B": float, "B - A": float, "test": str, "p": float, "ci_lo": float, "ci_hi": float,
+    "n": int, "excluded": int, "degenerate": int, "mark": str,
+})
+
+
 @dataclass
 class Comparison:
     """Run B against run A on the same items (B is the candidate improvement)."""
@@ -128,9 +136,9 @@ class Comparison:
     tau_test: TestResult
     icc3_test: TestResult
 
-    def rows(self) -> list[dict[str, object]]:
+    def rows(self) -> list[ComparisonRow]:
         """One row per metric: A, B, B − A, test, p, mark (the paper's table layout)."""
-        out = []
+        out: list[ComparisonRow] = []
         for metric, test in (("tau", self.tau_test), ("icc3", self.icc3_test), ("mse", self.mse_test)):
             a, b = self.metrics_a[metric], self.metrics_b[metric]
             out.append({"metric": metric, "A": a, "B": b, "B - A": b - a, "test": test.name,
@@ -170,7 +178,7 @@ class GroupComparison:
     runs_a: list[int]
     runs_b: list[int]
     n_items: int
-    per_rater: list[dict[str, object]]
+    per_rater: list[dict[str, float]]  # run A, run B, then each metric of A and of B
     metric_tests: dict[str, TestResult]
     icc_a: InterRaterICC | None
     icc_b: InterRaterICC | None
@@ -189,23 +197,24 @@ def compare_groups(session: Session, runs_a: list[int], runs_b: list[int], *, n_
         raise ValueError(f"runs {sorted(set(runs_a) & set(runs_b))} are in both groups")
     aligned = align_runs(session, list(runs_a) + list(runs_b))
     gold = aligned.gold
-    per_rater = []
+    per_rater: list[dict[str, float]] = []
     for a, b in zip(runs_a, runs_b):
         ma, mb = _pair_metrics(gold, aligned.column(a)), _pair_metrics(gold, aligned.column(b))
         per_rater.append({"run A": a, "run B": b, **{f"{k} A": ma[k] for k in ("tau", "icc3", "mse", "n")},
                           **{f"{k} B": mb[k] for k in ("tau", "icc3", "mse", "n")}})  # n: items rated
+    better: dict[str, Literal["greater", "less"]] = {"tau": "greater", "icc3": "greater", "mse": "less"}
     tests = {
         metric: paired_t_test_across_raters([r[f"{metric} A"] for r in per_rater],
                                             [r[f"{metric} B"] for r in per_rater], alternative=alt)
-        for metric, alt in (("tau", "greater"), ("icc3", "greater"), ("mse", "less"))
+        for metric, alt in better.items()
     }
     out = GroupComparison(runs_a=list(runs_a), runs_b=list(runs_b), n_items=len(gold), per_rater=per_rater,
                           metric_tests=tests, icc_a=None, icc_b=None)
     if len(runs_a) >= 2:
-        ma = np.column_stack([aligned.column(r) for r in runs_a])
-        mb = np.column_stack([aligned.column(r) for r in runs_b])
-        out.icc_a, out.icc_b = inter_rater_icc3(ma), inter_rater_icc3(mb)
-        out.icc_test = bootstrap_icc3_improvement(ma, mb, n_boot=n_boot, seed=seed)
+        ratings_a = np.column_stack([aligned.column(r) for r in runs_a])
+        ratings_b = np.column_stack([aligned.column(r) for r in runs_b])
+        out.icc_a, out.icc_b = inter_rater_icc3(ratings_a), inter_rater_icc3(ratings_b)
+        out.icc_test = bootstrap_icc3_improvement(ratings_a, ratings_b, n_boot=n_boot, seed=seed)
     else:
         out.notes.append("inter-rater reliability needs at least two raters per group")
     if len(runs_a) < 2:

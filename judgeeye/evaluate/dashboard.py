@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from judgeeye.metrics import InterRaterICC, TestResult, confusion_matrix, inter_
 from judgeeye.sampling import RunStats, run_stats
 from judgeeye.sampling.runs import ACCEPTANCE_LABELS
 from judgeeye.store import Candidate, Codebook, Item, Job, Prediction, Project, RaterRun, SamplingRun
+
+if TYPE_CHECKING:
+    from judgeeye.review.stats import ChoiceAgreement
 
 N_BOOT = 1000
 UNPARSED_SHOWN = 3  # answers without a rating shown when a run has no rating at all
@@ -187,7 +191,7 @@ def run_detail(session: Session, run_id: int, *, worst: int = 10) -> RunDetail:
     run = session.get(RaterRun, run_id)
     if run is None:
         raise LookupError(f"no rater run {run_id}")
-    project = session.get(Project, run.project_id)
+    project = session.get_one(Project, run.project_id)
     levels = list(range(project.scale_min, project.scale_max + 1))
     mine = Prediction.rater_run_id == run_id
     pairs = session.execute(
@@ -280,11 +284,17 @@ def comparison(session: Session, run_a: int, run_b: int) -> Comparison:
                         lambda: compare_runs(session, run_a, run_b, n_boot=N_BOOT), encode, decode)
 
 
-def _icc(d: dict[str, Any] | None) -> InterRaterICC | None:
-    if d is None:
-        return None
+def _icc_payload(icc: InterRaterICC) -> dict[str, Any]:
+    return asdict(icc)
+
+
+def _icc_decode(d: dict[str, Any]) -> InterRaterICC:
     return InterRaterICC(icc3=cache.nan(d["icc3"]), n=int(d["n"]), n_excluded=int(d["n_excluded"]),
                          n_raters=int(d["n_raters"]))
+
+
+def _icc(d: dict[str, Any] | None) -> InterRaterICC | None:
+    return None if d is None else _icc_decode(d)
 
 
 def group_comparison(session: Session, runs_a: list[int], runs_b: list[int]) -> GroupComparison:
@@ -296,8 +306,9 @@ def group_comparison(session: Session, runs_a: list[int], runs_b: list[int]) -> 
                 "icc_test": g.icc_test.to_dict() if g.icc_test else None, "notes": g.notes}
 
     def decode(d: dict[str, Any]) -> GroupComparison:
-        per_rater = [{k: (cache.nan(v) if k not in ("run A", "run B") else int(v)) for k, v in row.items()}
-                     for row in d["per_rater"]]
+        per_rater: list[dict[str, float]] = [
+            {k: (cache.nan(v) if k not in ("run A", "run B") else int(v)) for k, v in row.items()}
+            for row in d["per_rater"]]
         return GroupComparison(runs_a=d["runs_a"], runs_b=d["runs_b"], n_items=d["n_items"], per_rater=per_rater,
                                metric_tests={k: _test(t) for k, t in d["metric_tests"].items()},
                                icc_a=_icc(d["icc_a"]), icc_b=_icc(d["icc_b"]),
@@ -335,6 +346,10 @@ class Reliability:
     note: str = ""
 
 
+def _runs_icc(session: Session, run_ids: list[int]) -> InterRaterICC:
+    return inter_rater_icc3(align_runs(session, run_ids).ratings)
+
+
 def reliability_by_version(session: Session, runs: list[RunInfo]) -> list[Reliability]:
     """For each codebook version, ICC among its completed runs with ratings over the same items
     (the largest such group), cached by the runs' prediction fingerprints. A completed run
@@ -362,7 +377,7 @@ def reliability_by_version(session: Session, runs: list[RunInfo]) -> list[Reliab
             continue
         try:
             icc = cache.cached(session, "icc:" + ",".join(map(str, ids)), _run_fingerprint(session, ids),
-                               lambda ids=ids: inter_rater_icc3(align_runs(session, ids).ratings), asdict, _icc)
+                               partial(_runs_icc, session, ids), _icc_payload, _icc_decode)
             out.append(Reliability(version, ids, raters, icc, "; ".join(notes)))
         except ItemMismatchError as exc:
             out.append(Reliability(version, ids, raters, None, "; ".join([str(exc), *notes])))
@@ -399,7 +414,7 @@ def sampling_overview(session: Session, project_id: int) -> list[SamplingRow]:
         max_id = session.scalar(select(func.max(Candidate.id)).where(Candidate.run_id == run_id)) or 0
         # ":stats2": statistics per acceptance mode (older cached payloads lack them)
         stats = cache.cached(session, f"sampling_run:{run_id}:stats2", {"max_id": int(max_id), "status": status},
-                             lambda run_id=run_id: run_stats(session, run_id), _stats_payload, _stats_decode)
+                             partial(run_stats, session, run_id), _stats_payload, _stats_decode)
         try:
             label = EngineConfig.model_validate(engine).label()
         except ValueError:
@@ -415,7 +430,7 @@ class AnnotatorView:
     """Review progress and agreement on chosen traces, when the review module provides them."""
 
     progress: pd.DataFrame | None = None
-    agreement: dict[str, Any] | None = None
+    agreement: ChoiceAgreement | None = None
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -10,14 +10,14 @@ exactly as it started.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import current_version, get_version
-from judgeeye.engines import AnyEngineConfig, EngineConfig
+from judgeeye.engines import AnyEngineConfig, EngineConfig, TransformersConfig
 from judgeeye.store import Codebook, Item, Project, RaterRun
 
 Readout = Literal["parsed", "argmax", "expected"]
@@ -32,9 +32,9 @@ class RaterSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: AnyEngineConfig = Field(default_factory=EngineConfig, title="Engine",
+    engine: AnyEngineConfig = Field(default_factory=TransformersConfig, title="Engine",
                                     description="The model that rates, and how it runs.")
-    readout: Readout = Field("parsed", title="Read-out", json_schema_extra={"labels": READOUT_LABELS},
+    readout: Readout = Field("parsed", title="Read-out", json_schema_extra={"labels": dict(READOUT_LABELS)},
                              description="parsed: the rating the model wrote; argmax or expected: TRACT's score "
                                          "read-out after the trace (local models only).")
     temperature: float = Field(1.0, ge=0, title="Temperature", json_schema_extra={"step": 0.1},
@@ -102,26 +102,27 @@ def _str(value: object, key: str) -> str:
     return str(value)
 
 
-def _int(value: object, key: str = "value") -> int | None:
+def _int(value: Any, key: str = "value") -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         raise ValueError(f"{key}={value!r} is not a whole number") from None
 
 
-def _float(value: object, key: str) -> float:
+def _float(value: Any, key: str) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{key}={value!r} is not a number") from None
 
 
 #: the spec's fields a rater's keys (or the command's options) may set, and how each is read;
 #: the ones not given keep RaterSpec's defaults
-_SPEC_KEYS: dict[str, Callable[[object, str], object]] = {"readout": _str, "temperature": _float, "top_p": _float, "max_tokens": _int, "seed": _int,
-              "limit": _int}
+_SPEC_KEYS: dict[str, Callable[[object, str], object]] = {
+    "readout": _str, "temperature": _float, "top_p": _float, "max_tokens": _int, "seed": _int, "limit": _int,
+}
 
 
 def create_rater_run(
@@ -161,10 +162,10 @@ def rater_spec(run: RaterRun) -> RaterSpec:
 
 
 def codebook_version_of(session: Session, run: RaterRun) -> int:
-    return int(session.scalar(select(Codebook.version).where(Codebook.id == run.codebook_id)))
+    return session.execute(select(Codebook.version).where(Codebook.id == run.codebook_id)).scalar_one()
 
 
-def run_items_stmt(run: RaterRun):  # type: ignore[no-untyped-def]
+def run_items_stmt(run: RaterRun) -> Select[Item]:
     """The run's items: gold items of its split, in id order, the first ``limit`` of them."""
     stmt = (select(Item).where(Item.project_id == run.project_id, Item.split == run.split,
                                Item.gold_status == "gold", Item.gold.is_not(None))

@@ -11,14 +11,14 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 from plotly.offline import get_plotlyjs
 from sqlalchemy.orm import Session
 
 from judgeeye.evaluate import charts, dashboard
-from judgeeye.evaluate.compare import ItemMismatchError, significance_mark
+from judgeeye.evaluate.compare import ComparisonRow, GroupComparison, ItemMismatchError, significance_mark
 from judgeeye.metrics import TestResult
 from judgeeye.review.stats import agreement_rows, progress_view
 from judgeeye.sampling import RunStats
@@ -146,7 +146,7 @@ def chartable_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return table[has], note
 
 
-def comparison_view(rows: list[dict]) -> pd.DataFrame:
+def comparison_view(rows: list[ComparisonRow]) -> pd.DataFrame:
     view = pd.DataFrame([{
         "metric": charts.METRIC_TITLES[r["metric"]], "A": num(r["A"]), "B": num(r["B"]), "B − A": num(r["B - A"]),
         "test": TEST_WORDS.get(str(r["metric"]), str(r["test"])), "p (one-sided)": p_text(r["p"]),
@@ -158,7 +158,7 @@ def comparison_view(rows: list[dict]) -> pd.DataFrame:
     return view
 
 
-def comparison_note(rows: list[dict]) -> str:
+def comparison_note(rows: list[ComparisonRow]) -> str:
     """A sentence for metrics that are undefined for A or B (no bar in the chart)."""
     missing = [f"{charts.METRIC_TITLES[r['metric']]} for {side}" for r in rows for side in ("A", "B")
                if isinstance(r[side], float) and math.isnan(r[side])]
@@ -166,7 +166,7 @@ def comparison_note(rows: list[dict]) -> str:
             if missing else "")
 
 
-def group_view(group, raters: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
+def group_view(group: GroupComparison, raters: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     def side(row: dict, s: str) -> dict[str, object]:
         shown: dict[str, object] = {f"{charts.METRIC_TITLES[m]} {s}": num(row[f"{m} {s}"]) for m in METRICS}
         if f"n {s}" in row:  # items the run rated (compare_groups adds it where it knows it)
@@ -274,7 +274,7 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
     esc = html.escape
     parts.append(f"<h1>Agreement report: {esc(project.name)}</h1>")
     parts.append(_p(f"{project.task} · {project.dimension} · scale {project.scale_min}–{project.scale_max} · "
-                    f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by JudgeEye"))
+                    f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by JudgeEye"))
 
     parts.append("<h2>Rater runs</h2>")
     table = dashboard.run_table(session, project_id, runs)
@@ -315,7 +315,7 @@ def build_report(session: Session, project_id: int, choices: ReportChoices | Non
             parts.append(_table(per))
             parts.append(_p("One-sided paired t-tests across raters (the paper's codebook analysis)."))
             parts.append(_table(tests))
-            if group.icc_test is not None:
+            if group.icc_test is not None and group.icc_a is not None and group.icc_b is not None:
                 parts.append(_p(f"Inter-rater ICC(3,1): v{va} {num(group.icc_a.icc3)} → "
                                 f"v{vb} {num(group.icc_b.icc3)}; "
                                 f"one-sided bootstrap p = {p_text(group.icc_test.p_value)} "

@@ -9,6 +9,7 @@ the fingerprint, and the next read recomputes). Fingerprints of many runs are on
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,7 @@ def compute_summary(session: Session, run_id: int, *, n_boot: int = N_BOOT, seed
 
 
 def _decode(payload: dict[str, Any]) -> RunSummary:
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(RunSummary):
         raw = payload[f.name]
         values[f.name] = int(raw) if f.type == "int" else cache.nan(raw)
@@ -122,7 +123,7 @@ def summaries(session: Session, run_ids: list[int]) -> dict[int, RunSummary]:
         out[int(run_id)] = cache.cached(
             session, f"rater_run:{int(run_id)}:summary",
             {"version": SUMMARY_VERSION, "count": n, "max_id": max_id, "n_boot": N_BOOT},
-            lambda run_id=run_id: compute_summary(session, int(run_id)), RunSummary.to_dict, _decode)
+            partial(compute_summary, session, int(run_id)), RunSummary.to_dict, _decode)
     return out
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import CodebookSpec
@@ -51,7 +51,8 @@ def adopt_critiques(session: Session, from_jobs: Sequence[int], job_id: int) -> 
     """Move an interrupted refinement's critiques to the job that resumes it; returns how many."""
     if not from_jobs:
         return 0
-    result = session.execute(update(Critique).where(Critique.job_id.in_(list(from_jobs))).values(job_id=job_id))
+    result = cast(CursorResult, session.execute(update(Critique).where(Critique.job_id.in_(list(from_jobs)))
+                                                .values(job_id=job_id)))
     return int(result.rowcount or 0)
 
 
@@ -194,7 +195,8 @@ def critique_jobs(session: Session, project_id: int) -> list[tuple[int, int]]:
 
     return [(int(j), int(n)) for j, n in session.execute(
         select(Critique.job_id, func.count()).join(Job, Job.id == Critique.job_id)
-        .where(Job.project_id == project_id).group_by(Critique.job_id).order_by(Critique.job_id.desc())).all()]
+        .where(Job.project_id == project_id).group_by(Critique.job_id).order_by(Critique.job_id.desc())).all()
+        if j is not None]  # never None: joined on the job
 
 
 @dataclass

@@ -267,7 +267,7 @@ def _load(model: str, device: str | None) -> Encoder:
         return SentenceTransformerEncoder(str(embedded_model_dir()) if model == EMBEDDED else model, device)
     except EmbeddingError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a wrong id or a broken folder: say which
+    except Exception as exc:  # a wrong id or a broken folder: say which
         raise EmbeddingError(f"cannot load the embedding model {describe(model)!r}: {type(exc).__name__}: {exc}") from exc
 
 

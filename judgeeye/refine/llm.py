@@ -9,9 +9,9 @@ is written from a bad answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 from judgeeye.engines import Engine, GenerationRequest, SamplingParams
 
@@ -55,7 +55,23 @@ class Answer:
     error: str | None = None
 
 
-def supports_prefill(engine: Engine) -> bool:
+class GeneratedTokens(Protocol):
+    """One generated sequence (the transformers engine's TokenResult)."""
+
+    ids: list[int]
+    finish_reason: str
+
+
+class PrefillEngine(Protocol):
+    """What continuing an assistant turn needs (the transformers engine has it)."""
+
+    tokenizer: Any
+
+    def generate_tokens(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> Sequence[GeneratedTokens]:
+        ...
+
+
+def supports_prefill(engine: Engine) -> TypeGuard[PrefillEngine]:
     """Local transformers engines can continue an assistant turn we start; servers cannot."""
     return getattr(engine, "tokenizer", None) is not None and hasattr(engine, "generate_tokens")
 
@@ -69,11 +85,11 @@ def complete(engine: Engine, prompt: str, params: SamplingParams, *, n: int = 1,
 
         from judgeeye.engines.transformers_engine import encode_text, render_chat
 
-        tokenizer = engine.tokenizer  # type: ignore[attr-defined]
+        tokenizer = engine.tokenizer
         ids = encode_text(tokenizer, render_chat(tokenizer, messages) + prefill)
         if params.seed is not None:
             torch.manual_seed(int(params.seed))
-        results = engine.generate_tokens([ids] * n, params)  # type: ignore[attr-defined]
+        results = engine.generate_tokens([ids] * n, params)
         eos = set(getattr(engine, "eos_ids", []) or [])
         out = []
         for r in results:

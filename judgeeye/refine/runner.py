@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from judgeeye.auth import Actor, require
 from judgeeye.codebook import current_version, get_version, list_versions, to_spec
@@ -73,12 +74,12 @@ def resume_refinement(job_id: int, *, actor: Actor, start: bool = True) -> int:
     return new_id
 
 
-def refinement_jobs(session, project_id: int) -> list[Job]:  # type: ignore[no-untyped-def]
+def refinement_jobs(session: Session, project_id: int) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.kind == KIND, Job.project_id == project_id)
                                 .order_by(Job.id.desc())).all())
 
 
-def version_of_job(session, project_id: int, job_id: int) -> Codebook | None:  # type: ignore[no-untyped-def]
+def version_of_job(session: Session, project_id: int, job_id: int) -> Codebook | None:
     """The codebook version a refinement job wrote (None until it has)."""
     for row in reversed(list_versions(session, project_id)):
         if ((row.inputs or {}).get("refinement") or {}).get("job_id") == job_id:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from judgeeye.engines import AnyEngineConfig, EngineConfig
+from judgeeye.engines import AnyEngineConfig, TransformersConfig
 from judgeeye.refine.embed import BUILTIN, DEFAULT_EMBEDDER
 from judgeeye.refine.project2d import METHODS
 from judgeeye.refine.traces import check_splits
@@ -24,9 +24,9 @@ class RefineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = Field("both", title="What to refine", json_schema_extra={"labels": MODE_LABELS},
+    mode: Mode = Field("both", title="What to refine", json_schema_extra={"labels": dict(MODE_LABELS)},
                        description="instruction, rubric, or both (instructions first, then the rubric).")
-    engine: AnyEngineConfig = Field(default_factory=EngineConfig, title="Engine",
+    engine: AnyEngineConfig = Field(default_factory=TransformersConfig, title="Engine",
                                     description="The model that writes the critiques and the refined codebook.")
     codebook_version: int | None = Field(None, title="Codebook version to refine", json_schema_extra={"none": "current"},
                                          description="The version to refine.")
@@ -43,7 +43,7 @@ class RefineSettings(BaseModel):
     per_cluster: int = Field(1, ge=1, title="Representatives per cluster", json_schema_extra=_ADVANCED,
                              description="Critiques nearest each centroid shown to the rubric prompt.")
     embedder: str = Field(DEFAULT_EMBEDDER, title="Critique embeddings",
-                          json_schema_extra={"suggestions": list(BUILTIN), "labels": BUILTIN},
+                          json_schema_extra={"suggestions": list(BUILTIN), "labels": dict(BUILTIN)},
                           description="The bundled all-MiniLM-L6-v2 as embedded-onnx (int8), embedded-static "
                                       "(model2vec: fastest, clusters differ more) or embedded (PyTorch), or a "
                                       "sentence-transformers model id or folder.")

@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-
 #: refinement never reads these splits (they measure the refined codebook)
 HELD_OUT = ("test",)
 

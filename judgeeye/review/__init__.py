@@ -23,8 +23,8 @@ from judgeeye.review.rounds import (
     display_order,
     get_round,
     list_rounds,
-    reviewable_runs,
     open_round,
+    reviewable_runs,
     round_progress,
     rounds_for,
     set_round_status,
@@ -35,7 +35,8 @@ from judgeeye.review.view import ItemView, TraceView, item_view
 
 __all__ = [
     "DEFAULT_FORMATS", "FORMATS", "MAX_SHOWN", "PROVENANCES", "Choice", "Disagreement", "ExportSummary",
-    "ItemView", "MyProgress", "ReviewError", "TraceView", "item_view", "ReviewableRun", "RoundProgress", "adjudicate", "default_export_dir", "reviewable_runs", "annotator_progress", "choice_agreement",
+    "ItemView", "MyProgress", "ReviewError", "TraceView", "item_view", "ReviewableRun", "RoundProgress", "adjudicate",
+    "default_export_dir", "reviewable_runs", "annotator_progress", "choice_agreement",
     "choose", "disagreements", "display_order", "export_reasoning", "following_item", "get_round",
     "history", "latest_adjudications", "list_rounds", "my_progress", "my_selection", "next_item",
     "none_fits", "open_round", "parse_formats", "previous_item", "reason_rows", "round_progress",

@@ -112,7 +112,7 @@ def undo(session: Session, actor: Actor, round_id: int) -> int | None:
                Selection.round_id == rnd.id)
         .order_by(SelectionEvent.id.desc())
     ).all()
-    undone = {int(e.payload.get("undoes")) for e in events if e.action == "undo"}
+    undone = {int(e.payload["undoes"]) for e in events if e.action == "undo"}
     target = next((e for e in events if e.action in UNDOABLE and e.id not in undone
                    and e.payload.get("round_id") == rnd.id), None)
     if target is None:

@@ -27,8 +27,9 @@ import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,6 +41,9 @@ from judgeeye.review.labels import NONE, outcome_key
 from judgeeye.review.traces import split_trace
 from judgeeye.spreadsheet import spreadsheet_safe, write_csv  # noqa: F401 - spreadsheet_safe re-exported
 from judgeeye.store import Annotator, Candidate, Codebook, Item, Project, ReviewRound, SamplingRun, Selection
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = ("jsonl", "parquet", "hf", "csv")
 DEFAULT_FORMATS = ("jsonl", "parquet", "hf")
@@ -104,7 +108,8 @@ def reason_rows(
             reviews[s.item_id].append(s)
     names = dict(session.execute(select(Annotator.id, Annotator.name)).all())
     versions = dict(session.execute(select(Codebook.id, Codebook.version).where(Codebook.project_id == project_id)).all())
-    run_codebook = dict(session.execute(select(SamplingRun.id, SamplingRun.codebook_id).where(SamplingRun.project_id == project_id)).all())
+    run_codebook = dict(session.execute(select(SamplingRun.id, SamplingRun.codebook_id)
+                                        .where(SamplingRun.project_id == project_id)).all())
     first = _first_accepted(session, ids, run_set)
     field_names = list(project.text_fields or []) or sorted({k for i in items for k in (i.fields or {})})
     summary = ExportSummary(project_id=project_id, runs=sorted(run_set) if run_set is not None else None)
@@ -259,7 +264,7 @@ def write_rows(rows: list[dict[str, Any]], out_dir: Path, formats: Sequence[str]
     return files
 
 
-def _schema(rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def _schema(rows: list[dict[str, Any]]) -> pa.Schema:
     """An explicit Arrow schema, so empty or sparse exports get the same columns and types."""
     import pyarrow as pa
 
@@ -277,11 +282,11 @@ def _schema(rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
 
 def default_export_dir(project_id: int) -> Path:
     """Where the app writes an export: a new folder under the data folder's ``exports/``."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from judgeeye.store import data_dir
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return data_dir() / "exports" / f"project-{int(project_id)}-{stamp}"
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from judgeeye.store import Candidate, Item, ReviewRound, Selection
@@ -27,11 +28,26 @@ from judgeeye.store import Candidate, Item, ReviewRound, Selection
 NONE = "none"
 
 
+class ReviewedSelection(Protocol):
+    """A submitted :class:`Selection`, or a row of its :data:`REVIEW_COLUMNS`."""
+
+    @property
+    def item_id(self) -> int: ...
+    @property
+    def annotator_id(self) -> int: ...
+    @property
+    def candidate_id(self) -> int | None: ...
+    @property
+    def edited_text(self) -> str | None: ...
+    @property
+    def verdict(self) -> str | None: ...
+
+
 @dataclass
 class Review:
     """A submitted selection with the candidate set it belongs to and its position in it."""
 
-    selection: Selection  # or a row with the same columns (REVIEW_COLUMNS)
+    selection: ReviewedSelection
     round_id: int | None
     position: int | None  # 1-based in the canonical shown set; None for none fits
 
@@ -52,7 +68,7 @@ class Review:
         return f"trace {self.position}"
 
 
-def _submitted(project_id: int):  # type: ignore[no-untyped-def]
+def _submitted(project_id: int | None) -> ColumnElement[bool]:
     return (Item.project_id == project_id) & (Selection.state == "submitted")
 
 
@@ -70,14 +86,14 @@ def shown_positions(session: Session, rounds: Iterable[ReviewRound], items: Iter
             stmt = stmt.where(Candidate.item_id.in_(list(set(items))))
         else:
             reviewed = (select(Selection.item_id).join(Item, Item.id == Selection.item_id)
-                        .where(_submitted(project_id), Selection.round_id == rnd.id))  # type: ignore[arg-type]
+                        .where(_submitted(project_id), Selection.round_id == rnd.id))
             stmt = stmt.where(Candidate.item_id.in_(reviewed))
         per_item: dict[int, list[tuple[int, bool]]] = defaultdict(list)
         for item_id, cid, accepted in session.execute(stmt).all():
             per_item[item_id].append((cid, bool(accepted)))
         for item_id, cands in per_item.items():
-            accepted = [c for c, ok in cands if ok]
-            shown = accepted if accepted or not rnd.include_unaccepted else [c for c, _ in cands]
+            accepted_ids = [c for c, ok in cands if ok]
+            shown = accepted_ids if accepted_ids or not rnd.include_unaccepted else [c for c, _ in cands]
             out[(rnd.id, item_id)] = {cid: i + 1 for i, cid in enumerate(shown[: rnd.max_shown])}
     return out
 
@@ -126,7 +142,8 @@ def submitted_reviews(session: Session, project_id: int) -> list[Review]:
         .order_by(Selection.item_id, Selection.annotator_id)
     ).all()
     round_ids = {r.round_id for r in rows if r.round_id is not None}
-    rounds = {r.id: r for r in session.scalars(select(ReviewRound).where(ReviewRound.id.in_(round_ids))).all()} if round_ids else {}
+    rounds = ({r.id: r for r in session.scalars(select(ReviewRound).where(ReviewRound.id.in_(round_ids))).all()}
+              if round_ids else {})
     positions = shown_positions(session, rounds.values(), project_id=project_id)
     outside = _positions_outside_rounds(session, project_id, set(rounds)) \
         if any(r.round_id not in rounds and r.candidate_id is not None for r in rows) else {}
@@ -134,13 +151,13 @@ def submitted_reviews(session: Session, project_id: int) -> list[Review]:
     for r in rows:
         if r.round_id in rounds:
             pos = positions.get((r.round_id, r.item_id), {}).get(r.candidate_id) if r.candidate_id else None
-            reviews.append(Review(r, r.round_id, pos))  # type: ignore[arg-type]
+            reviews.append(Review(r, r.round_id, pos))
         else:
-            reviews.append(Review(r, None, outside.get(r.candidate_id) if r.candidate_id else None))  # type: ignore[arg-type]
+            reviews.append(Review(r, None, outside.get(r.candidate_id) if r.candidate_id else None))
     return reviews
 
 
-def outcome_key(selection: Selection) -> tuple[str, int | None, str | None]:
+def outcome_key(selection: ReviewedSelection) -> tuple[str, int | None, str | None]:
     if selection.verdict == "none_fits" or selection.candidate_id is None:
         return (NONE, None, None)
     if selection.verdict == "edited":

@@ -10,7 +10,8 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
 
 import pandas as pd
 from sqlalchemy import and_, func, or_, select
@@ -44,12 +45,12 @@ AGREEMENT_NOTE = ("Agreement compares the trace each reviewer chose (an edit cou
 def start_of_today(now: datetime | None = None) -> datetime:
     """Midnight of the server's local day, in UTC."""
     local = (now or now_utc()).astimezone()
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 
 def pace_per_hour(times: Sequence[datetime]) -> float:
     """Submissions per hour of work, from submission times (gaps over 10 minutes are breaks)."""
-    stamps = sorted(aware(t) for t in times if t is not None)  # type: ignore[misc]
+    stamps = sorted(aware(t) for t in times if t is not None)
     if len(stamps) < 2:
         return math.nan
     worked = sum((min(b - a, PACE_MAX_GAP) for a, b in zip(stamps, stamps[1:])), timedelta())
@@ -87,7 +88,7 @@ def _submission_times(session: Session, annotator_id: int, since: datetime, *, r
     )
     if round_id is not None:
         stmt = stmt.where(Selection.round_id == round_id)
-    return [aware(t) for t in session.scalars(stmt).all()]  # type: ignore[misc]
+    return [aware(t) for t in session.scalars(stmt).all()]
 
 
 def my_progress(session: Session, annotator_id: int, round_id: int, *, now: datetime | None = None) -> MyProgress:
@@ -158,7 +159,7 @@ def annotator_progress(session: Session, project_id: int) -> pd.DataFrame:
         elif state == "draft":
             row["drafts"] += n
         if state != "pending" and latest is not None:
-            last[annotator_id] = max(last.get(annotator_id, aware(latest)), aware(latest))  # type: ignore[arg-type]
+            last[annotator_id] = max(last.get(annotator_id, aware(latest)), aware(latest))
     assigned = dict(session.execute(
         select(ReviewAssignment.annotator_id, func.count(func.distinct(ReviewAssignment.item_id)))
         .join(ReviewRound, ReviewRound.id == ReviewAssignment.round_id)
@@ -178,7 +179,7 @@ def annotator_progress(session: Session, project_id: int) -> pd.DataFrame:
         .where(Selection.item_id.in_(in_project), SelectionEvent.action.in_(SUBMIT_ACTIONS),
                SelectionEvent.created_at >= since)
     ).all():
-        times[annotator_id].append(aware(created))  # type: ignore[arg-type]
+        times[annotator_id].append(aware(created))
     ids = members | set(counts) | set(assigned)
     people = {u.id: u for u in session.scalars(select(Annotator).where(Annotator.id.in_(ids))).all()} if ids else {}
     rows = []
@@ -195,7 +196,22 @@ def annotator_progress(session: Session, project_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROGRESS_COLUMNS)
 
 
-def choice_agreement(session: Session, project_id: int) -> dict[str, object]:
+class ChoiceAgreement(TypedDict):
+    """What :func:`choice_agreement` returns (see there)."""
+
+    n_items: int
+    n_reviews: int
+    percent_agreement: float
+    fleiss_kappa: float
+    fleiss_items: int
+    raters_per_item: int
+    none_fits_rate: dict[str, float]
+    per_annotator: list[dict[str, Any]]
+    none_label: str
+    note: str
+
+
+def choice_agreement(session: Session, project_id: int) -> ChoiceAgreement:
     """Agreement on the chosen trace among items reviewed by two or more annotators.
 
     Keys: ``n_items`` (items with ≥ 2 reviews in one round), ``n_reviews``,
@@ -228,7 +244,7 @@ def choice_agreement(session: Session, project_id: int) -> dict[str, object]:
         rows = [labels for labels in multi if len(labels) == m]
         fleiss_items = len(rows)
         kappa = fleiss_kappa_from_labels(rows) if fleiss_items else math.nan
-    per_annotator = [
+    per_annotator: list[dict[str, Any]] = [
         {"annotator": name, **row, "none_fits_rate": row["none_fits"] / row["reviews"] if row["reviews"] else math.nan}
         for name, row in sorted(per.items())
     ]
@@ -260,9 +276,9 @@ def progress_view(progress: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def agreement_rows(agreement: dict[str, object]) -> pd.DataFrame:
+def agreement_rows(agreement: ChoiceAgreement) -> pd.DataFrame:
     """:func:`choice_agreement` as a two-column table in words (measure, value)."""
-    pa, kappa = float(agreement["percent_agreement"]), float(agreement["fleiss_kappa"])  # type: ignore[arg-type]
+    pa, kappa = float(agreement["percent_agreement"]), float(agreement["fleiss_kappa"])
     on = f" (on {agreement['fleiss_items']} items with {agreement['raters_per_item']} reviewers each)"
     return pd.DataFrame([
         {"measure": "Items reviewed by two or more people", "value": f"{agreement['n_items']:,}"},

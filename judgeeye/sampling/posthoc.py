@@ -51,6 +51,6 @@ def verify(
     for text, (verdict,) in zip(stripped, verdicts):
         prompt = verify_messages(spec, fields, text)[0]["content"]
         parse = parse_rating(verdict.answer, spec.scale_min, spec.scale_max, prompt=prompt)
-        rating = float(parse.value) if parse.ok else None
+        rating = float(parse.value) if parse.ok and parse.value is not None else None
         out.append((text, verdict, rating, rating is not None and rating == label))
     return out

@@ -110,7 +110,7 @@ def _curve(session: Session, mine: Any, k: int, n_items: int) -> list[float]:
         .group_by(Candidate.item_id)
         .subquery()
     )
-    firsts = dict(session.execute(select(first.c.first, func.count()).group_by(first.c.first)).all())
+    firsts: dict[int, int] = dict(session.execute(select(first.c.first, func.count()).group_by(first.c.first)).all())
     covered, curve = 0, []
     for j in range(1, k + 1):
         covered += firsts.get(j - 1, 0)
@@ -166,10 +166,10 @@ def run_stats(session: Session, run_id: int) -> RunStats:
     stats.per_level = [LevelStats(float(g), *map(int, rest)) for g, *rest in _level_rows(session, mine)]
     stats.utilization = _curve(session, mine, run.k, stats.n_items)
     # per acceptance mode: what it rated and accepted; rates over all the level's candidates
-    rated = dict(session.execute(
+    rated = {mode: n for mode, n in session.execute(
         select(Candidate.acceptance_mode, func.count()).where(mine, Candidate.acceptance_mode.is_not(None))
         .group_by(Candidate.acceptance_mode)
-    ).all())
+    ).all() if mode is not None}  # never None: left out above
     by_level: dict[str, dict[float, tuple[int, int]]] = defaultdict(dict)
     for g, mode, _, items_ok, _, accepted in _level_rows(session, mine, Candidate.acceptance_mode):
         if mode is not None:
@@ -197,6 +197,7 @@ def _per_annotator(session: Session, run_id: int, kind: str) -> dict[str, tuple[
         select(Candidate.item_id, Candidate.predicted).where(
             Candidate.run_id == run_id, Candidate.kind == kind, Candidate.predicted.is_not(None))
     ).all():
+        assert value is not None  # left out above
         predicted[item_id].add(float(value))
     item_ids = select(Candidate.item_id).where(Candidate.run_id == run_id).distinct()
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])

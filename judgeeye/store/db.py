@@ -10,15 +10,17 @@ workers can write side by side.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import platformdirs
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 APP_NAME = "judgeeye"
 DATA_DIR_ENV = "JUDGEEYE_DATA_DIR"
@@ -140,7 +142,7 @@ def _configure_sqlite(engine: Engine) -> None:
     timeout_ms = busy_timeout_ms()
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _pragmas(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy issue BEGIN itself so that BEGIN IMMEDIATE below works.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -151,7 +153,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _begin(conn: Connection) -> None:
         # Writers take the write lock at the start of a transaction, so concurrent writers wait
         # on busy_timeout instead of failing with "database is locked" on lock upgrade. Readers
         # (read_scope) begin deferred: in WAL mode they take no lock and never wait on a writer.

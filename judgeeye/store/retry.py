@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from judgeeye.store.db import session_scope
 
@@ -119,11 +120,14 @@ def insert_or_ignore(session: Session, model: Any, rows: Sequence[dict], keys: S
         return
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
+        ignoring: Executable
         if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            ignoring = sqlite_insert(model).on_conflict_do_nothing(index_elements=list(keys))
         else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        session.execute(dialect_insert(model).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+            ignoring = postgresql_insert(model).on_conflict_do_nothing(index_elements=list(keys))
+        session.execute(ignoring, list(rows))
         return
     for row in rows:  # other databases: look before inserting (one writer per run, see jobs.other_running_job)
         exists = session.query(model).filter_by(**{k: row[k] for k in keys}).first()

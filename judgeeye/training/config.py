@@ -63,7 +63,7 @@ class RatingProtocol(BaseModel):
     max_tokens: int = Field(1024, ge=1, title="Tokens per rating",
                             description="Tokens generated per validation or test rating.")
     readout: Readout = Field(
-        "auto", title="Read-out", json_schema_extra={"labels": READOUT_LABELS},
+        "auto", title="Read-out", json_schema_extra={"labels": dict(READOUT_LABELS)},
         description="How a completion becomes a rating: parsed (the rating it wrote; unparsed answers "
                     "are counted and left out), argmax or expected (CoT-RAIL); auto: expected for TRACT, "
                     "else parsed.")
@@ -74,11 +74,11 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: Preset = Field("paper", title="Recipe", json_schema_extra={"labels": PRESET_LABELS},
+    preset: Preset = Field("paper", title="Recipe", json_schema_extra={"labels": dict(PRESET_LABELS)},
                            description="Recipe for the defaults: paper (Zhang et al.) or tract (Chiang et al.).")
 
     # ---- data
-    mode: Mode = Field("sft", title="Objective", json_schema_extra={"labels": MODE_LABELS},
+    mode: Mode = Field("sft", title="Objective", json_schema_extra={"labels": dict(MODE_LABELS)},
                        description="sft (trace + rating), labels_only (rating only), tract (CoT-RAFT, two stages).")
     source: Source = Field(
         "auto", title="Traces",

@@ -31,7 +31,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +39,9 @@ from sqlalchemy.orm import Session
 from judgeeye.codebook import CodebookSpec, render_prompt
 from judgeeye.ratings import answer_cue, parse_rating, trace_text
 from judgeeye.store import Candidate, Codebook, Item, Project, SamplingRun
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 IGNORE = -100
 #: stands in for the assistant's message when the chat template is probed for its turn ending
@@ -210,7 +213,7 @@ def build_examples(
     return BuildReport(examples, excluded)
 
 
-def to_dataset(examples: Sequence[Example], *, rating_mask: bool = False):  # type: ignore[no-untyped-def]
+def to_dataset(examples: Sequence[Example], *, rating_mask: bool = False) -> Dataset:
     """A ``datasets.Dataset`` with ``input_ids`` and ``labels`` (TRL takes it as tokenized).
 
     ``rating_mask``: also a per-token column that is 1 at the rating token (``rating_pos``) and 0
@@ -318,6 +321,7 @@ def _from_candidates(session: Session, project: Project, run_id: int | None,
     for cand, item in found:
         if item.id in rows:
             continue
+        assert item.gold is not None  # gold_status "gold": the item has its gold rating
         rows[item.id] = ReasonRow(
             item_id=item.id, external_id=item.external_id, fields=dict(item.fields or {}),
             gold=float(item.gold), split=item.split, trace=_trace_of(cand.reasoning, cand.answer, scale),

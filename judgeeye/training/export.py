@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ def write_metadata(folder: str | Path, **values: Any) -> dict[str, Any]:
     """Merge ``values`` into the folder's ``judgeeye.json``; returns the whole record."""
     meta = read_metadata(folder)
     meta.update(values)
-    meta["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     Path(folder, META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     return meta
 

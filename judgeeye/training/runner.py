@@ -28,19 +28,26 @@ from __future__ import annotations
 import gc
 import json
 import os
-from functools import partial
 from collections import Counter
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from judgeeye.codebook import CodebookSpec, current_version, get_version, to_spec
+from judgeeye.codebook import CodebookNotFoundError, CodebookSpec, current_version, get_version, to_spec
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.store import (
-    Codebook, Item, Project, RaterRun, TrainingMetric, TrainingRun, session_scope, write_with_retry,
+    Codebook,
+    Item,
+    Project,
+    RaterRun,
+    TrainingMetric,
+    TrainingRun,
+    session_scope,
+    write_with_retry,
 )
 from judgeeye.training.callbacks import (
     BestState,
@@ -53,7 +60,6 @@ from judgeeye.training.callbacks import (
     write_metrics,
 )
 from judgeeye.training.config import TrainingConfig
-from judgeeye.training.launch import run_dir
 from judgeeye.training.data import (
     ReasonRow,
     TrainingDataError,
@@ -62,7 +68,13 @@ from judgeeye.training.data import (
     load_reason_rows,
     rows_to_json,
 )
+from judgeeye.training.launch import run_dir
 from judgeeye.training.plan import StagePlan, TrainingPlan, plan_stage
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+    from judgeeye.evaluate.raters import RaterSpec
 
 TEST_METRICS = ("tau", "icc3", "mse")
 
@@ -113,7 +125,7 @@ def _set_status(run_id: int, status: str, **values: Any) -> None:
         return
 
     def write(s: Session) -> None:
-        run = s.get(TrainingRun, run_id)
+        run = s.get_one(TrainingRun, run_id)
         run.status = status
         for key, value in values.items():
             setattr(run, key, value)
@@ -138,7 +150,7 @@ class _Run:
                 raise LookupError(f"no training run {run_id}")
             self.config = TrainingConfig.model_validate(run.config)
             self.project_id = run.project_id
-            project = s.get(Project, run.project_id)
+            project = s.get_one(Project, run.project_id)
             self.rows, self.source = load_reason_rows(
                 s, run.project_id, source=self.config.source, sampling_run=self.config.sampling_run)
             self.rows = self.rows[: self.config.train_limit] if self.config.train_limit else self.rows
@@ -156,7 +168,10 @@ class _Run:
         versions = Counter(r.codebook_version for r in self.rows if r.codebook_version is not None)
         if versions:
             return get_version(s, project.id, versions.most_common(1)[0][0])
-        return current_version(s, project.id)
+        current = current_version(s, project.id)
+        if current is None:
+            raise CodebookNotFoundError(f"project {project.name!r} has no codebook yet")
+        return current
 
     def _items(self, s: Session, split: str, limit: int | None) -> list[Item]:
         stmt = (select(Item).where(Item.project_id == self.project_id, Item.split == split,
@@ -288,7 +303,8 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
         if stage in ("main", "stage2"):
             _set_status(r.run_id, "running", best_step=b.step, best_metric=b.tau)
 
-    rater = validation_rater(cfg, r.spec, [ValItem(i.id, dict(i.fields or {}), float(i.gold)) for i in r.val_items])
+    rater = validation_rater(cfg, r.spec, [ValItem(i.id, dict(i.fields or {}), float(i.gold))
+                                           for i in r.val_items if i.gold is not None])  # all: see _items
     validation = Validation(r.run_id, rater, tokenizer, eval_steps=plan.eval_steps, patience=plan.patience,
                             best_dir=out / "best", best=best, on_best=on_best, prefix=prefix,
                             should_stop=r.cancelled, log_fn=r.log)
@@ -299,7 +315,7 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
         r.progress(frac, f"{stage}: step {step}/{max_steps} · best validation τ {shown}")
 
     control = JobControl(r.cancelled, progress)
-    callbacks = [StoreMetrics(r.run_id, prefix), validation, control] if r.val_items else [StoreMetrics(r.run_id, prefix), control]
+    callbacks = [StoreMetrics(r.run_id, prefix), *([validation] if r.val_items else []), control]
     if not r.val_items:
         r.log("no validation items: no early stopping; the last step's adapter is kept")
     if r.cancelled():  # stopped while loading: nothing trained in this job, nothing to save
@@ -325,7 +341,7 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
     else:
         keep = out / "final"
         if is_main_process():
-            trainer.model.save_pretrained(str(keep))
+            cast("PeftModel", trainer.model).save_pretrained(str(keep))  # peft_config: the LoRA-wrapped model
             tokenizer.save_pretrained(str(keep))
     info.update(done=True, adapter=str(keep), steps=trainer.state.global_step, examples=len(report.examples),
                 excluded=len(report.excluded), early_stopped=validation.early_stopped)
@@ -342,8 +358,8 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     """D_self: one trace per gold training item sampled from the stage-1 model, paired with the
     gold label (the rating it wrote is discarded). Resumable: traces already written are kept.
     None when stopped by a cancel."""
-    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.codebook import render_prompt, render_prompt_text
+    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.ratings import parse_rating, trace_text
 
     cfg = r.config
@@ -397,7 +413,7 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     return [ReasonRow(item_id=i.id, external_id=i.external_id, fields=dict(i.fields or {}), gold=float(i.gold),
                       split=i.split, trace=done[i.id]["trace"], codebook_version=r.codebook_version,
                       provenance={"source": "self", "stage1_adapter": str(stage1_adapter)})
-            for i in items if i.id in done]
+            for i in items if i.id in done and i.gold is not None]  # gold: all, see _items
 
 
 def _distributed() -> bool:
@@ -416,7 +432,7 @@ def validation_rater(cfg: TrainingConfig, spec: CodebookSpec, items: list[ValIte
                            max_tokens=p.max_tokens, batch_size=cfg.val_batch_size, seed=cfg.seed)
 
 
-def split_rater_spec(cfg: TrainingConfig, adapter_dir: str | None):  # type: ignore[no-untyped-def]
+def split_rater_spec(cfg: TrainingConfig, adapter_dir: str | None) -> RaterSpec:
     """The test split's rater (the base model, or it with ``adapter_dir``): the run's rating
     protocol, as :func:`validation_rater` rates."""
     from judgeeye.engines import TransformersConfig
@@ -462,7 +478,7 @@ def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
     r.state.save()
     for key in ("base_run", "adapter_run"):
         with session_scope() as s:
-            status = s.get(RaterRun, ev[key]).status
+            status = s.get_one(RaterRun, ev[key]).status
         if status == "completed":
             continue
         r.log(f"test evaluation: rater run {ev[key]} ({key.replace('_run', '')})")

@@ -217,7 +217,7 @@ def fused_cot_raft_loss(model: Any, inputs: dict[str, Any], capture: HiddenCaptu
     return ce + lam * raft / max(1, accumulation_steps), outputs, parts
 
 
-def make_tract_trainer_class():  # type: ignore[no-untyped-def]
+def make_tract_trainer_class():  # unannotated, so unchecked: TRL types loss_is_scaled_for_ga as None
     """``TractTrainer``: TRL's SFTTrainer with the CoT-RAFT loss (built lazily: imports TRL)."""
     from trl import SFTTrainer
 
@@ -232,7 +232,7 @@ def make_tract_trainer_class():  # type: ignore[no-untyped-def]
             self.rating, self.lam = rating, lam
             self._capture = HiddenCapture(self.model)
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if self.model.training else "eval"
             inputs["use_cache"] = False
             steps = self.current_gradient_accumulation_steps if (mode == "train" and num_items_in_batch is not None) else 1

@@ -14,11 +14,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from judgeeye.engines.base import EngineError
 from judgeeye.training.config import TrainingConfig
 from judgeeye.training.plan import StagePlan
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,8 @@ def load_base(config: TrainingConfig) -> tuple[Any, Any, Any]:
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        # Any: transformers types PreTrainedModel.to through functools.wraps, which mypy misreads
+        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(location)
     except OSError as exc:
         raise EngineError(f"could not load base model {config.base_model!r}: {exc}") from exc
@@ -53,14 +59,14 @@ def load_base(config: TrainingConfig) -> tuple[Any, Any, Any]:
     return model.to(device), tokenizer, device
 
 
-def lora_config(config: TrainingConfig):  # type: ignore[no-untyped-def]
+def lora_config(config: TrainingConfig) -> LoraConfig:
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.targets(), bias="none", task_type="CAUSAL_LM")
 
 
-def prepare_dataset(config: TrainingConfig, examples: list[Any]):  # type: ignore[no-untyped-def]
+def prepare_dataset(config: TrainingConfig, examples: list[Any]) -> Dataset:
     """The training dataset as the Trainer gets it: one row per example, or best-fit-decreasing
     packed sequences of ``max_length`` (TRL's ``pack_dataset``, which keeps every column aligned,
     the rating mask included, and adds ``seq_lengths``)."""
@@ -74,7 +80,7 @@ def prepare_dataset(config: TrainingConfig, examples: list[Any]):  # type: ignor
     return dataset
 
 
-def sft_args(config: TrainingConfig, output_dir: Path, device: Any, plan: StagePlan):  # type: ignore[no-untyped-def]
+def sft_args(config: TrainingConfig, output_dir: Path, device: Any, plan: StagePlan) -> SFTConfig:
     """TRL's SFTConfig for a stage of a run, with the plan's steps and warm-up. Validation is ours
     (a callback), so the Trainer's is off; a checkpoint is saved at every validation (resume after
     a crash or a stop)."""
@@ -119,7 +125,7 @@ def sft_args(config: TrainingConfig, output_dir: Path, device: Any, plan: StageP
 
 
 def build_trainer(config: TrainingConfig, model: Any, tokenizer: Any, train_dataset: Any, output_dir: Path,
-                  device: Any, callbacks: list[Any], plan: StagePlan, *, rating: Any = None):  # type: ignore[no-untyped-def]
+                  device: Any, callbacks: list[Any], plan: StagePlan, *, rating: Any = None) -> SFTTrainer:
     """SFTTrainer with LoRA, or TRACT's CoT-RAFT trainer when ``config.mode == "tract"`` (its
     collator carries the rating mask; TRL refuses a custom collator when padding-free, so it wraps
     the one TRL builds)."""

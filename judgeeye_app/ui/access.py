@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from judgeeye.display import escape_markdown
 from judgeeye.auth import Actor, UserError, authenticate, page_permission, refresh_actor, set_password, user_for_identity
+from judgeeye.display import escape_markdown
 from judgeeye.store import read_scope, session_scope
 
 SESSION_KEY = "judgeeye_user"
@@ -29,7 +29,8 @@ def oidc_configured() -> bool:
 def _oidc_identity() -> tuple[str | None, str | None] | None:
     if not oidc_configured() or not st.user.is_logged_in:
         return None
-    return st.user.get("email"), st.user.get("name")
+    email, name = st.user.get("email"), st.user.get("name")  # claims: text, when the provider sends them
+    return (email if isinstance(email, str) else None), (name if isinstance(name, str) else None)
 
 
 def current_actor() -> Actor | None:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from judgeeye.store import Project, read_scope
 from judgeeye.store.retry import StoreBusyError, busy_message, is_transient
@@ -33,6 +33,14 @@ def project_picker(label: str = "Project") -> Project | None:
     st.session_state["project_id"] = st.session_state["project_query"] = chosen.id
     st.query_params["project"] = str(chosen.id)
     return chosen
+
+
+def require_project(label: str = "Project") -> Project:
+    """:func:`project_picker`; the page stops here while there is no project yet."""
+    project = project_picker(label)
+    if project is None:
+        st.stop()
+    return project
 
 
 def _picked() -> None:

@@ -39,7 +39,7 @@ def live_value(key: str) -> Any:
     """The value of a :func:`live_selectbox` as its box holds it now (in a form's submit
     callback, the value just submitted)."""
     box = st.session_state.get(f"{key}__box")
-    return st.session_state[box] if box in st.session_state else st.session_state.get(key)
+    return st.session_state[box] if box is not None and box in st.session_state else st.session_state.get(key)
 
 
 def set_live_value(key: str, value: Any) -> None:

@@ -96,7 +96,7 @@ def _text(where: Any, field: SettingField, key: str, label: str, help: str | Non
 def _bool(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     if field.optional:  # on, off, or the engine decides
         names = {None: field.none or "auto", True: "on", False: "off"}
-        return where.selectbox(label, list(names), key=key, help=help, format_func=names.get, **kwargs)
+        return where.selectbox(label, list(names), key=key, help=help, format_func=lambda v: names.get(v, ""), **kwargs)
     return where.checkbox(label, key=key, help=help, **kwargs)
 
 
@@ -106,9 +106,10 @@ def _list(where: Any, field: SettingField, key: str, label: str, help: str | Non
         return list(where.multiselect(label, options, key=key, help=help, placeholder=field.none,
                                       format_func=lambda v: field.labels.get(v, str(v)), **kwargs))
     text = where.text_input(label, key=key, help=help, placeholder=field.none or "comma-separated", **kwargs)
-    items = [part.strip() for part in (text or "").split(",") if part.strip()]
+    words = [part.strip() for part in (text or "").split(",") if part.strip()]
+    items: list[int | str] = list(words)
     if field.item == "int":  # a word that is not a number is left to the model to refuse, by name
-        items = [int(part) if part.lstrip("-").isdigit() else part for part in items]  # type: ignore[misc]
+        items = [int(word) if word.lstrip("-").isdigit() else word for word in words]
     return items or (None if field.optional else [])
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown, snippet
-from judgeeye.evaluate import RaterSpec, significance_mark
-from judgeeye.evaluate import charts, dashboard
+from judgeeye.evaluate import RaterSpec, charts, dashboard, significance_mark
 from judgeeye.evaluate.compare import ItemMismatchError
 from judgeeye.evaluate.launch import active_runs, cli_command, latest_job, launch_rater_run, resume_rater_run
 from judgeeye.evaluate.report import (
@@ -36,9 +38,9 @@ from judgeeye.evaluate.report import (
 from judgeeye.jobs import reconcile
 from judgeeye.review.stats import agreement_rows, progress_view
 from judgeeye.store import session_scope
-from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.engine_picker import engine_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
@@ -50,18 +52,16 @@ st.title("Agreement")
 st.caption("LLM raters against the human gold standard: Kendall τ, ICC(3,1) and MSE with 95% bootstrap "
            "intervals; significance as in the paper (paired t-test on squared errors, one-sided paired "
            "bootstraps for τ and ICC); inter-rater reliability among LLM raters (Table 3).")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 
 
-def chart(fig, name: str) -> None:  # type: ignore[no-untyped-def]
+def chart(fig: go.Figure, name: str) -> None:
     """A chart with its PNG and HTML downloads (built only when clicked)."""
     st.plotly_chart(fig, width="stretch", key=f"ag_fig_{name}")
     with st.container(horizontal=True):  # buttons as wide as their labels, whatever the column
-        st.download_button("PNG", data=lambda fig=fig: charts.figure_png(fig), file_name=f"{name}.png",
+        st.download_button("PNG", data=partial(charts.figure_png, fig), file_name=f"{name}.png",
                            mime="image/png", key=f"ag_png_{name}", on_click="ignore", icon=":material/image:")
-        st.download_button("HTML", data=lambda fig=fig: charts.figure_html(fig), file_name=f"{name}.html",
+        st.download_button("HTML", data=partial(charts.figure_html, fig), file_name=f"{name}.html",
                            mime="text/html", key=f"ag_html_{name}", on_click="ignore", icon=":material/code:")
 
 
@@ -108,7 +108,7 @@ defaults = default_choices(runs)
 ids = [r.id for r in runs]
 
 
-def _index(options: list, wanted) -> int:  # type: ignore[no-untyped-def]
+def _index(options: list[Any], wanted: Any) -> int:
     return options.index(wanted) if wanted in options else 0
 
 
@@ -146,7 +146,7 @@ def runs_view() -> None:
     if stalled:
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         pick = live_selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
-                              format_func=labels.get, key="ag_resume_pick", where=c1)
+                              format_func=lambda v: labels.get(v, ""), key="ag_resume_pick", where=c1)
         c2.button("Resume", key="ag_resume", on_click=resume, args=(pick,))
 
 
@@ -162,10 +162,10 @@ def compare_view() -> None:
             a0, b0 = defaults.compare
         c1, c2 = st.columns(2)
         run_a = live_selectbox("A (before: original codebook, base model)", firsts, default=a0,
-                               format_func=labels.get, key="ag_cmp_a", where=c1)
+                               format_func=lambda v: labels.get(v, ""), key="ag_cmp_a", where=c1)
         # only runs over the same items, complete and with ratings, can be B
         run_b = live_selectbox("B (after: refined codebook, fine-tuned model)", pairs[run_a], default=b0,
-                               format_func=labels.get, key="ag_cmp_b", where=c2)
+                               format_func=lambda v: labels.get(v, ""), key="ag_cmp_b", where=c2)
         picked["compare"] = (run_a, run_b)
         try:
             with session_scope() as session:
@@ -207,7 +207,7 @@ def compare_view() -> None:
     st.dataframe(per, hide_index=True, width="stretch", key="ag_grp_per")
     st.dataframe(tests, hide_index=True, width="stretch", key="ag_grp_tests")
     st.caption("One-sided paired t-tests across raters (B better than A), as in the paper's codebook analysis.")
-    if group.icc_test is not None:
+    if group.icc_test is not None and group.icc_a is not None and group.icc_b is not None:
         st.markdown(f"Inter-rater ICC(3,1): v{va} **{num(group.icc_a.icc3)}** → v{vb} **{num(group.icc_b.icc3)}**, "
                     f"one-sided bootstrap p = {escape_markdown(p_text(group.icc_test.p_value))} "
                     f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items"
@@ -222,7 +222,7 @@ def run_view() -> None:
         st.info("No rater runs yet.")
         return
     run_id = live_selectbox("Rater run", ids, default=picked.get("run_id") or defaults.run_id,
-                            format_func=labels.get, key="ag_run")
+                            format_func=lambda v: labels.get(v, ""), key="ag_run")
     picked["run_id"] = run_id
     with session_scope() as session:
         detail = dashboard.run_detail(session, run_id, worst=int(st.session_state.get("ag_worst_n", 10)))
@@ -276,8 +276,9 @@ def sampling_view() -> None:
     if not sampling:
         st.info("No sampling runs yet.")
         return
-    pick = live_selectbox("Sampling run", [r.run_id for r in sampling], default=sampling[-1].run_id,
-                          format_func={r.run_id: r.label for r in sampling}.get, key="ag_sampling_run")
+    sampling_labels = {r.run_id: r.label for r in sampling}
+    pick = live_selectbox("Sampling run", list(sampling_labels), default=sampling[-1].run_id,
+                          format_func=lambda v: sampling_labels.get(v, ""), key="ag_sampling_run")
     row = next(r for r in sampling if r.run_id == pick)
     c1, c2 = st.columns(2)
     with c1:

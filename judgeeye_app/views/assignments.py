@@ -10,16 +10,20 @@ import io
 import math
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from judgeeye.auth import Actor
 from judgeeye.display import escape_markdown, snippet
 from judgeeye.review import (
     FORMATS,
+    RoundProgress,
     adjudicate,
     annotator_progress,
     choice_agreement,
@@ -36,16 +40,14 @@ from judgeeye.review.stats import progress_view
 from judgeeye.store import Annotator, Candidate, Item, read_scope, session_scope
 from judgeeye_app.ui.access import require_permission
 from judgeeye_app.ui.actions import attempt
-from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.live_select import live_selectbox, live_value
 
 actor = require_permission("manage_rounds")
 st.title("Assignments")
 st.caption("Review rounds: annotators pick the sampled trace that matches their own reasoning "
            "(select-and-validate, Zhang et al. section 5).")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 
 FORMAT_NAMES = {"jsonl": "JSONL", "parquet": "Parquet", "hf": "Hugging Face dataset", "csv": "CSV"}
 FLASH = "as_flash"  # tab -> (kind, text) of the last action there, shown once
@@ -78,7 +80,7 @@ def open_round_now() -> None:
     state = st.session_state
     chosen, high = state["as_people"], int(state["as_high"])
 
-    def open_and_count(session, actor, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def open_and_count(session: Session, actor: Actor, *args: Any, **kwargs: Any) -> RoundProgress:
         return round_progress(session, open_round(session, actor, *args, **kwargs).id)
 
     summary, error = in_store(open_and_count, live_value("as_run"), chosen, overlap=int(state["as_overlap"]),
@@ -97,6 +99,10 @@ def open_round_now() -> None:
 def set_status(round_id: int, status: str) -> None:
     if error := in_store(set_round_status, round_id, status)[1]:
         say("rounds", "error", error)
+
+
+def _settle_label(options: list[tuple[str, str, int | None, str | None]], index: int) -> str:
+    return options[index][0].capitalize()
 
 
 def settle(item_id: int, round_id: int | None, options: list[tuple[str, str, int | None, str | None]]) -> None:
@@ -149,11 +155,11 @@ with rounds_tab:
         ]), hide_index=True, width="stretch",
             column_config={"Progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent")})
         by_id = {rid: p for rid, _, p in progress}
-        cols = st.columns([2, 1], vertical_alignment="bottom")
-        pick = live_selectbox("Round", list(by_id), key="as_status_round", where=cols[0],
+        pick_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
+        pick = live_selectbox("Round", list(by_id), key="as_status_round", where=pick_col,
                               format_func=lambda rid: f"#{rid} {by_id[rid].name} ({by_id[rid].status})")
         now_open = by_id[pick].status == "open"
-        cols[1].button("Close round" if now_open else "Reopen round", key="as_status_go", on_click=set_status,
+        button_col.button("Close round" if now_open else "Reopen round", key="as_status_go", on_click=set_status,
                        args=(pick, "closed" if now_open else "open"))
 
 with open_tab:
@@ -167,7 +173,7 @@ with open_tab:
     else:
         labels = {r.run_id: r.label for r in runs}
         with st.form("as_open"):
-            live_selectbox("Sampling run", list(labels), key="as_run", format_func=labels.get)
+            live_selectbox("Sampling run", list(labels), key="as_run", format_func=lambda v: labels.get(v, ""))
             st.multiselect("Annotators", [n for n, _ in people], key="as_people",
                            default=[n for n, role in people if role == "annotator"])
             cols = st.columns(3)
@@ -233,7 +239,7 @@ with disagree_tab:
                     st.info(text_block(traces[cid].answer))
             options.append(("none fits", "none_fits", None, None))
             suffix = f"{d.item_id}_{d.round_id}"
-            st.radio("Settle as", range(len(options)), format_func=lambda i, o=options: o[i][0].capitalize(),
+            st.radio("Settle as", range(len(options)), format_func=partial(_settle_label, options),
                      key=f"as_settle_{suffix}")
             st.text_input("Note", key=f"as_note_{suffix}")
             st.button("Settle", key=f"as_settle_go_{suffix}", type="primary", on_click=settle,
@@ -245,7 +251,7 @@ with export_tab:
                 "codebook version, trace and provenance (human-selected, human-edited, adjudicated, "
                 "first-accepted, post-hoc). Items nobody reviewed get their first accepted trace.")
     formats = st.multiselect("Formats", list(FORMATS), default=["jsonl", "parquet", "hf"], key="as_formats",
-                             format_func=FORMAT_NAMES.get)
+                             format_func=lambda v: FORMAT_NAMES.get(v, ""))
     st.button("Export", key="as_export", type="primary", disabled=not formats, on_click=export_now,
               args=(project.id,))
     done = st.session_state.get("as_export_result")
@@ -259,7 +265,7 @@ with export_tab:
         with st.container(horizontal=True):
             for fmt, path in summary.files.items():
                 if fmt == "hf":
-                    st.download_button(f"{FORMAT_NAMES[fmt]} (zip)", data=lambda path=path: folder_zip(path),
+                    st.download_button(f"{FORMAT_NAMES[fmt]} (zip)", data=partial(folder_zip, path),
                                        file_name=f"{Path(path).name}.zip", mime="application/zip",
                                        key=f"as_download_{fmt}", on_click="ignore", icon=":material/download:")
                 else:

@@ -19,15 +19,13 @@ from judgeeye.codebook.versions import describe_origin
 from judgeeye.display import escape_markdown
 from judgeeye.store import read_scope, session_scope
 from judgeeye_app.ui.access import require_page
-from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.diff import show_codebook_diff
 
 actor = require_page("codebooks")  # every page checks the session itself (see pages/access.py)
 
 st.title("Codebooks")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 
 with read_scope() as session:
     versions = list_versions(session, project.id)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
-from pydantic import ValidationError
 import streamlit as st
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from judgeeye.codebook import list_builtin, load_builtin
@@ -17,12 +17,15 @@ from judgeeye.datasets import (
     DatasetError,
     DatasetValidationError,
     GoldRule,
+    ParsedDataset,
     SplitRule,
     apply_gold,
-    load_builtin as load_dataset,
     preview,
     read_source,
     read_table,
+)
+from judgeeye.datasets import (
+    load_builtin as load_dataset,
 )
 from judgeeye.datasets.gold import STATUS_TEXT
 from judgeeye.datasets.values import fmt_number
@@ -30,8 +33,8 @@ from judgeeye.display import escape_markdown
 from judgeeye.projects import SAMPLE_FILE, builtin_codebook_for, import_with_codebook
 from judgeeye.store import Item, read_scope, session_scope
 from judgeeye.uploads import list_uploads, save_upload, upload_name
-from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
+from judgeeye_app.ui.common import project_picker
 
 actor = require_page("data")  # every page checks the session itself (see pages/access.py)
 
@@ -80,9 +83,13 @@ def _columns(path: str, mtime: float) -> list[str]:
 
 
 @st.cache_data(show_spinner="Validating…", max_entries=8)
-def _parse(path: str, mtime: float, loader: str | None, dimension: str | None, mapping_json: str | None):
+def _parse(path: str, mtime: float, loader: str | None, dimension: str | None,
+           mapping_json: str | None) -> ParsedDataset:
+    """The file read by a built-in loader for a dimension, or by a column mapping (JSON)."""
     if loader:
+        assert dimension is not None  # chosen with the loader
         return load_dataset(loader, path, dimension)
+    assert mapping_json is not None  # built when no loader is chosen
     return read_table(path, ColumnMapping.model_validate_json(mapping_json))
 
 

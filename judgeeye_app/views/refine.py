@@ -12,7 +12,15 @@ from judgeeye.codebook import list_versions
 from judgeeye.codebook.versions import describe_origin
 from judgeeye.display import escape_markdown
 from judgeeye.evaluate.raters import RaterSpec
-from judgeeye.refine.critiques import cluster_summary, critique_jobs, map_points, source_trace, stored_map
+from judgeeye.refine.critiques import (
+    ClusterRow,
+    MapPoint,
+    cluster_summary,
+    critique_jobs,
+    map_points,
+    source_trace,
+    stored_map,
+)
 from judgeeye.refine.embed import BUILTIN as EMBEDDERS
 from judgeeye.refine.runner import launch_refinement, refinement_jobs, resume_refinement, version_of_job
 from judgeeye.refine.settings import RefineSettings
@@ -21,7 +29,7 @@ from judgeeye.settings_fields import SettingField, setting_field
 from judgeeye.store import Job, read_scope, session_scope
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
-from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.engine_picker import engine_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.keys import provide_api_key
@@ -32,9 +40,7 @@ actor = require_page("refine")  # every page checks the session itself (see page
 st.title("Refine the codebook")
 st.caption("Instructions from N traces per rating level; a rubric from critiques extracted from traces, "
            "clustered per level, the ones nearest each centroid standing for their cluster (Zhang et al., 3.2).")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 with read_scope() as session:
     versions = list_versions(session, project.id)
 if not versions:
@@ -72,7 +78,7 @@ def refine_form() -> None:
     with read_scope() as session:
         runs = {r.run_id: r.label for r in sampling_runs(session, project.id)}
     c1, c2 = st.columns([3, 2])
-    picked = c1.multiselect(_field("runs").title, list(runs), format_func=runs.get, key=FORM + "runs",
+    picked = c1.multiselect(_field("runs").title, list(runs), format_func=lambda v: runs.get(v, ""), key=FORM + "runs",
                             placeholder=_field("runs").none, help=help_text(_field("runs")))
     note = field_widget(_field("note"), FORM, where=c2)
     if engine is None:
@@ -155,7 +161,7 @@ def show_trace(critique_id: int) -> None:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _map_data(job_id: int, made: str) -> tuple[list[object], list[tuple[int, str]], list[object]]:
+def _map_data(job_id: int, made: str) -> tuple[list[MapPoint], list[tuple[int, str]], list[ClusterRow]]:
     """The stored map of one refinement: its points, its representatives and the cluster table
     (cached per job and map row: both are written once, in one transaction, by the job). The
     figure is drawn from them on every run: the chart's identity is its spec, and a selection
@@ -212,7 +218,7 @@ def map_view() -> None:
         selected = int(data[0]) if data else None
     labels = dict(reps)
     chosen = st.selectbox("Open the trace of a representative critique", list(labels), index=None, key="cm_pick",
-                          placeholder="or select any point on the map", format_func=labels.get)
+                          placeholder="or select any point on the map", format_func=lambda v: labels.get(v, ""))
     target = selected if selected is not None else chosen
     if target is not None:
         show_trace(target)

@@ -7,15 +7,19 @@ same item. Keys: 1-9 choose, N none fits, E edit, S skip, B back, F forward, U u
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from judgeeye.codebook import word_ops
 from judgeeye.display import escape_markdown
 from judgeeye.review import (
     ItemView,
     ReviewError,
+    TraceView,
     choose,
     following_item,
     history,
@@ -33,6 +37,7 @@ from judgeeye.store import Project, read_scope, session_scope
 from judgeeye_app.ui.access import require_permission
 
 actor = require_permission("review")
+assert actor.id is not None  # a signed-in annotator (only the system actor has no id)
 KEYS = "Keys: **1–9** choose a trace · **N** none fits · **E** edit · **S** skip · **B** back · **F** forward · **U** undo"
 LAYOUTS = ["Side by side", "Stacked"]
 #: side by side, traces sit in rows of at most this many columns: narrower ones are unreadable
@@ -74,26 +79,26 @@ def default_layout(traces: list[TraceView]) -> str:
     return "Side by side" if len(traces) <= 4 and longest < 4000 else "Stacked"
 
 
-def trace_slots(n: int, layout: str) -> list:  # type: ignore[type-arg]
+def trace_slots(n: int, layout: str) -> list[DeltaGenerator]:
     """One container per trace: stacked one under the other, or side by side in balanced rows of
     at most MAX_COLUMNS (4 traces: 2 + 2; 9 traces: 3 + 3 + 3)."""
     if layout != "Side by side":
         return [st.container() for _ in range(n)]
     per_row = math.ceil(n / math.ceil(n / MAX_COLUMNS)) if n else 1
-    slots: list = []  # type: ignore[type-arg]
+    slots: list[DeltaGenerator] = []
     for start in range(0, n, per_row):
         slots.extend(st.columns(per_row)[: n - start])
     return slots
 
 
-def reasoning_box(text: str, layout: str):  # type: ignore[no-untyped-def]
+def reasoning_box(text: str, layout: str) -> DeltaGenerator:
     """Where a trace's reasoning goes: a scrolling box of fixed height, or the text's own height."""
     height = SIDE_HEIGHT if layout == "Side by side" else STACKED_HEIGHT if len(text) > LONG_TRACE else None
     return st.container(height=height, border=False) if height else st.container(border=False)
 
 
 with read_scope() as session:
-    rounds = [(r.id, r.name, session.get(Project, r.project_id).name) for r in rounds_for(session, actor)]
+    rounds = [(r.id, r.name, session.get_one(Project, r.project_id).name) for r in rounds_for(session, actor)]
 if not rounds:
     st.title("Review")
     st.info("No review round is open for you yet. A lead opens one on the **Assignments** page.")
@@ -102,7 +107,7 @@ if not rounds:
 labels = {rid: f"{name} · {project}" for rid, name, project in rounds}
 round_id = rounds[0][0]
 if len(rounds) > 1:
-    round_id = st.sidebar.selectbox("Round", list(labels), format_func=labels.get, key="rv_round")
+    round_id = st.sidebar.selectbox("Round", list(labels), format_func=lambda v: labels.get(v, ""), key="rv_round")
 if st.session_state.get("rv_round_seen") != round_id:
     st.session_state.pop("rv_item", None)
     st.session_state["rv_round_seen"] = round_id
@@ -117,7 +122,7 @@ def go(item_id: int | None) -> None:
     st.session_state.pop("rv_edit", None)
 
 
-def act(action, *args) -> None:  # type: ignore[no-untyped-def]
+def act(action: Callable[..., object], *args: Any) -> None:
     """Run a review action in its own transaction; report bad input instead of failing."""
     try:
         with session_scope() as s:
@@ -261,11 +266,12 @@ else:
     source = view.trace(number)
     start = view.edited_text if view.state == "draft" and view.chosen_number == number and view.edited_text else source.reasoning
     text_key = f"rv_edit_text_{view.item_id}_{number}"
+    editing_item = view.item_id
 
     def save_draft() -> None:
         try:
             with session_scope() as s:
-                save_edit(s, actor, round_id, view.item_id, source.candidate_id, st.session_state.get(text_key, ""))
+                save_edit(s, actor, round_id, editing_item, source.candidate_id, st.session_state.get(text_key, ""))
         except ReviewError as exc:
             st.session_state["rv_flash"] = str(exc)
 

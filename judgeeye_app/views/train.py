@@ -15,12 +15,19 @@ from judgeeye.settings_fields import SettingField, nest, setting_field
 from judgeeye.store import TrainingRun, session_scope
 from judgeeye.training import TrainingConfig, cli_command
 from judgeeye.training.launch import (
-    latest_job, launch_training, metrics_of, resume_point, resume_training, run_rows, tau_text, trace_sources,
+    latest_job,
+    launch_training,
+    metrics_of,
+    resume_point,
+    resume_training,
+    run_rows,
+    tau_text,
+    trace_sources,
 )
 from judgeeye.training.plan import TrainingPlan, plan_training
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
-from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
 from judgeeye_app.ui.settings_form import MORE, field_widget, fill, help_text, problem, settings_form
@@ -34,9 +41,7 @@ st.caption("LoRA fine-tuning on the reasoning dataset: each item's prompt is the
            "(Chiang et al.). The run is planned from its rows; validation Kendall τ, rated the way the test "
            "split is, picks the checkpoint and stops early; the best adapter is then compared with the base "
            "model on the test split.")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 
 new_tab, runs_tab = st.tabs(["New run", "Runs"])
 FORM = "t_"  # the form's widgets are keyed FORM + the config field's path
@@ -96,11 +101,11 @@ def new_run_form() -> None:
             st.info("No sampling run has accepted traces yet: sample some on the **Sample** page.")
             return
         labels = {r: f"Run {r} · {n} accepted" for r, n in sources}
-        run_choice = c2.selectbox(_field("sampling_run").title, list(labels), format_func=labels.get,
+        run_choice = c2.selectbox(_field("sampling_run").title, list(labels), format_func=lambda v: labels.get(v, ""),
                                   key=FORM + "sampling_run", help=help_text(_field("sampling_run")))
     version = c3.selectbox(_field("codebook_version").title, [None, *versions], key=FORM + "codebook_version",
                            help=help_text(_field("codebook_version")),
-                           format_func=lambda v: _field("codebook_version").none if v is None else f"v{v}")
+                           format_func=lambda v: (_field("codebook_version").none or "") if v is None else f"v{v}")
     values |= settings_form(TrainingConfig, DATA, prefix=FORM, values=recipe, only="plain")
     st.subheader("Model")
     c1, c2 = st.columns(2)
@@ -183,12 +188,12 @@ def curve(metrics: dict[str, list[tuple[int, float]]], names: dict[str, str], ti
 def details(run_id: int) -> None:
     """The run's best τ, loss, steps and curves (redrawn on every poll of the job panel)."""
     with session_scope() as session:
-        run = session.get(TrainingRun, run_id)
+        run = session.get_one(TrainingRun, run_id)
         metrics = metrics_of(session, run_id)
         best, best_step = run.best_metric, run.best_step
         mode = TrainingConfig.model_validate(run.config).mode
     at_best = {name: dict(points).get(best_step) for name, points in metrics.items()
-               if name in ("val_n", "val_parse_failures")}
+               if name in ("val_n", "val_parse_failures")} if best_step is not None else {}
     c = st.columns(3)
     c[0].metric("Best validation τ", "—" if best is None else f"{best:.3f}",
                 help=f"at step {best_step}: {tau_text(best, at_best.get('val_n'), at_best.get('val_parse_failures'))}"
@@ -245,7 +250,7 @@ def runs_view() -> None:
     table = [{k: _shown(v, 0 if k in counts else 3) for k, v in r.items()} for r in rows]
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
     labels = {r["run"]: f"Run {r['run']} · {r['mode']} · {escape_markdown(str(r['base']))} · {r['status']}" for r in rows}
-    run_id = live_selectbox("Run", list(labels), format_func=labels.get, key="t_run_pick")
+    run_id = live_selectbox("Run", list(labels), format_func=lambda v: labels.get(v, ""), key="t_run_pick")
     row = next(r for r in rows if r["run"] == run_id)
     job_panel([tracked(run_id, row["status"])], key="t_panel", actor=actor)
     if row["test τ"] is not None or row["test MSE"] is not None:

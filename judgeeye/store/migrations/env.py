@@ -1,7 +1,7 @@
 """Alembic environment: runs on the connection JudgeEye hands over (see store.db.upgrade_schema)."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from judgeeye.store.db import database_url
 from judgeeye.store.models import Base
@@ -10,7 +10,7 @@ target_metadata = Base.metadata
 config = context.config
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

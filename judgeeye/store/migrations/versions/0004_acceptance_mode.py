@@ -11,9 +11,8 @@ runs get the setting that reproduces what they did, so a resume continues the sa
 "forced_cue" for local-engine runs with the read-out on (they accepted read-out ratings),
 "written" otherwise.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004_acceptance_mode'
 down_revision = '0001'

@@ -4,9 +4,8 @@ Revision ID: 0004_critique_map
 Revises: 0001
 Create Date: 2026-12-06
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004_critique_map'
 down_revision = '0001'
