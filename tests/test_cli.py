@@ -51,6 +51,20 @@ def test_import_builtin_loader_and_list_projects(store_url: str) -> None:
     assert listing.exit_code == 0 and "hx" in listing.output and "complexity" in listing.output
 
 
+def test_import_sample_gives_the_apps_sample_project_headless(store_url: str) -> None:
+    from judgeeye.projects import SAMPLE_PROJECT, ensure_sample_project
+
+    result = run("import", "--sample")
+    assert result.exit_code == 0, result.output
+    assert f"imported project {SAMPLE_PROJECT!r} (id 1)" in result.output
+    assert ensure_sample_project() is None  # the app would not import it a second time
+    refused = run("import", "--sample", str(SAMPLE_FILE))
+    assert refused.exit_code == 2 and "give no file" in refused.output
+    assert run("import").exit_code == 2
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == 1
+
+
 def test_generic_import_with_column_mapping(store_url: str) -> None:
     result = run("import", DATA / "generic_ratings.csv", "--id-column", "id", "--text", "story=text",
                  "--rater", "r1", "--rater", "r2", "--rater", "r3", "--scale", "1-5",

@@ -26,13 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chat_server import chat_server
-from refine_data import REFINED_MARKER, make_project, scripted_reply
 from sqlalchemy import func, select
-from training_data import make_tiny_project
 from typer.testing import CliRunner
-from waiting import wait_for
 
+from chat_server import chat_server
 from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.evaluate import dashboard
@@ -65,6 +62,9 @@ from judgeeye.store import (
     read_scope,
     session_scope,
 )
+from refine_data import REFINED_MARKER, make_project, scripted_reply
+from training_data import make_tiny_project
+from waiting import wait_for
 
 runner = CliRunner()
 SYSTEM = Actor.system()

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+
 from browser import browser_page, enter, log_in, settled, streamlit_app
 from chat_server import chat_server
-from review_data import PASSWORD, make_users
-from sqlalchemy import select
-from training_data import STORIES, TRACES, make_tiny_project
-
 from judgeeye.experiments.report import build_report
 from judgeeye.store import Experiment, session_scope
+from review_data import PASSWORD, make_users
+from training_data import STORIES, TRACES, make_tiny_project
 
 pytestmark = pytest.mark.slow
 

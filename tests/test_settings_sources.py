@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
+from apptest_login import app_as
 from judgeeye.cli import app
 from judgeeye.display import escape_markdown
 from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
@@ -27,7 +28,6 @@ from judgeeye.sampling import SamplingSettings, preset_settings
 from judgeeye.settings_fields import SettingField, setting_field, setting_fields
 from judgeeye.training import TrainingConfig
 from judgeeye.training.config import PRESETS as TRAIN_PRESETS
-from apptest_login import app_as
 
 REPO = Path(__file__).resolve().parents[1]
 #: every settings model whose fields become options or widgets
@@ -135,12 +135,11 @@ def _all_forms() -> None:
     """Every settings model's generated form, all plain fields (the test reads the widgets)."""
     from judgeeye.engines.base import OpenAIConfig, TransformersConfig, VLLMConfig
     from judgeeye.evaluate import RaterSpec
+    from judgeeye.experiments import ExperimentSettings
     from judgeeye.refine.settings import RefineSettings
     from judgeeye.sampling import SamplingSettings
     from judgeeye.training import TrainingConfig
     from judgeeye_app.ui.settings_form import settings_form
-
-    from judgeeye.experiments import ExperimentSettings
 
     for model in (TrainingConfig, SamplingSettings, RefineSettings, RaterSpec, TransformersConfig, OpenAIConfig,
                   VLLMConfig, ExperimentSettings):

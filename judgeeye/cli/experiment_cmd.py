@@ -73,14 +73,18 @@ def experiment_run(
     refine_engine: Annotated[str | None, typer.Option(help=_engine_help("refine_engine"),
                                                       show_default="the first black-box rater")] = None,
     engines: dict[str, Any] | None = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Any setting, section.field=value, e.g. sampling.k=8, training.max_steps=20, protocol.limit=50, refine.n_rubric=20; repeat.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any setting, section.field=value, e.g. sampling.k=8, training.max_steps=20, protocol.limit=50, "
+                      "refine.n_rubric=20; repeat.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the experiment.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the grid and the plan; start nothing.")] = False,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
     """Plan and run an experiment, then print its report.
 
-    The paper's protocol on the project: sample traces, fine-tune (on traces, on labels only, TRACT), refine the codebook for black-box raters, rate the test split with every rater under one protocol, compare each with the base. Runs made before with the same settings are reused. Unset options take the preset's values."""
+    The paper's protocol: sample, fine-tune (traces, labels only, TRACT), refine, rate the test split, compare with the base.
+
+    Runs made before with the same settings are reused. Unset options take the preset's values."""
     from judgeeye.experiments.launch import launch_experiment
     from judgeeye.experiments.plan import plan_experiment
     from judgeeye.projects import find_project

@@ -5,21 +5,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from judgeeye.cli.codebook_cmd import codebook_app
-from judgeeye.cli.refine_cmd import refine_app
+from judgeeye.cli.common import echo_store, echo_table, user_errors
 from judgeeye.cli.evaluate_cmd import evaluate
 from judgeeye.cli.experiment_cmd import experiment_app
 from judgeeye.cli.jobs_cmd import jobs_app
+from judgeeye.cli.refine_cmd import refine_app
+from judgeeye.cli.review_cmd import review_app
 from judgeeye.cli.sample_cmd import runs_app, sample
 from judgeeye.cli.train_cmd import train_app
-from judgeeye.cli.review_cmd import review_app
 from judgeeye.cli.users_cmd import users_app
-from judgeeye.cli.common import echo_store, echo_table, user_errors
 from judgeeye.store import StoreNotFound, session_scope, store_exists, store_location
 from judgeeye.store.db import DATA_DIR_ENV, DB_URL_ENV, allow_store_creation, legacy_store, store_source
 
@@ -135,32 +135,47 @@ def projects_cmd() -> None:
 
 @app.command("import")
 def import_cmd(
-    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file (a folder for SummEval's split files).")],
-    loader: Annotated[Optional[str], typer.Option(help="Built-in format: hanna, summeval, wmt_sqm, helpsteer2, aes2, prometheus.")] = None,
-    dimension: Annotated[Optional[str], typer.Option(help="What is rated, e.g. HANNA 'complexity'.")] = None,
-    project: Annotated[Optional[str], typer.Option(help="Project name (default: from the loader and dimension).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="csv, jsonl or parquet (default: by extension).")] = None,
-    id_column: Annotated[Optional[str], typer.Option(help="Generic import: the id column.")] = None,
-    text: Annotated[Optional[list[str]], typer.Option(help="Generic import: a text field, COLUMN or NAME=COLUMN; repeat.")] = None,
-    rater: Annotated[Optional[list[str]], typer.Option(help="Generic import: one annotator's rating column, COLUMN or NAME=COLUMN; repeat.")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Generic import: one aggregated label column (instead of --rater).")] = None,
-    group_column: Annotated[Optional[str], typer.Option(help="Generic import: what rows share (source document, prompt); rows with the same value stay in one split.")] = None,
-    scale: Annotated[Optional[str], typer.Option(help="Generic import: rating scale, e.g. 1-5.")] = None,
+    path: Annotated[Path | None, typer.Argument(
+        help="CSV, JSONL or Parquet file (a folder for SummEval's split files).", show_default=False)] = None,
+    sample: Annotated[bool, typer.Option(
+        "--sample", help="Import the bundled sample project (300 HANNA stories, complexity) instead of a file.")] = False,
+    loader: Annotated[str | None, typer.Option(
+        help="Built-in format: hanna, summeval, wmt_sqm, helpsteer2, aes2, prometheus.")] = None,
+    dimension: Annotated[str | None, typer.Option(help="What is rated, e.g. HANNA 'complexity'.")] = None,
+    project: Annotated[str | None, typer.Option(help="Project name (default: from the loader and dimension).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl or parquet (default: by extension).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Generic import: the id column.")] = None,
+    text: Annotated[list[str] | None, typer.Option(
+        help="Generic import: a text field, COLUMN or NAME=COLUMN; repeat.")] = None,
+    rater: Annotated[list[str] | None, typer.Option(
+        help="Generic import: one annotator's rating column, COLUMN or NAME=COLUMN; repeat.")] = None,
+    label: Annotated[str | None, typer.Option(help="Generic import: one aggregated label column (instead of --rater).")] = None,
+    group_column: Annotated[str | None, typer.Option(
+        help="Generic import: what rows share (source document, prompt); rows with the same value stay in one split.")] = None,
+    scale: Annotated[str | None, typer.Option(help="Generic import: rating scale, e.g. 1-5.")] = None,
     task: Annotated[str, typer.Option(help="Generic import: task name.")] = "rating",
     generation_type: Annotated[str, typer.Option(help="Generic import: what the items are (story, essay, ...).")] = "text",
     max_std: Annotated[float, typer.Option(help="Drop items whose raters' standard deviation exceeds this.")] = 1.0,
     splits: Annotated[str, typer.Option(help="train,validation,test ratios.")] = "0.7,0.1,0.2",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 42,
-    codebook: Annotated[Optional[str], typer.Option(help="A built-in codebook name or a codebook JSON file (default: the original for the loader and dimension).")] = None,
+    codebook: Annotated[str | None, typer.Option(
+        help="A built-in codebook name or a codebook JSON file (default: the original for the loader and dimension).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Validate and report; write nothing.")] = False,
 ) -> None:
     """Import a rating dataset into a new project (one transaction: all or nothing)."""
-    from judgeeye.codebook import list_builtin, load_builtin, load_codebook_file
-    from judgeeye.datasets import ColumnMapping, GoldRule, SplitRule, apply_gold, load_builtin as load_dataset, read_table
     from judgeeye.auth import Actor
-    from judgeeye.projects import import_with_codebook
+    from judgeeye.codebook import list_builtin, load_builtin, load_codebook_file
+    from judgeeye.datasets import ColumnMapping, GoldRule, SplitRule, apply_gold, read_table
+    from judgeeye.datasets import load_builtin as load_dataset
+    from judgeeye.projects import SAMPLE_FILE, SAMPLE_PROJECT, import_with_codebook
 
     with user_errors():
+        if sample:
+            if path is not None or loader:
+                raise typer.BadParameter("--sample imports the bundled sample project: give no file and no --loader")
+            path, loader, dimension, project = SAMPLE_FILE, "hanna", "complexity", project or SAMPLE_PROJECT
+        if path is None:
+            raise typer.BadParameter("give a file to import (or --sample for the bundled sample project)")
         if loader:
             if not dimension:
                 raise typer.BadParameter("--dimension is required with --loader")
@@ -219,7 +234,6 @@ def app_cmd(
     keep running to the end (stop one with `judgeeye jobs cancel ID`; it resumes later)."""
     from judgeeye.cli.server import run_until_stopped
     from judgeeye.projects import ensure_sample_project
-
     from judgeeye_app import ENTRY_SCRIPT as script  # the installed app package (imports no streamlit)
 
     if not store_exists():

@@ -13,7 +13,6 @@ from judgeeye.codebook import current_version, get_version
 from judgeeye.engines import EMBEDDED_MODEL, AnyEngineConfig, EngineConfig
 from judgeeye.store import Item, Project, SamplingRun
 
-
 AcceptanceMode = Literal["written", "forced_cue"]
 #: how each acceptance mode is called in front of users
 ACCEPTANCE_LABELS: dict[str, str] = {"written": "written", "forced_cue": "forced cue"}

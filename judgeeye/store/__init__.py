@@ -13,7 +13,6 @@ from judgeeye.store.db import (
     store_location,
     upgrade_schema,
 )
-from judgeeye.store.retry import StoreBusyError, insert_or_ignore, is_transient, write_with_retry
 from judgeeye.store.models import (
     Adjudication,
     Annotator,
@@ -39,10 +38,12 @@ from judgeeye.store.models import (
     TrainingMetric,
     TrainingRun,
 )
+from judgeeye.store.retry import StoreBusyError, insert_or_ignore, is_transient, write_with_retry
 
 __all__ = [
     "Adjudication", "ReviewAssignment", "ReviewRound", "ReviewTask",
-    "Annotator", "Base", "Candidate", "Codebook", "Critique", "CritiqueMap", "Experiment", "ExperimentStage", "Item", "Job", "Prediction",
+    "Annotator", "Base", "Candidate", "Codebook", "Critique", "CritiqueMap", "Experiment", "ExperimentStage",
+    "Item", "Job", "Prediction",
     "Project", "RaterRun", "SamplingRun", "Selection", "SelectionEvent", "StatsCache", "TrainingMetric",
     "TrainingRun", "data_dir", "database_url", "dispose_engines", "get_engine", "read_scope", "redact_url",
     "session_scope", "upgrade_schema", "StoreNotFound", "store_exists", "store_location",

@@ -4,9 +4,8 @@ Revision ID: 0006_experiments
 Revises: 0005_codebook_sections
 Create Date: 2026-11-30
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0006_experiments'
 down_revision = '0005_codebook_sections'
