@@ -58,7 +58,7 @@ def resolve(session: Session, project_id: int, settings: ExperimentSettings) -> 
         if codebook is None:
             raise LookupError(f"project {project.name!r} has no codebook; import one first")
         settings = settings.model_copy(update={"codebook_version": codebook.version})
-    get_version(session, project_id, settings.codebook_version)
+    get_version(session, project_id, settings.original_version)
     if settings.refined_codebook is not None:
         get_version(session, project_id, settings.refined_codebook)
         if settings.refined_codebook == settings.codebook_version:
@@ -99,9 +99,9 @@ def _versions() -> dict[str, str]:
 
 def record_inputs(session: Session, project_id: int, settings: ExperimentSettings) -> dict[str, Any]:
     """Everything another machine needs to rerun the experiment exactly."""
-    project = session.get(Project, project_id)
+    project = session.get_one(Project, project_id)
     dataset = dataset_record(session, project)
-    codebooks = {"original": codebook_record(get_version(session, project_id, settings.codebook_version))}
+    codebooks = {"original": codebook_record(get_version(session, project_id, settings.original_version))}
     if settings.refined_codebook is not None:
         codebooks["refined"] = codebook_record(get_version(session, project_id, settings.refined_codebook))
     sampling = st.sampling_settings(settings)
@@ -112,11 +112,11 @@ def record_inputs(session: Session, project_id: int, settings: ExperimentSetting
     if settings.refines():
         engines["refine"] = st.refine_engine(settings).model_dump(mode="json")
     seeds = {"split": (project.gold_rule or {}).get("split", {}).get("seed"), "sampling": sampling.seed,
-             "training": {m: st.training_config(settings, m, None, settings.codebook_version).seed
+             "training": {m: st.training_config(settings, m, None, settings.original_version).seed
                           for m in settings.modes},
              "rating": settings.protocol.seed}
     if settings.refines():
-        seeds["refine"] = st.refine_settings(settings, settings.codebook_version, None).seed
+        seeds["refine"] = st.refine_settings(settings, settings.original_version, None).seed
     return {"project": {"id": project.id, "name": project.name, "task": project.task, "dimension": project.dimension,
                         "scale": [project.scale_min, project.scale_max]},
             "dataset": dataset, "split_seed": seeds["split"], "codebooks": codebooks, "engines": engines,

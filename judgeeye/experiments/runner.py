@@ -82,7 +82,7 @@ class StageClock:
         while not self._stop.wait(CLOCK_SECONDS):
             try:
                 with session_scope() as s:
-                    s.get(ExperimentStage, self.row_id).seconds = self.elapsed()
+                    s.get_one(ExperimentStage, self.row_id).seconds = self.elapsed()
             except Exception as exc:  # a busy store: the next tick writes it
                 if self.log:
                     self.log(f"stage clock not written ({exc.__class__.__name__}); retrying")
@@ -106,7 +106,7 @@ def run_experiment_job(ctx: JobContext) -> None:
 
 def _set(experiment_id: int, **values: Any) -> None:
     def write(s: Session) -> None:
-        experiment = s.get(Experiment, experiment_id)
+        experiment = s.get_one(Experiment, experiment_id)
         for key, value in values.items():
             setattr(experiment, key, value)
 
@@ -123,13 +123,13 @@ def execute_experiment(experiment_id: int, ctx: JobContext) -> str:
         settings = experiment_settings(experiment)
         experiment.status, experiment.finished_at = "running", None
         inputs = st.Inputs(project_id=experiment.project_id, settings=settings,
-                           original_version=int(settings.codebook_version))
+                           original_version=settings.original_version)
         rows = [(r.id, r.key, r.status, r.run_id) for r in stage_rows(s, experiment_id)]
         for _, key, status, run_id in rows:
             if status == "done" and run_id is not None:
                 inputs.runs[key] = run_id
                 if key == "refine":
-                    inputs.refined_version = s.get(Codebook, run_id).version
+                    inputs.refined_version = s.get_one(Codebook, run_id).version
     defs = stage_by_key(settings)
     ctx.log(f"experiment {experiment_id}: {len(rows)} stages, {sum(1 for r in rows if r[2] == 'done')} done")
     try:
@@ -156,7 +156,7 @@ def _finish(experiment_id: int, inputs: st.Inputs) -> None:
     from judgeeye.experiments.report import build_report, render_html
 
     with session_scope() as s:
-        experiment = s.get(Experiment, experiment_id)
+        experiment = s.get_one(Experiment, experiment_id)
         if inputs.refined_version is not None and "refined" not in experiment.inputs.get("codebooks", {}):
             from judgeeye.codebook import get_version
 
@@ -193,7 +193,8 @@ def _work(stage: StageDef, row_id: int, index: int, n_stages: int, inputs: st.In
             if stage.kind == "refine":
                 run_id = st.execute_refine(inputs.project_id, built, sctx, earlier_jobs + [ctx.job_id])
             else:
-                st.execute(stage.kind, int(run_id), sctx)
+                assert run_id is not None  # _prepare created or took up the stage's run
+                st.execute(stage.kind, run_id, sctx)
         except JobCancelled:
             _stage_status(row_id, "pending", clock.elapsed())
             raise
@@ -201,9 +202,8 @@ def _work(stage: StageDef, row_id: int, index: int, n_stages: int, inputs: st.In
             _stage_status(row_id, "failed", clock.elapsed(), note=str(exc))
             raise
     with session_scope() as s:
-        row = s.get(ExperimentStage, row_id)
-        _done(s, row, int(run_id), reused=False, seconds=clock.elapsed())
-        _remember(s, stage, int(run_id), inputs)
+        _done(s, s.get_one(ExperimentStage, row_id), run_id, reused=False, seconds=clock.elapsed())
+        _remember(s, stage, run_id, inputs)
 
 
 def _prepare(stage: StageDef, row_id: int, inputs: st.Inputs,
@@ -211,7 +211,7 @@ def _prepare(stage: StageDef, row_id: int, inputs: st.Inputs,
     """Reuse a finished run (None: the stage is done), or create the stage's run and record it in
     the same transaction, or take up the run recorded before; then claim it for this job."""
     with session_scope() as s:
-        row = s.get(ExperimentStage, row_id)
+        row = s.get_one(ExperimentStage, row_id)
         built = st.build(s, stage, inputs)
         row.cache_key, row.payload = built.cache_key, built.payload
         earlier_jobs = [int(j) for j in row.jobs or []]
@@ -251,12 +251,12 @@ def _done(s: Session, row: ExperimentStage, run_id: int, *, reused: bool, second
 def _remember(s: Session, stage: StageDef, run_id: int, inputs: st.Inputs) -> None:
     inputs.runs[stage.key] = run_id
     if stage.kind == "refine":
-        inputs.refined_version = s.get(Codebook, run_id).version
+        inputs.refined_version = s.get_one(Codebook, run_id).version
 
 
 def _stage_status(row_id: int, status: str, seconds: float | None, note: str | None = None) -> None:
     def write(s: Session) -> None:
-        row = s.get(ExperimentStage, row_id)
+        row = s.get_one(ExperimentStage, row_id)
         row.status, row.note = status, note
         if seconds is not None:
             row.seconds = seconds

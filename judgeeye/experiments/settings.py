@@ -31,6 +31,8 @@ PresetName = Literal["paper", "quick"]
 #: fine-tuned raters in words (the report's and the page's names)
 MODE_TITLES: dict[str, str] = {"sft": "SFT on traces", "labels_only": "SFT on labels only", "tract": "TRACT"}
 PRESET_LABELS: dict[str, str] = {"paper": "Paper protocol", "quick": "Quick (embedded model, minutes)"}
+#: the fine-tuned raters of a grid unless chosen: SFT on traces and its labels-only ablation
+DEFAULT_MODES: tuple[Mode, ...] = ("sft", "labels_only")
 
 
 def _like(model: type[BaseModel], name: str, **changes: Any) -> Any:
@@ -119,7 +121,7 @@ class ExperimentSettings(BaseModel):
     # hide_input_in_errors: a key typed where its variable's name belongs is not echoed
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    preset: PresetName = Field("paper", title="Preset", json_schema_extra={"labels": PRESET_LABELS},
+    preset: PresetName = Field("paper", title="Preset", json_schema_extra={"labels": dict(PRESET_LABELS)},
                                description="paper (the paper's protocol) or quick (the embedded model on a CPU, "
                                            "minutes).")
     base_model: str = _like(TrainingConfig, "base_model", title="Base model (rated as is and fine-tuned)",
@@ -135,8 +137,8 @@ class ExperimentSettings(BaseModel):
     sampling: dict[str, Any] = Field(default_factory=dict, description="Sampling settings (SamplingSettings fields).")
     training: dict[str, Any] = Field(default_factory=dict, description="Training settings shared by every fine-tuned "
                                                                         "rater (TrainingConfig fields).")
-    modes: list[Mode] = Field(default_factory=lambda: ["sft", "labels_only"], title="Fine-tuned raters",
-                              json_schema_extra={"labels": MODE_LABELS},
+    modes: list[Mode] = Field(default_factory=lambda: list(DEFAULT_MODES), title="Fine-tuned raters",
+                              json_schema_extra={"labels": dict(MODE_LABELS)},
                               description="sft (on traces), labels_only (the paper's Table 4 ablation), tract "
                                           "(TRACT, two stages).")
     blackbox: list[AnyEngineConfig] = Field(default_factory=list, title="Black-box raters",
@@ -213,6 +215,14 @@ class ExperimentSettings(BaseModel):
     def refines(self) -> bool:
         """Whether the experiment writes the refined codebook itself."""
         return bool(self.blackbox) and self.refined_codebook is None
+
+    @property
+    def original_version(self) -> int:
+        """The original codebook version, which :func:`~judgeeye.experiments.launch.resolve`
+        writes in (an experiment stores resolved settings); unresolved settings have none yet."""
+        if self.codebook_version is None:
+            raise ValueError("the experiment's codebook version is not resolved yet")
+        return self.codebook_version
 
 
 #: settings whose values are dicts merged key by key over the preset's

@@ -60,7 +60,7 @@ class SamplingSettings(BaseModel):
         description="rejection (the paper's method: keep the traces whose rating equals the label) or post_hoc "
                     "(explain the known label, strip it, keep what a verifier re-derives).")
     acceptance: AcceptanceMode = Field(
-        "written", title="Acceptance mode", json_schema_extra={"labels": ACCEPTANCE_LABELS},
+        "written", title="Acceptance mode", json_schema_extra={"labels": dict(ACCEPTANCE_LABELS)},
         description=("written: a trace counts only with the rating it wrote itself (the paper's protocol). "
                      "forced cue: a trace that ran out of tokens or wrote no rating gets the answer cue "
                      "appended and is rated by the most probable rating token after it (budget forcing; "
