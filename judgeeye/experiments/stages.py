@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from judgeeye.codebook import get_version
 from judgeeye.engines import EngineConfig
@@ -278,37 +278,37 @@ def find_reusable(session: Session, built: Built) -> int | None:
     return None
 
 
-def _finished(session: Session, built: Built):  # type: ignore[no-untyped-def]
+def _finished(session: Session, built: Built) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """(run id, its payload) of the project's finished runs of this kind, newest first; runs
     whose stored settings no longer validate are skipped."""
     pid, p = built.project_id, built.payload
     if built.kind == "sample":
-        stmt = (select(SamplingRun).where(SamplingRun.project_id == pid, SamplingRun.status == "completed",
-                                          SamplingRun.codebook_id == p["codebook_id"]).order_by(SamplingRun.id.desc()))
-        for run in session.scalars(stmt):
-            yield run.id, _safe(lambda run=run: {
+        samples = (select(SamplingRun).where(SamplingRun.project_id == pid, SamplingRun.status == "completed",
+                                             SamplingRun.codebook_id == p["codebook_id"]).order_by(SamplingRun.id.desc()))
+        for run in session.scalars(samples):
+            yield run.id, _safe(lambda: {
                 "codebook_id": run.codebook_id, "engine": _json(EngineConfig.model_validate(run.engine)),
                 "settings": _json(SamplingSettings.model_validate(run.settings))})
     elif built.kind == "train":
-        stmt = (select(TrainingRun).where(TrainingRun.project_id == pid, TrainingRun.status == "completed",
-                                          TrainingRun.adapter_path.is_not(None)).order_by(TrainingRun.id.desc()))
-        for run in session.scalars(stmt):
-            if Path(run.adapter_path).is_dir():
-                yield run.id, _safe(lambda run=run: {"config": _json(TrainingConfig.model_validate(run.config))})
+        trainings = (select(TrainingRun).where(TrainingRun.project_id == pid, TrainingRun.status == "completed",
+                                               TrainingRun.adapter_path.is_not(None)).order_by(TrainingRun.id.desc()))
+        for training in session.scalars(trainings):
+            if training.adapter_path and Path(training.adapter_path).is_dir():
+                yield training.id, _safe(lambda: {"config": _json(TrainingConfig.model_validate(training.config))})
     elif built.kind == "rate":
-        stmt = (select(RaterRun).where(RaterRun.project_id == pid, RaterRun.status == "completed",
-                                       RaterRun.codebook_id == p["codebook_id"], RaterRun.split == p["split"])
-                .order_by(RaterRun.id.desc()))
-        for run in session.scalars(stmt):
-            yield run.id, _safe(lambda run=run: {"codebook_id": run.codebook_id, "split": run.split,
-                                                 "rater": _json(RaterSpec.model_validate(run.rater))})
+        ratings = (select(RaterRun).where(RaterRun.project_id == pid, RaterRun.status == "completed",
+                                          RaterRun.codebook_id == p["codebook_id"], RaterRun.split == p["split"])
+                   .order_by(RaterRun.id.desc()))
+        for rating in session.scalars(ratings):
+            yield rating.id, _safe(lambda: {"codebook_id": rating.codebook_id, "split": rating.split,
+                                            "rater": _json(RaterSpec.model_validate(rating.rater))})
     else:
-        stmt = (select(Codebook).where(Codebook.project_id == pid, Codebook.origin.like("refined%"))
-                .order_by(Codebook.id.desc()))
-        for row in session.scalars(stmt):
+        refined = (select(Codebook).where(Codebook.project_id == pid, Codebook.origin.like("refined%"))
+                   .order_by(Codebook.id.desc()))
+        for row in session.scalars(refined):
             record = (row.inputs or {}).get("refinement") or {}
             if "settings" in record and "engine" in record:
-                yield row.id, _safe(lambda record=record: {
+                yield row.id, _safe(lambda: {
                     "base_version": record.get("base_version"),
                     "settings": _refine_json(RefineSettings.model_validate({**record["settings"], "engine": record["engine"]}))})
 
@@ -399,15 +399,10 @@ def tokens(session: Session, kind: str, run_id: int) -> tuple[int | None, int | 
     """(tokens processed, tokens generated) by a run: prompts and completions of its candidates
     or predictions; for training, the tokens trained on (TRL's count) and nothing generated."""
     if kind == "sample":
-        p, c = session.execute(select(func.coalesce(func.sum(Candidate.prompt_tokens), 0),
-                                      func.coalesce(func.sum(Candidate.completion_tokens), 0))
-                               .where(Candidate.run_id == run_id)).one()
-        return int(p) + int(c), int(c)
+        return _summed(session, Candidate.prompt_tokens, Candidate.completion_tokens, Candidate.run_id == run_id)
     if kind == "rate":
-        p, c = session.execute(select(func.coalesce(func.sum(Prediction.prompt_tokens), 0),
-                                      func.coalesce(func.sum(Prediction.completion_tokens), 0))
-                               .where(Prediction.rater_run_id == run_id)).one()
-        return int(p) + int(c), int(c)
+        return _summed(session, Prediction.prompt_tokens, Prediction.completion_tokens,
+                       Prediction.rater_run_id == run_id)
     if kind == "train":
         total = 0
         for name in ("num_tokens", "stage1/num_tokens"):
@@ -417,6 +412,14 @@ def tokens(session: Session, kind: str, run_id: int) -> tuple[int | None, int | 
             total += int(last or 0)
         return (total or None), None
     return None, None
+
+
+def _summed(session: Session, prompt: QueryableAttribute[Any], completion: QueryableAttribute[Any],
+            where: ColumnElement[bool]) -> tuple[int, int]:
+    """(prompt + completion tokens, completion tokens) summed over the rows ``where`` selects."""
+    p, c = session.execute(select(func.coalesce(func.sum(prompt), 0), func.coalesce(func.sum(completion), 0))
+                           .where(where)).one()
+    return int(p) + int(c), int(c)
 
 
 def known_cost(session: Session, kind: str, run_id: int) -> float | None:
