@@ -132,6 +132,13 @@ def _minutes(seconds: float) -> str:
 # ------------------------------------------------------------------------------ measuring
 
 
+def _wall_seconds(job: Job) -> float:
+    """A finished job's wall time (0 without a start and an end, which the queries below exclude)."""
+    if job.started_at is None or job.finished_at is None:
+        return 0.0
+    return (job.finished_at - job.started_at).total_seconds()
+
+
 def processing_rate(session: Session, engine: EngineConfig) -> Rate:
     """Tokens (prompt and generated) per wall second of the newest finished runs on this engine:
     on a CPU the long prompts of rating tasks cost as much as the tokens generated."""
@@ -142,7 +149,7 @@ def processing_rate(session: Session, engine: EngineConfig) -> Rate:
             ExperimentStage.kind.in_(("sample", "rate")), ExperimentStage.status == "done",
             ExperimentStage.reused.is_(False), ExperimentStage.seconds > 0, ExperimentStage.tokens > 0)
             .order_by(ExperimentStage.id.desc()).limit(200)):
-        if runs < MEASURE_RUNS and st.engine_label(row.kind, row.payload) == label:
+        if runs < MEASURE_RUNS and row.tokens and row.seconds and st.engine_label(row.kind, row.payload) == label:
             tokens, seconds, runs = tokens + row.tokens, seconds + row.seconds, runs + 1
     for model, job_kind, table, owner in ((SamplingRun, "sample", Candidate, Candidate.run_id),
                                           (RaterRun, "evaluate", Prediction, Prediction.rater_run_id)):
@@ -160,7 +167,7 @@ def processing_rate(session: Session, engine: EngineConfig) -> Rate:
                 same = EngineConfig.model_validate(config).label() == label
             except ValueError:
                 same = False
-            wall = (job.finished_at - job.started_at).total_seconds()
+            wall = _wall_seconds(job)
             if same and done and wall > 0 and runs < MEASURE_RUNS:
                 tokens, seconds, runs = tokens + done, seconds + wall, runs + 1
     if runs and seconds > 0:
@@ -176,7 +183,7 @@ def training_rate(session: Session, base_model: str) -> Rate:
     for row in session.scalars(select(ExperimentStage).where(
             ExperimentStage.kind == "train", ExperimentStage.status == "done", ExperimentStage.reused.is_(False),
             ExperimentStage.seconds > 0, ExperimentStage.tokens > 0).order_by(ExperimentStage.id.desc()).limit(50)):
-        if runs < MEASURE_RUNS and st.engine_label("train", row.payload) == label:
+        if runs < MEASURE_RUNS and row.tokens and row.seconds and st.engine_label("train", row.payload) == label:
             tokens, seconds, runs = tokens + row.tokens, seconds + row.seconds, runs + 1
     if runs < MEASURE_RUNS:
         rows = session.execute(
@@ -189,7 +196,7 @@ def training_rate(session: Session, base_model: str) -> Rate:
             trained = session.scalar(select(TrainingMetric.value).where(
                 TrainingMetric.run_id == run.id, TrainingMetric.name == "num_tokens")
                 .order_by(TrainingMetric.step.desc()).limit(1))
-            wall = (job.finished_at - job.started_at).total_seconds()
+            wall = _wall_seconds(job)
             if trained and wall > 0:
                 tokens, seconds, runs = tokens + trained, seconds + wall, runs + 1
     if runs and seconds > 0:
@@ -214,8 +221,8 @@ def _data(session: Session, project_id: int, settings: ExperimentSettings) -> _D
     counts = dict(session.execute(select(Item.split, func.count()).where(
         Item.project_id == project_id, Item.gold_status == "gold", Item.gold.is_not(None))
         .group_by(Item.split)).all())
-    project = session.get(Project, project_id)
-    spec = to_spec(get_version(session, project_id, int(settings.codebook_version)), project)
+    project = session.get_one(Project, project_id)
+    spec = to_spec(get_version(session, project_id, settings.original_version), project)
     sample = session.scalars(select(Item.fields).where(Item.project_id == project_id, Item.split == "train",
                                                        Item.gold_status == "gold").order_by(Item.id).limit(50)).all()
     mean_chars = (sum(len(render_prompt_text(spec, f or {})) for f in sample) / len(sample)) if sample else 0.0
@@ -269,7 +276,7 @@ def _estimate(session: Session, stage: StageDef, settings: ExperimentSettings, d
                          + train.words("trained tokens"), problems)
     if stage.kind == "refine":
         refine: RefineSettings = st.refine_settings(settings, inputs.original_version, None)
-        project = session.get(Project, inputs.project_id)
+        project = session.get_one(Project, inputs.project_id)
         n_levels = project.scale_max - project.scale_min + 1
         calls = generated = 0
         if refine.mode in ("instruction", "both"):
@@ -293,7 +300,7 @@ def plan_experiment(session: Session, project_id: int, settings: ExperimentSetti
                     experiment_id: int | None = None) -> Plan:
     """What launching ``settings`` on the project (or resuming ``experiment_id``) will do."""
     settings = resolve(session, project_id, settings)
-    inputs = st.Inputs(project_id=project_id, settings=settings, original_version=int(settings.codebook_version))
+    inputs = st.Inputs(project_id=project_id, settings=settings, original_version=settings.original_version)
     rows = {r.key: r for r in stage_rows(session, experiment_id)} if experiment_id else {}
     data = _data(session, project_id, settings)
     plan = Plan()
@@ -316,7 +323,7 @@ def plan_experiment(session: Session, project_id: int, settings: ExperimentSetti
         if run_id is not None and action in ("done", "reuse"):
             inputs.runs[stage.key] = run_id
             if stage.kind == "refine":
-                inputs.refined_version = session.get(Codebook, run_id).version
+                inputs.refined_version = session.get_one(Codebook, run_id).version
         works = action in ("new", "resume")
         plan.stages.append(StagePlan(stage.key, stage.title, stage.kind, action, run_id, estimate.items,
                                      estimate.tokens if works else None, estimate.seconds if works else None,
