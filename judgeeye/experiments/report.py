@@ -62,6 +62,11 @@ class StageResult:
     generated_tokens: int | None
     note: str | None = None
 
+    @property
+    def done_run(self) -> int | None:
+        """The stage's run once the stage is done (a run still working has no numbers yet)."""
+        return self.run_id if self.status == "done" else None
+
 
 @dataclass
 class RaterResult:
@@ -181,22 +186,22 @@ def build_report(session: Session, experiment_id: int) -> ExperimentReport:
     if experiment is None:
         raise LookupError(f"no experiment {experiment_id}")
     settings = experiment_settings(experiment)
-    project = session.get(Project, experiment.project_id)
+    project = session.get_one(Project, experiment.project_id)
     defs = grid.stage_by_key(settings)
     rows = {r.key: r for r in stage_rows(session, experiment_id)}
     stages = [_stage(rows[key], defs[key].title if key in defs else key) for key in rows]
     by_key = {s.key: s for s in stages}
-    finished = [by_key[r.stage].run_id for r in grid.raters(settings)
-                if by_key[r.stage].status == "done" and by_key[r.stage].run_id is not None]
-    sums = summaries(session, [int(r) for r in finished]) if finished else {}
+    finished = [run for r in grid.raters(settings) if (run := by_key[r.stage].done_run) is not None]
+    sums = summaries(session, finished) if finished else {}
     versions = dict(session.execute(select(RaterRun.id, Codebook.version).join(Codebook, Codebook.id == RaterRun.codebook_id)
                                     .where(RaterRun.id.in_(finished))).all()) if finished else {}
     raters = []
     for rater in grid.raters(settings):
         stage = by_key[rater.stage]
-        run = stage.run_id if stage.status == "done" else None
+        run = stage.done_run
         raters.append(RaterResult(key=rater.key, title=rater.title, stage=stage, readout=rater.readout,
-                                  codebook_version=versions.get(run), summary=sums.get(run) if run else None))
+                                  codebook_version=versions.get(run) if run is not None else None,
+                                  summary=sums.get(run) if run is not None else None))
     results = {r.key: r for r in raters}
     comparisons = []
     for pair in grid.comparisons(settings):
@@ -207,7 +212,7 @@ def build_report(session: Session, experiment_id: int) -> ExperimentReport:
                                                 + _join(waiting) + "."))
             continue
         try:
-            cmp = dashboard.comparison(session, int(a.run_id), int(b.run_id))
+            cmp = dashboard.comparison(session, a.summary.run_id, b.summary.run_id)
             comparisons.append(ComparisonResult(a, b, cmp, verdict(a.title, b.title, cmp)))
         except (ItemMismatchError, ValueError) as exc:
             comparisons.append(ComparisonResult(a, b, None, f"{b.title} against {a.title}: {exc}"))
@@ -216,14 +221,17 @@ def build_report(session: Session, experiment_id: int) -> ExperimentReport:
         preset=experiment.preset, status=experiment.status, created=experiment.created_at,
         finished=experiment.finished_at, settings=experiment.settings, inputs=experiment.inputs,
         command=cli_command(str(project.id), settings), stages=stages, raters=raters, comparisons=comparisons)
-    pairs = [(engine.model, results[f"bb{i}:original"], results[f"bb{i}:refined"])
-             for i, engine in enumerate(settings.blackbox, start=1)]
-    pairs = [(name, a, b) for name, a, b in pairs if a.summary is not None and b.summary is not None]
-    if pairs:
+    names, runs_a, runs_b = [], [], []  # the black-box raters with both codebooks rated
+    for i, engine in enumerate(settings.blackbox, start=1):
+        a_sum, b_sum = results[f"bb{i}:original"].summary, results[f"bb{i}:refined"].summary
+        if a_sum is not None and b_sum is not None:
+            names.append(engine.model)
+            runs_a.append(a_sum.run_id)
+            runs_b.append(b_sum.run_id)
+    if names:
         try:
-            report.group = dashboard.group_comparison(session, [int(a.run_id) for _, a, _ in pairs],
-                                                      [int(b.run_id) for _, _, b in pairs])
-            report.group_raters = [name for name, _, _ in pairs]
+            report.group = dashboard.group_comparison(session, runs_a, runs_b)
+            report.group_raters = names
         except (ItemMismatchError, ValueError) as exc:
             report.notes.append(str(exc))
     if any(r.readout != "parsed" for r in raters):
@@ -341,12 +349,13 @@ def _engine_words(e: dict[str, Any]) -> str:
 
 def group_tables(report: ExperimentReport) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The black-box raters under the original and the refined codebook (paper Tables 2–3)."""
-    g = report.group
-    if g is None:
-        return None
+    return _group_tables(report.group, report.group_raters) if report.group is not None else None
+
+
+def _group_tables(g: GroupComparison, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     per = pd.DataFrame([{"rater": name, **{f"{METRIC_WORDS[m]} original": _num(row[f'{m} A']) for m in METRICS},
                          **{f"{METRIC_WORDS[m]} refined": _num(row[f'{m} B']) for m in METRICS}}
-                        for name, row in zip(report.group_raters, g.per_rater)])
+                        for name, row in zip(names, g.per_rater)])
     tests = pd.DataFrame([{"metric": METRIC_WORDS[m], "mean refined − original": _num(t.estimate),
                            "p (one-sided, across raters)": fmt_p(t.p_value) + significance_mark(t.p_value),
                            "raters": t.n} for m, t in g.metric_tests.items()])
@@ -405,14 +414,13 @@ def render_html(report: ExperimentReport) -> str:
                  "paired bootstrap (1,000 resamples) for τ and ICC(3,1), paired t-test on squared errors for MSE. "
                  "* p &lt; .05, ** p &lt; .01, *** p &lt; .001.</p>")
     parts.append(_table(comparison_table(report)))
-    groups = group_tables(report)
-    if groups is not None:
-        per, tests = groups
+    g = report.group
+    if g is not None:
+        per, tests = _group_tables(g, report.group_raters)
         parts.append("<h3>Black-box raters: original → refined codebook (paper Tables 2–3)</h3>")
         parts.append(_table(per))
         parts.append(_table(tests))
-        g = report.group
-        if g.icc_test is not None:
+        if g.icc_test is not None and g.icc_a is not None and g.icc_b is not None:
             parts.append(f"<p class='note'>Inter-rater ICC(3,1): original {_num(g.icc_a.icc3)} → refined "
                          f"{_num(g.icc_b.icc3)}; one-sided bootstrap p = {fmt_p(g.icc_test.p_value)}.</p>")
         for note in g.notes:
