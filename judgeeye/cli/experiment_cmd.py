@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
 from judgeeye.experiments.settings import CLI_OPTIONS, PRESETS, ExperimentSettings
 from judgeeye.settings_cli import engine_options, settings_options
 from judgeeye.store import session_scope
+
+if TYPE_CHECKING:
+    from judgeeye.experiments.plan import Plan  # imported when a command runs (the CLI starts fast)
 
 experiment_app = typer.Typer(help="Experiments: sample, train, refine and rate as one resumable run, with one report.",
                              no_args_is_help=True)
@@ -47,7 +50,7 @@ def _settings(values: dict[str, Any], engines: dict[str, Any], sampler: str | No
     return ExperimentSettings.from_preset(preset, **overrides)
 
 
-def _print_plan(plan) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(plan: Plan) -> None:
     from judgeeye.experiments.report import duration
 
     action = {"new": "new run", "reuse": "reuse", "resume": "resume", "done": "done"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -23,13 +23,19 @@ from judgeeye.cli.users_cmd import users_app
 from judgeeye.store import StoreNotFound, session_scope, store_exists, store_location
 from judgeeye.store.db import DATA_DIR_ENV, DB_URL_ENV, allow_store_creation, legacy_store, store_source
 
+if TYPE_CHECKING:
+    # typer (0.26+) vendors click as typer._click and types TyperGroup's methods with its Context
+    # and HelpFormatter, which it exports under no public name; typer.Context is a subclass, so an
+    # override typed with it would accept less than the method it overrides
+    from typer._click import Context, HelpFormatter
+
 #: the commands that work on an empty store, so may create one where none is; every other
 #: command (a listing, or work on a project, run or job that must exist) refuses a missing store
 CREATES_STORE = frozenset({"import", "app", "users add"})
 _COMMAND_KEY = "judgeeye.command"
 
 
-def command_path(group: TyperGroup, ctx: typer.Context, words: list[str]) -> str:
+def command_path(group: TyperGroup, ctx: Context, words: list[str]) -> str:
     """The sub-command the words name, e.g. "users add" for ``users add ann --role lead``."""
     names: list[str] = []
     command: object = group
@@ -46,16 +52,16 @@ class RootGroup(TyperGroup):
     """The `judgeeye` group: its help says where the store is (read when the help is shown, so
     it follows the environment), and every command runs under the store-creation rule above."""
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
         self.epilog = (f"Store: {store_location()} ({store_source()}; {DB_URL_ENV} or {DATA_DIR_ENV} "
                        f"choose another){'' if store_exists() else ' — not created yet'}.")
         super().format_help(ctx, formatter)
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         ctx.meta[_COMMAND_KEY] = command_path(self, ctx, list(args))
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         previous = allow_store_creation(ctx.meta.get(_COMMAND_KEY, "") in CREATES_STORE)
         try:
             return super().invoke(ctx)
@@ -110,7 +116,7 @@ def _parse_ratios(text: str) -> tuple[float, float, float]:
         parts = ()
     if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
         raise typer.BadParameter(f"splits must be three non-negative ratios summing to 1, e.g. 0.7,0.1,0.2; got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 @app.command("projects")
