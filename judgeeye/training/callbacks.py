@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text
 from judgeeye.ratings import split_reasoning
@@ -94,7 +94,8 @@ class StoreMetrics(TrainerCallback):
     def __init__(self, run_id: int, prefix: str = "") -> None:
         self.run_id, self.prefix = run_id, prefix
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if not logs or not is_main_process():
             return
         values = {self.prefix + name: logs[key] for key, name in LOGGED.items() if key in logs}
@@ -214,7 +215,8 @@ class Validation(TrainerCallback):
         self.last_eval_step: int | None = None
         self.early_stopped = False
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None,
+                    **kwargs: Any) -> None:
         step = state.global_step
         if step % self.eval_steps != 0 and step < state.max_steps:
             return
@@ -237,7 +239,7 @@ class Validation(TrainerCallback):
         result = self.rater.rate(model, self.tokenizer, self.should_stop)
         if result is None:
             return None
-        values = {f"{self.prefix}val_n": result.n, f"{self.prefix}val_parse_failures": result.parse_failures}
+        values: dict[str, float] = {f"{self.prefix}val_n": result.n, f"{self.prefix}val_parse_failures": result.parse_failures}
         if result.tau is not None:
             values[f"{self.prefix}val_tau"] = result.tau
         if result.mse is not None:
@@ -276,7 +278,8 @@ class JobControl(TrainerCallback):
         self.cancelled, self.progress = cancelled, progress
         self.stopped_by_cancel = False
 
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
         if is_main_process():
             self.progress(state.global_step, state.max_steps)
         if broadcast_flag(self.cancelled()):
