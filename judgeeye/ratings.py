@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "LevelDist",
     "RatingParse",
     "answer_cue",
     "argmax_score",
@@ -742,6 +743,11 @@ def remove_rating_mentions(text: str, label: int, scale_min: int, scale_max: int
 
 
 # =========================================================================== score distributions
+#: probabilities of rating levels keyed by the level as text ("3", a read-out's tokens) or as a
+#: number (a Mapping is invariant in its keys, so each spelling is its own member)
+LevelDist = Mapping[str, float] | Mapping[int, float] | Mapping[str | int, float]
+
+
 def _level(key: str | int) -> int:
     if isinstance(key, bool):
         raise ValueError(f"not a rating level: {key!r}")
@@ -754,7 +760,7 @@ def _level(key: str | int) -> int:
 
 
 def normalise(
-    dist: Mapping[str | int, float], levels: Iterable[int] | None = None
+    dist: LevelDist, levels: Iterable[int] | None = None
 ) -> dict[str, float]:
     """Probabilities over the rating levels summing to 1, keyed ``"1"``, ``"2"``, … ascending.
 
@@ -778,12 +784,12 @@ def normalise(
     return {str(lv): probs[lv] / total for lv in sorted(probs)}
 
 
-def expected_score(dist: Mapping[str | int, float]) -> float:
+def expected_score(dist: LevelDist) -> float:
     """Σ p(y)·y over the levels (TRACT's CoT-RAIL): a finer rating than the argmax."""
     return sum(int(level) * p for level, p in normalise(dist).items())
 
 
-def argmax_score(dist: Mapping[str | int, float]) -> int:
+def argmax_score(dist: LevelDist) -> int:
     """The most probable level (ties: the lowest, so the result is deterministic)."""
     norm = normalise(dist)
     best = max(norm.values())

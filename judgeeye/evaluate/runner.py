@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import Insert, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -64,7 +64,7 @@ def _load(run_id: int) -> tuple[RaterRun, RaterSpec, CodebookSpec, list[Pending]
         if run is None:
             raise LookupError(f"no rater run {run_id}")
         spec = rater_spec(run)
-        codebook = to_spec(s.get(Codebook, run.codebook_id), s.get(Project, run.project_id))
+        codebook = to_spec(s.get_one(Codebook, run.codebook_id), s.get(Project, run.project_id))
         done = set(s.scalars(select(Prediction.item_id).where(Prediction.rater_run_id == run_id)).all())
         pending = [
             Pending(item.id, render_prompt(codebook, item.fields), render_prompt_text(codebook, item.fields))
@@ -115,7 +115,7 @@ def rate_completions(engine: Engine, codebook: CodebookSpec, readout: str,
     parses = [parse_rating(c.answer, codebook.scale_min, codebook.scale_max, prompt=text)
               for (_, text), c in zip(prompts, completions, strict=True)]
     if readout == "parsed":
-        return [Rated(float(p.value) if p.ok else None, p.ok) for p in parses]
+        return [Rated(float(p.value) if p.ok and p.value is not None else None, p.ok) for p in parses]
     tokenizer = getattr(engine, "tokenizer", None)
     traces = []
     for (messages, _), c, p in zip(prompts, completions, parses):
@@ -130,13 +130,12 @@ def rate_completions(engine: Engine, codebook: CodebookSpec, readout: str,
 def insert_ignoring_duplicates(session: Session, rows: list[dict]) -> None:
     """Insert predictions; one that already exists (a second writer raced us) is left as it was."""
     dialect = session.get_bind().dialect.name
+    stmt: Insert
     if dialect == "sqlite":
         stmt = sqlite.insert(Prediction).on_conflict_do_nothing(index_elements=["rater_run_id", "item_id"])
     elif dialect == "postgresql":
         stmt = postgresql.insert(Prediction).on_conflict_do_nothing(index_elements=["rater_run_id", "item_id"])
     else:  # other databases: the unique constraint still refuses a duplicate (the write fails)
-        from sqlalchemy import insert
-
         stmt = insert(Prediction)
     session.execute(stmt, rows)
 
