@@ -51,7 +51,7 @@ from judgeeye.store import Experiment, session_scope
 from judgeeye.training import TrainingConfig
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
-from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.engine_picker import engine_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
@@ -71,9 +71,7 @@ st.caption("Which rater should we use? One run does the paper's protocol on this
            "optionally TRACT, refine the codebook for black-box raters, then rate the same test items with every "
            "rater under one protocol and compare each with the base (Zhang et al.; Chiang et al.). Runs that were "
            "already made with the same settings are reused.")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 
 new_tab, list_tab = st.tabs(["New experiment", "Experiments"])
 FORM = "x_"  # the form's widgets are keyed FORM + the setting's path ("x_protocol.limit", "x_sampling.k")
@@ -240,7 +238,7 @@ def new_experiment() -> None:
 def stages_line(experiment_id: int) -> None:
     """The experiment's status and its stages done (redrawn on every poll of the job panel)."""
     with session_scope() as session:
-        status = session.get(Experiment, experiment_id).status
+        status = session.get_one(Experiment, experiment_id).status
         rows = [(r.status, r.reused) for r in stage_rows(session, experiment_id)]
     st.caption(f"{STATUS_WORDS.get(status, status).capitalize()} · {sum(s == 'done' for s, _ in rows)} of "
                f"{len(rows)} stages done, {sum(bool(r) for _, r in rows)} reused")
@@ -303,7 +301,7 @@ def experiments_view() -> None:
         "reused": sum(bool(r.reused) for r in rows), "created": f"{created:%Y-%m-%d %H:%M}"}
         for i, name, preset, status, created, rows in items]), hide_index=True, width="stretch")
     names = {i: f"Experiment {i} · {name} · {STATUS_WORDS.get(status, status)}" for i, name, _, status, *_ in items}
-    experiment_id = live_selectbox("Experiment", list(names), format_func=names.get, key="x_pick")
+    experiment_id = live_selectbox("Experiment", list(names), format_func=names.__getitem__, key="x_pick")
     status = next(status for i, _, _, status, *_ in items if i == experiment_id)
     job_panel([tracked(experiment_id, status)], key="x_panel", actor=actor)
     report_view(experiment_id)
