@@ -249,8 +249,8 @@ def run_view() -> None:
     st.subheader("Worst disagreements")
     st.number_input("Worst disagreements to show", 1, 100, 10, key="ag_worst_n")
     for i, row in detail.worst.iterrows():
-        with st.expander(f"“{escape_markdown(row['title'])}” · gold {row['gold']:g} · rater {row['rating']:g} · "
-                         f"off by {row['error']:g}", expanded=i == 0):
+        with st.expander(f"“{escape_markdown(row['title'])}” · gold {row['gold']:g} · rater {row['rating']:.3g} · "
+                         f"off by {row['error']:.3g}", expanded=i == 0):
             st.caption(f"Item (id {escape_markdown(row['item'])})")
             st.text(row["text"])
             st.caption("Reasoning")
