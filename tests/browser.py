@@ -187,6 +187,6 @@ def snapshot(page: Any, path: Path) -> None:
             break
         height = min(int(tall), 8000)
         page.set_viewport_size({"width": size["width"], "height": height})
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(600)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
