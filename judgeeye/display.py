@@ -21,3 +21,8 @@ def snippet(text: str, words: int = 10) -> str:
     nothing to a reader); "…" marks a cut."""
     parts = str(text).split()
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
+def plural(n: float, word: str) -> str:
+    """``n`` and ``word``, with an s unless ``n`` is 1 ("1 step", "3 steps", "2.5 epochs")."""
+    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"

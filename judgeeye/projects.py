@@ -25,6 +25,7 @@ from judgeeye.datasets import (
 from judgeeye.datasets import (
     load_builtin as load_builtin_dataset,
 )
+from judgeeye.display import plural as _plural
 from judgeeye.store import (
     Candidate,
     Codebook,
@@ -201,10 +202,6 @@ class NextStep:
     text: str
     page: str | None = None
     label: str = ""
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _lead_step(s: PipelineStatus) -> tuple[NextStep, str]:

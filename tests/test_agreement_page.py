@@ -162,3 +162,29 @@ def test_page_with_real_runs_of_the_embedded_model(store_url: str, tmp_path: Pat
     with session_scope() as s:
         report = build_report(s, project_id, ReportChoices(run_id=run_ids[1], compare=tuple(run_ids)))
     assert html.escape(NASTY, quote=False) in report and NASTY not in report
+
+
+def test_a_trained_rater_is_picked_not_typed(store_url: str) -> None:
+    """The Home page's next step after training is "Run the trained rater on the test split": the
+    New rater run tab offers the project's trained raters, and picking one fills the engine form
+    with its base model and adapter (the adapter's directory was shown nowhere to type it in)."""
+    from judgeeye.store import TrainingRun
+    from judgeeye.training import TrainingConfig
+
+    with session_scope() as s:
+        data = fill_synthetic(s, n_items=200, k=2, seed=1)
+        config = TrainingConfig(mode="sft").model_dump(mode="json")
+        s.add(TrainingRun(project_id=data.project_id, config=config, status="failed"))  # no adapter: not offered
+        s.add(TrainingRun(project_id=data.project_id, config=config, status="completed",
+                          adapter_path="/srv/judgeeye/training/run-2/adapter", best_metric=0.25, best_step=4))
+    at = _tab(_page(), "New rater run")
+    picker = box(at, "Trained rater")
+    assert picker.options == [
+        "none: the model as it is", "Training run 2 · SFT on traces on the embedded model · best validation τ 0.250"]
+    picker.set_value(2).run()
+    assert not at.exception
+    assert at.text_input(key="ag_new_embedded_adapter").value == "/srv/judgeeye/training/run-2/adapter"
+    assert at.code[0].value.endswith("--adapter /srv/judgeeye/training/run-2/adapter")  # the same run, by CLI
+    box(at, "Trained rater").set_value(None).run()  # back to the model as it is
+    assert not at.text_input(key="ag_new_embedded_adapter").value
+    assert at.code[0].value.startswith("judgeeye evaluate --project synthetic --rater embedded --split test")

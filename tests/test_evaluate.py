@@ -318,3 +318,18 @@ def test_every_chart_exports_as_png_and_html(synthetic) -> None:  # type: ignore
         assert page.startswith("<!doctype html>") and "plotly" in page.lower()
     png = charts.figure_png(figures[1], width=400, scale=1)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_the_mean_rating_chart_shows_means_below_the_scale() -> None:
+    """TRACT's expected score weighs the levels by raw token probabilities: a mean of 0.14 on a 1–5
+    scale is drawn inside the axis, not cut off below it."""
+    import pandas as pd
+
+    from judgeeye.evaluate import charts
+
+    by_gold = pd.DataFrame({"gold": [3, 4, 5], "rated": [1, 1, 2], "mean rating": [0.14, 1.99, 0.91],
+                            "sd": [None, None, 0.5]})
+    low, high = charts.by_gold_chart(by_gold, [1, 2, 3, 4, 5]).layout.yaxis.range
+    assert low < 0.14 and high > 5
+    plain = pd.DataFrame({"gold": [1, 5], "rated": [3, 3], "mean rating": [2.0, 4.0], "sd": [0.1, 0.1]})
+    assert charts.by_gold_chart(plain, [1, 2, 3, 4, 5]).layout.yaxis.range == (0.7, 5.3)  # the scale

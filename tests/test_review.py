@@ -521,3 +521,9 @@ def test_a_trace_without_thinking_tokens_is_split_from_its_final_answer() -> Non
     assert split_trace(inline, (1, 5)) == ("The plot is thin and the ending abrupt.", "<rating>2</rating>")
     thinking = Candidate(reasoning=" Thought. ", answer="<rating>4</rating>")
     assert split_trace(thinking, (1, 5)) == ("Thought.", "<rating>4</rating>")
+    # a trace that wrote no rating (forced cue rates it after the answer cue) is all trace: its
+    # final answer is empty, not the whole text a second time
+    unrated = Candidate(reasoning="", answer="The story has two characters and one")
+    assert split_trace(unrated, (1, 5)) == ("The story has two characters and one", "")
+    only_rating = Candidate(reasoning="", answer="<rating>3</rating>")
+    assert split_trace(only_rating, (1, 5)) == ("", "<rating>3</rating>")

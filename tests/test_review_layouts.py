@@ -133,3 +133,28 @@ def test_an_item_without_a_gold_rating_says_so(store_url: str) -> None:
     assert "Human rating" not in {m.label for m in at.metric}
     assert any("no gold rating" in c.value for c in at.caption)
     assert not [m for m in at.metric if m.value in ("–", "-", "None", "nan")]
+
+
+def test_a_trace_that_wrote_no_rating_says_where_its_rating_came_from(store_url: str) -> None:
+    """Forced cue: a trace that wrote no rating shows its text once, and under "Final answer" the
+    rating read after the answer cue (it used to repeat the whole trace there)."""
+    from sqlalchemy import select
+
+    from judgeeye.store import Candidate, ReviewRound, session_scope
+
+    login_as("annotator", "ann")
+    round_id = traces_round(["ann"], 2, n_items=1)
+    with session_scope() as s:
+        run_id = s.get(ReviewRound, round_id).run_id
+        first, second = s.scalars(select(Candidate).where(Candidate.run_id == run_id)
+                                  .order_by(Candidate.sample_index)).all()
+        first.reasoning, first.answer = "", "The plot turns once and the ending is open"  # no thinking tokens
+        first.acceptance_mode = "forced_cue"
+        second.answer, second.reasoning, second.acceptance_mode = "", "", None  # nothing at all
+    at = open_review("Stacked")
+    no_traceback(at)
+    infos = [i.value for i in at.info]
+    assert "_No rating written: rated **3** after the answer cue._" in infos
+    assert "_No rating written._" in infos
+    shown = [m.value for m in at.markdown] + infos
+    assert sum("The plot turns once and the ending is open" in v for v in shown) == 1  # not twice

@@ -94,8 +94,13 @@ def by_gold_chart(by_gold: pd.DataFrame, levels: list[int]) -> go.Figure:
                              error_y=dict(type="data", array=by_gold["sd"].fillna(0).tolist()),
                              customdata=by_gold[["rated"]].to_numpy(),
                              hovertemplate="gold %{x}: mean %{y:.2f} over %{customdata[0]} items<extra></extra>"))
+    # the scale, widened to every mean ± sd: TRACT's expected score (CoT-RAIL) weighs the levels by
+    # raw token probabilities, so it can fall below the lowest level
+    spread = by_gold["sd"].fillna(0)
+    low = min([levels[0], *(by_gold["mean rating"] - spread).dropna()])
+    high = max([levels[-1], *(by_gold["mean rating"] + spread).dropna()])
     fig.update_layout(title="Mean predicted rating per gold level", xaxis_title="gold (human)",
-                      yaxis_title="rater's mean rating", height=420, yaxis_range=[levels[0] - 0.3, levels[-1] + 0.3])
+                      yaxis_title="rater's mean rating", height=420, yaxis_range=[low - 0.3, high + 0.3])
     return fig
 
 

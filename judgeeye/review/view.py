@@ -29,6 +29,8 @@ class TraceView:
     answer: str
     #: "written", "forced_cue", or None (the trace has no rating: shown with unaccepted traces)
     acceptance_mode: str | None = None
+    #: the rating the trace wrote, or the one read after the answer cue (forced cue)
+    rating: float | None = None
 
 
 @dataclass
@@ -65,7 +67,7 @@ def item_view(session: Session, actor: Actor, round_id: int, item_id: int) -> It
     assert project is not None
     ordered = display_order(shown_candidates(session, rnd, item_id), actor.id, item_id)
     scale = (project.scale_min, project.scale_max)
-    traces = [TraceView(n, c.id, *split_trace(c, scale), acceptance_mode=c.acceptance_mode)
+    traces = [TraceView(n, c.id, *split_trace(c, scale), acceptance_mode=c.acceptance_mode, rating=c.predicted)
               for n, c in enumerate(ordered, start=1)]
     names = list(project.text_fields or []) or sorted(item.fields or {})
     selection = my_selection(session, actor, item_id)

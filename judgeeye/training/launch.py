@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from judgeeye.auth.roles import Actor, require
 from judgeeye.codebook import current_version, get_version
 from judgeeye.jobs import current_job, queue_run_job, start_job
 from judgeeye.store import Candidate, Job, Project, SamplingRun, TrainingMetric, TrainingRun, data_dir, session_scope
-from judgeeye.training.config import TrainingConfig
+from judgeeye.training.config import MODE_LABELS, TrainingConfig
 from judgeeye.training.plan import StagePlan, plan_training
 
 
@@ -177,6 +178,32 @@ def run_rows(session: Session, project_id: int) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class TrainedRater:
+    """A completed training run's adapter: a rater that a rater run loads on its base model."""
+
+    run_id: int
+    base_model: str  #: "embedded", or the Hugging Face id or directory the run trained
+    adapter: str  #: the adapter's directory
+    label: str  #: how a picker names it
+
+
+def trained_raters(session: Session, project_id: int) -> list[TrainedRater]:
+    """The project's completed training runs that installed an adapter, newest first: what the
+    Agreement page offers to rate with (a user never has to type the adapter's directory)."""
+    out = []
+    for run in session.scalars(select(TrainingRun).where(
+            TrainingRun.project_id == project_id, TrainingRun.status == "completed",
+            TrainingRun.adapter_path.is_not(None)).order_by(TrainingRun.id.desc())).all():
+        cfg = TrainingConfig.model_validate(run.config)
+        best = "—" if run.best_metric is None else f"{run.best_metric:.3f}"
+        base = "embedded model" if cfg.base_model == "embedded" else cfg.base_model
+        out.append(TrainedRater(run.id, cfg.base_model, str(run.adapter_path),
+                                f"Training run {run.id} · {MODE_LABELS.get(cfg.mode, cfg.mode)} on the {base} · "
+                                f"best validation τ {best}"))
+    return out
+
+
 def trace_sources(session: Session, project_id: int) -> list[tuple[int, int]]:
     """Sampling runs of a project with accepted traces: [(run id, accepted candidates)], newest first."""
     return [(int(r), int(n)) for r, n in session.execute(
@@ -186,6 +213,6 @@ def trace_sources(session: Session, project_id: int) -> list[tuple[int, int]]:
         .group_by(SamplingRun.id).order_by(SamplingRun.id.desc())).all()]
 
 
-__all__ = ["NothingToResume", "create_training_run", "latest_job", "launch_training", "metrics_of",
+__all__ = ["NothingToResume", "TrainedRater", "create_training_run", "latest_job", "launch_training", "metrics_of",
            "resume_point", "resume_training", "run_dir", "run_plans", "run_rows", "runs_root", "tau_text",
-           "test_results", "trace_sources"]
+           "test_results", "trace_sources", "trained_raters"]

@@ -38,6 +38,7 @@ from judgeeye.evaluate.report import (
 from judgeeye.jobs import reconcile
 from judgeeye.review.stats import agreement_rows, progress_view
 from judgeeye.store import session_scope
+from judgeeye.training.launch import TrainedRater, trained_raters
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
 from judgeeye_app.ui.common import require_project
@@ -102,6 +103,7 @@ with session_scope() as session:
     table = dashboard.run_table(session, project.id, runs)
     versions = [v.version for v in list_versions(session, project.id)]
     running = active_runs(session, project.id)
+    trained = {r.run_id: r for r in trained_raters(session, project.id)}
 labels = {r.id: r.label() for r in runs}
 titles = {r.id: r.title() for r in runs}
 defaults = default_choices(runs)
@@ -247,8 +249,8 @@ def run_view() -> None:
     st.subheader("Worst disagreements")
     st.number_input("Worst disagreements to show", 1, 100, 10, key="ag_worst_n")
     for i, row in detail.worst.iterrows():
-        with st.expander(f"“{escape_markdown(row['title'])}” · gold {row['gold']:g} · rater {row['rating']:g} · "
-                         f"off by {row['error']:g}", expanded=i == 0):
+        with st.expander(f"“{escape_markdown(row['title'])}” · gold {row['gold']:g} · rater {row['rating']:.3g} · "
+                         f"off by {row['error']:.3g}", expanded=i == 0):
             st.caption(f"Item (id {escape_markdown(row['item'])})")
             st.text(row["text"])
             st.caption("Reasoning")
@@ -310,6 +312,16 @@ def annotators_view() -> None:
             st.caption(escape_markdown(str(view.agreement["note"])))
 
 
+def use_trained(raters: dict[int, TrainedRater]) -> None:
+    """The trained rater picked: the engine form below switches to its base model and adapter."""
+    rater = raters.get(st.session_state["ag_new_trained"])
+    kind = "embedded" if rater is None or rater.base_model == "embedded" else "hf"
+    st.session_state["ag_new_engine"] = kind
+    if rater is not None and kind == "hf":
+        st.session_state["ag_new_hf_model"] = rater.base_model
+    st.session_state[f"ag_new_{kind}_adapter"] = rater.adapter if rater is not None else ""
+
+
 def new_run_view() -> None:
     if not versions:
         st.info("This project has no codebook yet.")
@@ -318,6 +330,14 @@ def new_run_view() -> None:
         version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="ag_new_codebook",
                                format_func=lambda v: f"v{v}")
         split = c2.selectbox("Split", ["test", "validation", "train"], key="ag_new_split")
+        if st.session_state.get("ag_new_trained") not in (None, *trained):  # another project's run
+            st.session_state["ag_new_trained"] = None
+            use_trained(trained)  # its adapter is not this project's rater
+        if trained:
+            st.selectbox("Trained rater", [None, *trained], key="ag_new_trained", on_change=use_trained,
+                         args=(trained,), format_func=lambda r: "none: the model as it is" if r is None
+                         else trained[r].label, help="A rater fine-tuned on the Train page: its LoRA adapter is "
+                         "loaded on the model it was trained from (the engine settings below show both).")
         engine = engine_picker("ag_new_")
         values = settings_form(RaterSpec, RATER_FIELDS, prefix="ag_new_")
         if engine is not None:

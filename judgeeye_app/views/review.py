@@ -73,6 +73,15 @@ def diff_markdown(old: str, new: str) -> str:
     return "".join(out).replace("\n", "  \n")
 
 
+def final_answer(trace: TraceView) -> str:
+    """A trace's final answer; for one that wrote no rating, where its rating came from."""
+    if trace.answer:
+        return text_block(trace.answer)
+    if trace.acceptance_mode == "forced_cue" and trace.rating is not None:
+        return f"_No rating written: rated **{trace.rating:g}** after the answer cue._"
+    return "_No rating written._"
+
+
 def default_layout(traces: list[TraceView]) -> str:
     """Side by side while the traces are few and short enough to compare at a glance."""
     longest = max((len(t.reasoning) for t in traces), default=0)
@@ -222,7 +231,7 @@ if editing is None:
             with reasoning_box(trace.reasoning, layout):
                 st.markdown(text_block(trace.reasoning))
             st.caption("Final answer")
-            st.info(text_block(trace.answer), icon=":material/flag:")
+            st.info(final_answer(trace), icon=":material/flag:")
             if st.button(f"Choose {trace.number}", key=f"rv_choose_{trace.number}",
                          shortcut=str(trace.number) if trace.number <= 9 else None,  # one key per trace
                          type="primary" if chosen else "secondary", width="stretch"):
@@ -278,7 +287,7 @@ else:
     text = st.text_area("Your version of the reasoning (the final answer stays that of the trace)", value=start,
                         height=320, key=text_key, on_change=save_draft)
     st.caption("Final answer")
-    st.info(text_block(source.answer), icon=":material/flag:")
+    st.info(final_answer(source), icon=":material/flag:")
     with st.expander("Changes", expanded=True):
         st.markdown(diff_markdown(source.reasoning, text) if text != source.reasoning else "_No changes yet._")
     cols = st.columns(3)

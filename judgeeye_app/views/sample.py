@@ -213,7 +213,7 @@ def run_view() -> None:
     by_id = {s.item_id: s for s in summaries}
     item_id = st.selectbox(
         "Item", list(by_id), key="s_item",
-        format_func=lambda i: f"{by_id[i].external_id} · gold {by_id[i].gold if by_id[i].gold is not None else '—'} · "
+        format_func=lambda i: f"{by_id[i].external_id} · gold {'—' if by_id[i].gold is None else f'{by_id[i].gold:g}'} · "
                               f"{by_id[i].accepted}/{by_id[i].candidates} accepted")
     with session_scope() as session:
         candidates = item_candidates(session, run_id, item_id)

@@ -9,7 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from judgeeye.codebook import list_versions
-from judgeeye.display import escape_markdown
+from judgeeye.display import escape_markdown, plural
 from judgeeye.jobs import reconcile
 from judgeeye.settings_fields import SettingField, nest, setting_field
 from judgeeye.store import TrainingRun, session_scope
@@ -165,9 +165,10 @@ def show_plan(plan: TrainingPlan, config: TrainingConfig) -> None:
         c[2].metric("Warm-up steps", stage.warmup_steps)
         c[3].metric("Validations", stage.evaluations)
         if stage.rows:
-            st.caption(f"{stage.steps_per_epoch} steps per epoch at a batch of {stage.effective_batch} rows, "
-                       f"{stage.epochs:g} epochs at most; a validation on {stage.validation_items} items every "
-                       f"{stage.eval_steps} steps; early stopping after {stage.patience} steps without a better τ.")
+            st.caption(f"{plural(stage.steps_per_epoch, 'step')} per epoch at a batch of "
+                       f"{plural(stage.effective_batch, 'row')}, {plural(stage.epochs, 'epoch')} at most; a validation "
+                       f"on {plural(stage.validation_items, 'item')} every {plural(stage.eval_steps, 'step')}; "
+                       f"early stopping after {plural(stage.patience, 'step')} without a better τ.")
     for warning in plan.warnings():
         st.warning(warning)
     if plan.refused:
