@@ -26,3 +26,10 @@ def snippet(text: str, words: int = 10) -> str:
 def plural(n: float, word: str) -> str:
     """``n`` and ``word``, with an s unless ``n`` is 1 ("1 step", "3 steps", "2.5 epochs")."""
     return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+
+
+def field_title(name: str) -> str:
+    """An item field's name as a heading ("human_story" → "Human story"): the stored name stays
+    what the prompt uses; readers see words."""
+    words = str(name).replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else str(name)

@@ -100,6 +100,7 @@ def test_review_page_renders_in_every_layout(store_url: str, layout: str, n_trac
         assert bodies == ["_(empty)_"] * shown
 
     assert at.markdown[0].value == "### Item 1 of 2"  # the title says where the reviewer is, not an id
+    assert any(m.value == "**Story**" for m in at.markdown)  # the field "story" headed in words
     at.button(key="rv_choose_1").click().run()  # choosing works in this layout and moves on
     no_traceback(at)
     assert {m.label: m.value for m in at.metric}["Done"] == "1 / 2"

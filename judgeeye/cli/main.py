@@ -286,7 +286,7 @@ def _first_admin() -> None:
         password = ensure_first_admin(session)
     if password:
         typer.echo(f"first start: created user {FIRST_ADMIN!r} with password {password}  "
-                   "(shown once; log in and change it on the Users page)")
+                   "(shown once; log in and change it with the sidebar's 'Change password')")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from judgeeye.display import snippet
+from judgeeye.display import field_title, snippet
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import cache
 from judgeeye.evaluate.compare import (
@@ -230,7 +230,7 @@ def run_detail(session: Session, run_id: int, *, worst: int = 10) -> RunDetail:
     ).all()
     worst_df = pd.DataFrame(
         [{"item": e, "gold": float(g), "rating": float(r), "error": float(d), "reasoning": reasoning or "",
-          "answer": answer or "", "text": "\n\n".join(f"{k}: {v}" for k, v in (fields or {}).items()),
+          "answer": answer or "", "text": "\n\n".join(f"{field_title(k)}: {v}" for k, v in (fields or {}).items()),
           "title": snippet(" ".join(str(v) for v in (fields or {}).values()))}
          for e, g, r, d, reasoning, answer, fields in bad],
         columns=["item", "gold", "rating", "error", "reasoning", "answer", "text", "title"])

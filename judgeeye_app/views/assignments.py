@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.auth import Actor
-from judgeeye.display import escape_markdown, snippet
+from judgeeye.display import escape_markdown, field_title, snippet
 from judgeeye.review import (
     FORMATS,
     RoundProgress,
@@ -221,7 +221,7 @@ with disagree_tab:
         with st.expander(f"“{escape_markdown(snippet(' '.join(map(str, (item.fields or {}).values()))))}” · "
                          f"{escape_markdown(where)} · {len(d.choices)} reviews"):
             for name, value in (item.fields or {}).items():
-                st.markdown(f"**{escape_markdown(name)}**  \n{text_block(str(value))}")
+                st.markdown(f"**{escape_markdown(field_title(name))}**  \n{text_block(str(value))}")
             gold = f"human rating {item.gold:g}" if item.gold is not None else "no gold label"
             st.caption(f"{gold.capitalize()} · item id {escape_markdown(d.external_id)}")
             options: list[tuple[str, str, int | None, str | None]] = []

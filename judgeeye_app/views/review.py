@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from judgeeye.codebook import word_ops
-from judgeeye.display import escape_markdown
+from judgeeye.display import escape_markdown, field_title
 from judgeeye.review import (
     ItemView,
     ReviewError,
@@ -197,7 +197,7 @@ item_col, rating_col = st.columns([4, 1])
 with item_col:
     for name, text in view.fields:
         with st.container(border=True):
-            st.markdown(f"**{escape_markdown(name)}**")
+            st.markdown(f"**{escape_markdown(field_title(name))}**")
             st.markdown(text_block(text))
 with rating_col:
     low, high = view.scale
