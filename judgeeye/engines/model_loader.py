@@ -5,8 +5,8 @@
   once into a plain safetensors checkpoint under ``$JUDGEEYE_MODEL_CACHE`` (default
   ``~/.cache/judgeeye/models``), in ``<file stem>-<hash of size and mtime>``; later loads read
   that (~0.2 s). The conversion is written to a temporary folder and renamed into place, so a
-  concurrent process sees either no cache or a complete one; a file lock keeps two processes
-  from converting the same file at once.
+  concurrent process sees either no cache or a complete one; a file lock (``filelock``, on any
+  OS) keeps two processes from converting the same file at once.
 * **Process cache.** One loaded model per (model, adapter, device, dtype), a few at most, so
   building an engine twice in a process does not load twice.
 
@@ -19,7 +19,6 @@ torch and transformers are imported lazily, inside the functions.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -30,12 +29,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from judgeeye.engines.base import EMBEDDED_MODEL, EngineConfig, EngineError
+from judgeeye.engines.transformers_options import engine_option
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -114,23 +115,6 @@ def _cache_complete(folder: Path) -> bool:
     return (folder / _MARKER).is_file() and (folder / "config.json").is_file()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX); a no-op where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_gguf_converted(gguf_path: str | Path) -> Path:
     """Convert a GGUF file to a safetensors checkpoint folder once; return that folder."""
     gguf_path = Path(gguf_path)
@@ -139,7 +123,7 @@ def ensure_gguf_converted(gguf_path: str | Path) -> Path:
         return target
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f".{target.name}.lock"):
+    with FileLock(root / f".{target.name}.lock"):
         if _cache_complete(target):  # another process finished while we waited
             return target
         started = time.perf_counter()
@@ -284,7 +268,7 @@ def _apply_adapter(model: Any, config: EngineConfig) -> Any:
     except ImportError as exc:  # pragma: no cover
         raise EngineError("adapters need the peft package") from exc
     peft_model = PeftModel.from_pretrained(model, str(adapter))
-    if config.extra.get("merge_adapter", True):
+    if engine_option(config, "merge_adapter", True):
         # Merged LoRA weights: plain modules, same speed as the base model, compile-friendly.
         try:
             return peft_model.merge_and_unload()
@@ -302,7 +286,7 @@ def _cache_key(config: EngineConfig) -> tuple[str, ...]:
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     adapter = str(Path(config.adapter).expanduser().resolve()) if config.adapter else ""
-    merge = str(bool(config.extra.get("merge_adapter", True))) if adapter else ""
+    merge = str(bool(engine_option(config, "merge_adapter", True))) if adapter else ""
     return (source.kind, source.location, adapter, merge, str(device), str(dtype))
 
 
