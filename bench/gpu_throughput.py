@@ -207,14 +207,14 @@ def check_agreement(engine, reference) -> str:
 
 def describe_decoder(engine) -> str:
     """Which decode attention the engine's static decoder runs, and why (Triton check)."""
-    from judgeeye.engines import transformers_engine as te
+    from judgeeye.engines.gpu.attention import TRITON_CHECKED
 
     dec = engine._decoder
     if dec is None:
         return f"static decoder off: {engine._fast_failed}"
     checked = ", ".join(f"{k[0]}/{k[1]} heads d={k[2]}: rel. err {v:.1e}" if v is not None
                         else f"{k[0]}/{k[1]} heads d={k[2]}: failed"
-                        for k, v in te._TRITON_CHECKED.items())
+                        for k, v in TRITON_CHECKED.items())
     return (f"decode attention {dec.decode_attention}"
             + (f" ({dec.attention_note})" if dec.attention_note else "")
             + (f"; Triton kernel check vs float64: {checked}" if checked else ""))
@@ -289,8 +289,9 @@ def kernel_checks(names: list[str], batch: int, prompt: int, new: int) -> list[s
     shapes (cache bucket of prompt + new, about 3/4 of it valid)."""
     import torch
 
-    from judgeeye.engines import triton_decode as td
-    from judgeeye.engines.transformers_engine import StaticDecoder, _row_argmax
+    from judgeeye.engines.gpu import triton_decode as td
+    from judgeeye.engines.gpu import StaticDecoder
+    from judgeeye.engines.gpu.sampling import row_argmax as _row_argmax
 
     lines = []
     if not td.available():

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.mark.parametrize("width", [1000, 16384, 151936, 50257])
 def test_row_argmax_is_argmax(width: int) -> None:
-    from judgeeye.engines.transformers_engine import _row_argmax
+    from judgeeye.engines.gpu.sampling import row_argmax as _row_argmax
 
     gen = torch.Generator().manual_seed(width)
     x = torch.randn((5, width), generator=gen)
@@ -29,7 +29,7 @@ def test_row_argmax_is_argmax(width: int) -> None:
 def test_chunked_gumbel_max_draws_from_the_softmax() -> None:
     """Sampling through the chunked argmax (vocabulary above the split size) still draws from
     softmax(logits / T); with the noise off it is the plain argmax (greedy in the graph)."""
-    from judgeeye.engines.transformers_engine import _sample
+    from judgeeye.engines.gpu.sampling import sample_next as _sample
 
     torch.manual_seed(0)
     width = 20000
@@ -49,7 +49,7 @@ def test_chunked_gumbel_max_draws_from_the_softmax() -> None:
 
 
 def test_triton_attention_off_without_cuda() -> None:
-    from judgeeye.engines import triton_decode
+    from judgeeye.engines.gpu import triton_decode
 
     q = torch.zeros((1, 4, 1, 16), dtype=torch.bfloat16)
     k = torch.zeros((1, 2, 8, 16), dtype=torch.bfloat16)
@@ -60,7 +60,7 @@ def test_triton_attention_off_without_cuda() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
 def test_triton_attention_matches_float64_in_interpreter(monkeypatch) -> None:
-    from judgeeye.engines import triton_decode
+    from judgeeye.engines.gpu import triton_decode
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setitem(triton_decode._STATE, "kernels", None)  # build them interpreted
