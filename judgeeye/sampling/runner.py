@@ -21,6 +21,7 @@ from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, t
 from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
+from judgeeye.sampling.estimate import record_throughput
 from judgeeye.sampling.posthoc import explain_messages, verify
 from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
 from judgeeye.store.retry import retry_settings
@@ -256,6 +257,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | 
             if status != "failed":  # else the error that failed the run is the one to report
                 raise
         if own_engine:
+            record_throughput(engine, progress.started, progress.tokens)  # for run estimates
             engine.close()
         if verifier is not None:
             verifier.close()

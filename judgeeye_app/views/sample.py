@@ -93,11 +93,43 @@ def new_run_form() -> None:
         st.error(str(exc))
         return
     st.code(cli_command(project.name, engine, settings, version), language="bash")
+    run_estimate(engine, settings, version)
     if st.button("Start sampling", type="primary", key="s_start"):
         with store_busy_notice():
             run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
             st.session_state["s_run"] = run_id
             st.success(f"Run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
+
+
+# ---- estimate before launch (judgeeye.sampling.estimate) ---------------------------------------
+@st.cache_data(ttl=30, show_spinner=False)
+def _estimate(project_id: int, engine_json: str, settings_json: str, version: int | None) -> tuple[str, bool]:
+    import json
+
+    from judgeeye.sampling.estimate import estimate_run
+
+    with session_scope() as session:
+        est = estimate_run(session, project_id, EngineConfig.model_validate(json.loads(engine_json)),
+                           SamplingSettings.model_validate_json(settings_json), version)
+    return est.text(), est.seconds is not None
+
+
+def run_estimate(engine: EngineConfig, settings: SamplingSettings, version: int | None) -> None:
+    """"About N tokens, about M min on this machine", from this engine's measured speed here;
+    where none is measured yet, a button measures it (in a separate process)."""
+    from judgeeye.sampling.estimate import calibrate_in_subprocess
+
+    text, timed = _estimate(project.id, engine.model_dump_json(), settings.model_dump_json(), version)
+    st.caption(f"Estimate: {text}.")
+    if not timed and st.button("Measure this machine's speed (about a minute)", key="s_measure"):
+        with st.spinner("Measuring one prompt and a few tokens with this engine…"):
+            problem = calibrate_in_subprocess(str(project.id), engine, settings, version)
+        if problem:
+            st.warning(f"Could not measure the speed: {problem}")
+        else:
+            _estimate.clear()
+            st.rerun()
+# ---- end of the estimate block ---------------------------------------------------------------
 
 
 @st.fragment(run_every=2)
