@@ -41,7 +41,7 @@ def main() -> None:
     from judgeeye.store import session_scope
 
     project_id = ensure_sample_project()
-    config = EngineConfig.parse(args.engine, batch_size=args.k, extra={"keep_loaded": True})
+    config = EngineConfig.parse(args.engine, batch_size=args.k)
     engine = make_engine(config)
     common = dict(k=args.k, max_tokens=args.max_tokens, limit=args.items, readout=args.readout,
                   splits=["train", "validation", "test"])

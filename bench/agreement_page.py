@@ -1,7 +1,7 @@
 """Agreement page at real scale: 20,000 items, 320,000 candidates, 8 rater runs over 4,000 test
 items (32,000 predictions), 3 annotators' reviews; SQLite in a temporary folder.
 
-Fills the store with `judgeeye.evaluate.synthetic.fill_synthetic` (the same data the page's
+Fills the store with `fill_synthetic` from `tests/synthetic_project.py` (the same data the page's
 tests use), then times, in one process:
 
 * **first view**: each data function of the page once on an empty stats cache (what the very
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the synthetic project is test data: it lives with the tests
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -54,8 +56,8 @@ def main() -> None:
 
     from judgeeye.evaluate import cache, dashboard
     from judgeeye.evaluate.report import build_report, default_choices
-    from judgeeye.evaluate.synthetic import fill_synthetic
     from judgeeye.store import Annotator, Project, StatsCache, get_engine, session_scope
+    from synthetic_project import fill_synthetic
 
     get_engine()
     with session_scope() as s:

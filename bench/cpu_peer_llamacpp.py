@@ -48,6 +48,7 @@ from judgeeye.engines import (  # noqa: E402
     Engine,
     EngineConfig,
     GenerationRequest,
+    OpenAIConfig,
     SamplingParams,
     make_engine,
 )
@@ -155,10 +156,8 @@ def main() -> int:
         # told otherwise; switch them off so both engines draw from the same distribution
         # (temperature + top_p only, as the transformers engine does).
         llama = make_engine(
-            EngineConfig(
-                kind="openai", base_url=url, max_concurrency=args.concurrency, timeout=900,
-                extra=LLAMA_PLAIN_SAMPLING,
-            )
+            OpenAIConfig(base_url=url, max_concurrency=args.concurrency, timeout=900,
+                         extra_body=LLAMA_PLAIN_SAMPLING)
         )
         ours = make_engine(EngineConfig(kind="transformers", model="embedded", batch_size=args.batch_size))
         warm = [GenerationRequest(requests[0].messages, n=2)]

@@ -72,7 +72,10 @@ def run_setting(name: str, model_name: str, rows: list[dict], args: argparse.Nam
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
+    from trl import pack_dataset
+
     from judgeeye.training import TrainingConfig
+    from judgeeye.training.plan import plan_stage
     from judgeeye.training.trainer import base_location, lora_config, sft_args
 
     torch.manual_seed(0)
@@ -89,12 +92,14 @@ def run_setting(name: str, model_name: str, rows: list[dict], args: argparse.Nam
         train_args = SFTConfig(output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps,
                                max_length=args.max_length, report_to=[], save_strategy="no", logging_steps=1,
                                disable_tqdm=True, use_cpu=device.type == "cpu", bf16=device.type == "cuda")
-    else:
-        train_args = sft_args(config, out, device)
-        train_args.save_strategy = "no"
     from datasets import Dataset
 
     dataset = Dataset.from_list(rows)
+    if name != "trl-defaults":
+        if config.packing:  # JudgeEye packs its datasets itself (training.trainer.prepare_dataset)
+            dataset = pack_dataset(dataset, args.max_length, "bfd")
+        train_args = sft_args(config, out, device, plan_stage(config, len(dataset), 0, world=1))
+        train_args.save_strategy = "no"
     marks: dict[str, float] = {}
 
     class Timer(TrainerCallback):

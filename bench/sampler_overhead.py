@@ -34,7 +34,7 @@ def main() -> None:
 
     from judgeeye.auth import Actor
     from judgeeye.codebook import current_spec, render_prompt
-    from judgeeye.engines import EngineConfig
+    from judgeeye.engines import TransformersConfig
     from judgeeye.engines.transformers_engine import TransformersEngine
     from judgeeye.projects import ensure_sample_project
     from judgeeye.sampling import SamplingSettings, run_items
@@ -43,7 +43,7 @@ def main() -> None:
     from judgeeye.store import SamplingRun, session_scope
 
     project_id = ensure_sample_project()
-    config = EngineConfig(batch_size=args.k, extra={"keep_loaded": True})
+    config = TransformersConfig(batch_size=args.k)
     engine = TransformersEngine(config)
     settings = SamplingSettings(k=args.k, max_tokens=args.max_tokens, limit=args.items, readout=False)
     probe_id, _ = launch_run(project_id, config, settings, actor=Actor.system(), start=False)

@@ -180,6 +180,9 @@ def start_job(job_id: int) -> int | None:
     if external_workers():
         return None
     proc = _spawn_worker(job_id, log_path)
+    # reap it when it ends, or it stays a defunct process of a long-lived starter (the app's
+    # server) until that exits; once the starter is gone, init reaps it
+    threading.Thread(target=proc.wait, name=f"reap-job-{job_id}", daemon=True).start()
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is not None and job.status == "queued":
@@ -289,6 +292,18 @@ def reconcile(session: Session) -> int:
             _interrupt_runs(session, job.id)
             changed += 1
     return changed
+
+
+def run_status(run_status: str, job_status: str | None) -> str:
+    """What a run (sampling, rating, training) is doing now, from its own status and its latest
+    job's. The job knows better while it is queued or running (a new run, or a stopped one being
+    resumed), and when it failed or was cancelled before the run could record it (a job
+    cancelled while still queued); otherwise the run's own status holds."""
+    if job_status in ACTIVE:
+        return job_status
+    if run_status in ("created", "running") and job_status in ("failed", "cancelled"):
+        return job_status
+    return run_status
 
 
 def _interrupt_runs(session: Session, job_id: int) -> None:

@@ -14,7 +14,13 @@ Conventions, so that no number is silently wrong:
   data and raise ``ValueError`` on missing values. ``agreement_report`` and the
   tests drop items with a missing prediction and *report how many* they dropped.
 * Degenerate input (constant ratings, fewer than two items) yields NaN, never an
-  exception or a stream of RuntimeWarnings.
+  exception or a stream of RuntimeWarnings. One rule for ICC(3,1), in ``icc3_1`` and
+  in every bootstrap: it is undefined when every rater's ratings are constant over the
+  items (nothing varies, so there is nothing to agree on). Kendall's tau is undefined
+  when either side is constant. Bootstrap resamples where a metric is undefined are
+  left out of its interval and *counted* (``*_degenerate`` / ``n_degenerate``).
+* Infinite values are errors (they are not ratings); None / NaN of any float type
+  are missing values.
 * Bootstraps are percentile bootstraps over items, seeded, and vectorised with
   numpy (Kendall's tau via a weighted pair-sign matrix, ICC via weighted
   moments), so 1,000 resamples of 2,000 items take well under a second.
@@ -86,11 +92,25 @@ def _is_missing_scalar(v: Any) -> bool:
         return True
     if type(v).__name__ in {"NAType", "NaTType"}:  # pandas.NA / NaT
         return True
-    return isinstance(v, float) and math.isnan(v)
+    # np.float32 / np.float16 are not Python floats, but their NaN is just as missing
+    return isinstance(v, (float, np.floating)) and math.isnan(v)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` unchanged; an infinite value is an error, never a rating (it would rank as the
+    highest one and give e.g. tau 0.667 where there is no answer)."""
+    bad = np.argwhere(np.isinf(arr))
+    if bad.size:
+        where = ", ".join(map(str, bad[0])) if arr.ndim > 1 else str(bad[0][0])
+        raise ValueError(
+            f"{name} holds {bad.shape[0]} infinite value(s), the first at position {where}; "
+            "ratings must be finite numbers (None or NaN mark a missing one)"
+        )
+    return arr
 
 
 def _as_float(x: ArrayLike, name: str) -> np.ndarray:
-    """1-D float array where None / NaN / pandas.NA become NaN (= missing)."""
+    """1-D float array where None / NaN / pandas.NA become NaN (= missing); inf is an error."""
     try:
         arr = np.asarray(x, dtype=float)
     except TypeError:  # e.g. object arrays holding pandas.NA
@@ -100,7 +120,7 @@ def _as_float(x: ArrayLike, name: str) -> np.ndarray:
         )
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    return arr
+    return _check_finite(arr, name)
 
 
 def _pair(gold: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -242,19 +262,23 @@ def icc3_1(ratings: ArrayLike) -> float:
 
     ``ratings`` is n_items x k_raters. From the two-way ANOVA mean squares,
     (MSR - MSE) / (MSR + (k-1) MSE): raters may differ by a constant offset
-    without being penalised, unlike absolute-agreement ICC2. NaN when all
-    ratings are constant; one constant rater among two gives exactly 0 (MSR = MSE).
+    without being penalised, unlike absolute-agreement ICC2. NaN when every
+    rater is constant (the one degenerate rule, see ``_all_raters_constant``);
+    one constant rater among two gives 0 (MSR = MSE).
     pingouin calls this "ICC3" / "ICC(C,1)".
     """
-    x = np.asarray(ratings, dtype=float)
+    x = _check_finite(np.asarray(ratings, dtype=float), "ratings")
     if x.ndim != 2:
         raise ValueError(f"ratings must be n_items x k_raters, got shape {x.shape}")
     if np.isnan(x).any():
         raise ValueError("ratings contain missing values; use inter_rater_icc3(), which drops and counts them")
     n, k = x.shape
-    if n < 2 or k < 2:
+    if n < 2 or k < 2 or _all_raters_constant(x):
         return math.nan
-    x = x - x.mean(axis=0)  # ICC3 ignores column offsets; centring keeps sums accurate
+    # ICC3 ignores column offsets: subtracting the first row makes a constant column exactly
+    # zero, and centring then keeps the sums accurate
+    x = x - x[0]
+    x = x - x.mean(axis=0)
     row = x.mean(axis=1)
     ss_rows = k * float(np.sum(row**2))
     ss_err = float(np.sum((x - row[:, None]) ** 2))  # columns already centred
@@ -262,6 +286,11 @@ def icc3_1(ratings: ArrayLike) -> float:
     mse_ = ss_err / ((n - 1) * (k - 1))
     with _quiet():
         return float(np.float64(msr - mse_) / np.float64(msr + (k - 1) * mse_))
+
+
+def _all_raters_constant(x: np.ndarray) -> bool:
+    """The degenerate case of ICC(3,1): every column (rater) has one value over all items."""
+    return bool(np.all(x.max(axis=0) == x.min(axis=0)))
 
 
 def icc3_pair(gold: ArrayLike, pred: ArrayLike) -> float:
@@ -393,11 +422,24 @@ def _boot_tau(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return num / np.sqrt((n0 - n1) * (n0 - n2))
 
 
+def _boot_all_raters_constant(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per resample (row of item weights ``w``): is every column of ``x`` constant over the
+    items drawn? Exact comparisons, the same rule as ``icc3_1``."""
+    drawn = w > 0
+    constant = np.ones(w.shape[0], dtype=bool)
+    for col in x.T:
+        hi = np.where(drawn, col, -np.inf).max(axis=1)
+        lo = np.where(drawn, col, np.inf).min(axis=1)
+        constant &= hi == lo
+    return constant
+
+
 def _boot_icc3(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """ICC(3,1) of the n x k matrix ``x`` under each row of item weights ``w``.
 
     Weighted ANOVA sums from weighted first and second moments: one matmul per
-    moment instead of one ANOVA per resample.
+    moment instead of one ANOVA per resample. NaN where every rater is constant
+    in the resample (where the sums are rounding noise: 1.0, 0.6 or -1.0 before).
     """
     n, k = x.shape
     xc = x - x.mean(axis=0)  # shift invariance; keeps the moment sums well conditioned
@@ -409,11 +451,23 @@ def _boot_icc3(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     ss_total = (wf @ (xc**2)).sum(axis=1) - big_n * k * grand**2
     ss_rows = k * ((wf @ (row**2)) - big_n * grand**2)
     ss_cols = big_n * np.sum((col_mean - grand[:, None]) ** 2, axis=1)
-    ss_err = ss_total - ss_rows - ss_cols
+    # sums of squares are >= 0; a difference of moments can come out a rounding error below
+    ss_err = np.maximum(ss_total - ss_rows - ss_cols, 0.0)
+    ss_rows = np.maximum(ss_rows, 0.0)
     msr = ss_rows / (n - 1)
     mse_ = ss_err / ((n - 1) * (k - 1))
     with _quiet():
-        return (msr - mse_) / (msr + (k - 1) * mse_)
+        icc = (msr - mse_) / (msr + (k - 1) * mse_)
+    # exact check only where the within-rater spread is ~0 (elsewhere some rater varies)
+    within = ss_total - ss_cols
+    maybe = np.flatnonzero(within <= 1e-9 * big_n * k * (1.0 + float(np.max(xc**2))))
+    icc[maybe[_boot_all_raters_constant(x, w[maybe])]] = math.nan
+    return icc
+
+
+def _undefined(values: np.ndarray) -> int:
+    """How many bootstrap resamples gave no value (the metric is undefined there)."""
+    return int(np.count_nonzero(~np.isfinite(values)))
 
 
 def _percentile_ci(values: np.ndarray, level: float = 0.95) -> CI:
@@ -435,7 +489,9 @@ class AgreementReport:
     """Everything the paper reports for one rater against gold, with 95% bootstrap CIs.
 
     ``n`` counts items rated by both; ``n_missing`` counts items the rater left
-    unrated, which were excluded from every number here.
+    unrated, which were excluded from every number here. ``tau_degenerate`` and
+    ``icc3_degenerate`` count the resamples (of ``n_boot``) where tau or ICC3 is
+    undefined (constant ratings); they are left out of that interval.
     """
 
     n: int
@@ -450,6 +506,8 @@ class AgreementReport:
     icc3_ci: CI
     mse_ci: CI
     n_boot: int = 0
+    tau_degenerate: int = 0
+    icc3_degenerate: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -496,9 +554,12 @@ def agreement_report(
             taus.append(_boot_tau(g, p, idx))
             iccs.append(_boot_icc3(xy, w))
             mses.append(w @ sq / n)
-        report["tau_ci"] = _percentile_ci(np.concatenate(taus), confidence)
-        report["icc3_ci"] = _percentile_ci(np.concatenate(iccs), confidence)
+        tau_all, icc_all = np.concatenate(taus), np.concatenate(iccs)
+        report["tau_ci"] = _percentile_ci(tau_all, confidence)
+        report["icc3_ci"] = _percentile_ci(icc_all, confidence)
         report["mse_ci"] = _percentile_ci(np.concatenate(mses), confidence)
+        report["tau_degenerate"] = _undefined(tau_all)
+        report["icc3_degenerate"] = _undefined(icc_all)
     return AgreementReport(**report)
 
 
@@ -513,7 +574,9 @@ class TestResult:
 
     ``statistic`` is the test statistic (t for t-tests, the observed difference
     for bootstraps); ``estimate`` is the effect in metric units; ``p_value`` is
-    for ``alternative``; ``ci`` is a 95% interval for ``estimate``.
+    for ``alternative``; ``ci`` is a 95% interval for ``estimate``. Bootstraps set
+    ``n_degenerate``: resamples where the metric was undefined for A or B, left out
+    of ``ci`` and counted as "no improvement" in ``p_value``.
     """
 
     __test__ = False  # not a pytest test class
@@ -528,6 +591,7 @@ class TestResult:
     alternative: str
     p_value_two_sided: float | None = None
     n_boot: int | None = None
+    n_degenerate: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -641,6 +705,7 @@ def bootstrap_improvement(
         n_excluded=n_excl,
         alternative=f"{metric}(B) > {metric}(A)",
         n_boot=int(n_boot),
+        n_degenerate=_undefined(diffs),
     )
 
 
@@ -713,7 +778,7 @@ def _matrix(m: ArrayLike, name: str) -> np.ndarray:
         )
     if x.ndim != 2:
         raise ValueError(f"{name} must be n_items x M raters, got shape {x.shape}")
-    return x
+    return _check_finite(x, name)
 
 
 def inter_rater_icc3(matrix: ArrayLike) -> InterRaterICC:
@@ -766,4 +831,5 @@ def bootstrap_icc3_improvement(
         n_excluded=int((~keep).sum()),
         alternative="ICC3 among raters (B) > (A)",
         n_boot=int(n_boot),
+        n_degenerate=_undefined(diffs),
     )

@@ -1,4 +1,5 @@
-"""Projects as the user sees them: lookup, pipeline status, importing with a codebook, the sample.
+"""Projects as the user sees them: lookup, pipeline status and the next step, importing with a
+codebook, the sample.
 
 The CLI and the app's pages both call these, so the two never drift apart.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from judgeeye.auth.roles import Actor, require
+from judgeeye.auth.roles import Actor, can_see_page, require
 from judgeeye.codebook import CodebookSpec, RubricLevel, create_version, list_builtin, load_builtin
 from judgeeye.datasets import (
     DatasetError,
@@ -26,7 +27,11 @@ from judgeeye.store import (
     Candidate,
     Codebook,
     Item,
+    Job,
     Project,
+    RaterRun,
+    ReviewRound,
+    ReviewTask,
     SamplingRun,
     Selection,
     TrainingRun,
@@ -62,6 +67,12 @@ class PipelineStatus:
     items_with_accepted: int = 0
     reviewed: int = 0
     training_runs: int = 0
+    rater_runs: int = 0
+    open_rounds: int = 0
+    #: items of open rounds that wait for a review by the user the status was asked for
+    items_to_review: int = 0
+    #: kinds of this project's queued or running jobs ("sample", "train", ...)
+    active_jobs: set[str] = field(default_factory=set)
     splits: dict[str, int] = field(default_factory=dict)
 
 
@@ -83,8 +94,9 @@ def _counts(session: Session, stmt) -> dict[int, int]:  # type: ignore[no-untype
     return {pid: n for pid, n in session.execute(stmt).all()}
 
 
-def pipeline_status(session: Session) -> list[PipelineStatus]:
-    """Every project's status in a handful of aggregate queries (not one per project)."""
+def pipeline_status(session: Session, actor: Actor | None = None) -> list[PipelineStatus]:
+    """Every project's status in a handful of aggregate queries (not one per project); with
+    ``actor``, also the items waiting for their review."""
     projects = session.scalars(select(Project).order_by(Project.id)).all()
     rows = {
         p.id: PipelineStatus(
@@ -144,7 +156,109 @@ def pipeline_status(session: Session) -> list[PipelineStatus]:
         session, select(TrainingRun.project_id, func.count()).group_by(TrainingRun.project_id)
     ).items():
         rows[pid].training_runs = n
+    for pid, n in _counts(session, select(RaterRun.project_id, func.count()).group_by(RaterRun.project_id)).items():
+        rows[pid].rater_runs = n
+    open_rounds = session.scalars(select(ReviewRound).where(ReviewRound.status == "open")).all()
+    for rnd in open_rounds:
+        rows[rnd.project_id].open_rounds += 1
+    for pid, kind in session.execute(
+        select(Job.project_id, Job.kind).where(Job.status.in_(("queued", "running")), Job.project_id.is_not(None))
+    ).all():
+        rows[pid].active_jobs.add(kind)
+    if actor is not None and actor.id is not None:
+        for rnd in open_rounds:
+            if actor.id in (rnd.annotator_ids or []):
+                rows[rnd.project_id].items_to_review += _items_waiting_for(session, rnd.id, actor.id)
     return list(rows.values())
+
+
+def _items_waiting_for(session: Session, round_id: int, annotator_id: int) -> int:
+    """Items of a round that still need a review and that this annotator has not reviewed."""
+    submitted = (
+        select(Selection.item_id, func.count().label("n"),
+               func.max(case((Selection.annotator_id == annotator_id, 1), else_=0)).label("mine"))
+        .where(Selection.round_id == round_id, Selection.state == "submitted")
+        .group_by(Selection.item_id)
+        .subquery()
+    )
+    return session.scalar(
+        select(func.count()).select_from(ReviewTask)
+        .outerjoin(submitted, submitted.c.item_id == ReviewTask.item_id)
+        .where(ReviewTask.round_id == round_id, func.coalesce(submitted.c.n, 0) < ReviewTask.required,
+               func.coalesce(submitted.c.mine, 0) == 0)
+    ) or 0
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What a user should do next in a project: a sentence, and the page that does it (``page``
+    is its url path, ``label`` the link's words); no page when the user can only wait."""
+
+    text: str
+    page: str | None = None
+    label: str = ""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _lead_step(s: PipelineStatus) -> tuple[NextStep, str]:
+    """The pipeline's next step (import → sample → open a round → review → train → agreement),
+    with what the others wait for meanwhile."""
+    if s.gold_items == 0:
+        return (NextStep("No item has a gold rating (the raters disagreed on every item, or none was rated): "
+                         "import the data again with a looser agreement threshold.", "data", "Import data"),
+                "a lead to import data with gold ratings")
+    if "sample" in s.active_jobs:
+        return NextStep("Traces are being sampled.", "sample", "Follow the sampling run"), "the sampling run to finish"
+    if s.candidates == 0:
+        return (NextStep(f"Sample reasoning traces for the {_plural(s.gold_items, 'gold item')}.",
+                         "sample", "Sample traces"), "a lead to sample traces")
+    if s.accepted == 0:
+        return (NextStep(f"None of the {_plural(s.candidates, 'sampled trace')} reached the gold rating: sample "
+                         "again, with a larger token budget or more traces per item.", "sample", "Sample again"),
+                "a lead to sample traces that reach the gold rating")
+    if s.reviewed == 0 and s.open_rounds:
+        return (NextStep("A review round is open and no item is reviewed yet: follow its progress.",
+                         "assignments", "Follow the review round"), "the first reviews")
+    if s.reviewed == 0:
+        return (NextStep(f"{_plural(s.items_with_accepted, 'item')} have accepted traces: open a review round "
+                         "so that annotators choose, edit or reject them.", "assignments", "Open a review round"),
+                "a lead to open a review round")
+    if "train" in s.active_jobs:
+        return NextStep("A rater is being trained.", "train", "Follow the training run"), "the training run to finish"
+    if s.training_runs == 0:
+        return (NextStep(f"{_plural(s.reviewed, 'item')} reviewed: fine-tune a rater on the reviewed traces.",
+                         "train", "Train a rater"), "a lead to train a rater")
+    if "evaluate" in s.active_jobs:
+        return NextStep("A rater run is being measured.", "agreement", "Follow the rater run"), "the rater run to finish"
+    if s.rater_runs == 0:
+        return (NextStep("Run the trained rater on the test split and measure its agreement with the human "
+                         "ratings.", "agreement", "Measure agreement"), "a lead to measure agreement")
+    return (NextStep(f"{_plural(s.rater_runs, 'rater run')} measured: compare them, or review and train "
+                     "further.", "agreement", "See agreement"), "the next review round")
+
+
+def next_step(status: PipelineStatus, role: str) -> NextStep:
+    """The next thing a user of ``role`` can do in this project, following the pipeline: items
+    waiting for their review first; then the pipeline's next step where the role may take it;
+    a guideline author refines the codebook once there are traces; otherwise what to wait for
+    (and, for authors, the codebook to check meanwhile)."""
+    if status.items_to_review:
+        return NextStep(f"{_plural(status.items_to_review, 'item')} of an open round wait for your review.",
+                        "review", "Review")
+    step, waiting_for = _lead_step(status)
+    if step.page is not None and can_see_page(role, step.page):
+        return step
+    if can_see_page(role, "refine") and status.accepted:
+        return NextStep(f"{_plural(status.accepted, 'accepted trace')} show how raters read the codebook: "
+                        "refine it from them.", "refine", "Refine the codebook")
+    if can_see_page(role, "codebooks"):
+        return NextStep(f"Waiting for {waiting_for}. Meanwhile, check the codebook the traces will follow.",
+                        "codebooks", "Check the codebook")
+    return NextStep("Nothing waits for your review. A lead hands out items in a review round when there are "
+                    "traces to review.")
 
 
 def default_codebook_spec(dataset: ParsedDataset) -> CodebookSpec:

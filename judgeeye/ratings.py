@@ -8,6 +8,8 @@ rating wrongly silently corrupts the training data. The rules here are therefore
   (``<rating>N</rating>``, or ``Rating: N`` at the start of a line);
 * it must be an integer on the codebook's scale: ``3.5`` or ``7`` on a 1-5 scale is a parse
   failure with a reason, never rounded or clamped;
+* an answer that revises its rating after the statement ("Rating: 4 ... I'd lower it to 3") or
+  writes two numbers in it ("Rating: 2 3") is *ambiguous*, a failure, never one of its numbers;
 * a rating statement copied from the prompt (an item that happens to contain
   ``<rating>5</rating>``, a rubric line quoted back) is an echo, not the rater's decision;
 * nothing here raises on a malformed completion: failures come back as ``ok=False`` + ``error``.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -89,7 +91,8 @@ class RatingParse:
 
     ``start``/``end`` locate the final rating statement in the answer (also when it was invalid,
     so it can be shown or stripped); ``format`` is ``"tag"`` (``<rating>N</rating>``) or
-    ``"label"`` (``Rating: N``), None when no statement was found.
+    ``"label"`` (``Rating: N``), None when no statement was found. An ambiguous answer is a
+    failure (``ok=False``, ``error`` starting with "ambiguous"), never one of its numbers.
     """
 
     value: int | None
@@ -98,39 +101,66 @@ class RatingParse:
     start: int | None = None
     end: int | None = None
     format: str | None = None
+    #: the answer states more than one rating at its end: two numbers in the final statement
+    #: ("Rating: 2 3") or a different rating after it ("Rating: 4 ... I'd lower it to 3")
+    ambiguous: bool = False
 
 
 _B = r"(?:\*\*|__)"  # markdown bold
+_NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
+    "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+}
+_NUMBER_WORDS_LIST = list(_NUMBER_WORDS)
 _MINUS = "\u2212"
+
+# Parsing is linear in the answer's length (an answer is model output: it may be anything). The
+# patterns use possessive quantifiers (``*+``, ``?+``; Python 3.11+), so a run of spaces is never
+# re-split between neighbouring ``[ \t]*`` (the old tag pattern backtracked catastrophically:
+# ``"Rating:" + " " * 1000 + "x"`` took minutes). A tag statement is found from its ``<rating>``
+# (a literal search), its body and close are matched forward, and its optional label
+# ("Final rating:", bold, spaces) backward over a bounded window, by a reversed pattern.
 
 # "<rating>N</rating>", optionally bold, optionally led by "Final rating:" (part of the statement,
 # so stripping the statement removes the label too), optionally followed by a full stop.
-_TAG_STATEMENT = re.compile(
+_TAG_OPEN = re.compile("<rating>", re.I)
+_TAG_REST = re.compile(
+    rf"<rating>(?P<body>[^<>]{{0,80}}?)</rating>(?:[ \t]*+{_B})?+(?:[ \t]*+\.(?!\d))?+", re.I
+)
+#: What may precede ``<rating>`` as part of its statement, read backwards from the tag:
+#: ``(?<![\w*])**(my|the) (final|overall) (rating|score|grade|answer|verdict)** : **\n **`` reversed.
+_TAG_LEAD_REVERSED = re.compile(
     rf"""
-    (?:(?<![\w*])
-       {_B}?(?:(?:my|the)\s+)?(?:(?:final|overall)\s+)?
-       (?:rating|score|grade|answer|verdict)
-       {_B}?[ \t]*[:=][ \t]*{_B}?[ \t]*\n?[ \t]*
-    )?
-    {_B}?[ \t]*<rating>(?P<body>[^<>]{{0,80}}?)</rating>(?:[ \t]*{_B})?(?:[ \t]*\.(?!\d))?
+    [ \t]*+{_B}?+
+    (?:[ \t]*+\n?+[ \t]*+{_B}?+[ \t]*+[:=][ \t]*+{_B}?+
+       (?:gnitar|erocs|edarg|rewsna|tcidrev)
+       (?:\s++(?:lanif|llarevo))?(?:\s++(?:ym|eht))?{_B}?
+       (?![\w*])
+    )?+
     """,
     re.I | re.X,
 )
+#: Characters before ``<rating>`` searched for its label.
+_TAG_LEAD_WINDOW = 160
 
 # "Rating: N", "Final rating: N", "**Rating:** N", "- Overall score (1-5): N/5" at a line start.
+# ``more``: a second number right after the first ("Rating: 2 3") makes the statement ambiguous.
 _LABEL_STATEMENT = re.compile(
     rf"""
-    ^[ \t]*(?:[-*+>][ \t]+|\#{{1,6}}[ \t]*)?
-    {_B}?[ \t]*(?:(?:my|the)[ \t]+)?(?:(?:final|overall)[ \t]+)?(?:rating|score)
-    (?:[ \t]*\([^)\n]{{0,30}}\))?
-    [ \t]*{_B}?[ \t]*[:=][ \t]*{_B}?[ \t]*
-    (?P<num>[-+{_MINUS}]?\d+(?:[.,]\d+)?)
-    (?:[ \t]*(?:/|out[ \t]+of)[ \t]*(?P<den>\d+))?
-    (?P<range>[ \t]*(?:-|–|—|to|or)[ \t]*\d+)?
-    (?:[ \t]*{_B})?(?:[ \t]*\.(?!\d))?
+    ^[ \t]*+(?:[-*+>][ \t]++|\#{{1,6}}+[ \t]*+)?+
+    {_B}?+[ \t]*+(?:(?:my|the)[ \t]++)?+(?:(?:final|overall)[ \t]++)?+(?:rating|score)
+    (?:[ \t]*+\([^)\n]{{0,30}}+\))?+
+    [ \t]*+{_B}?+[ \t]*+[:=][ \t]*+{_B}?+[ \t]*+
+    (?P<num>[-+{_MINUS}]?+\d++(?:[.,]\d++)?+)
+    (?:[ \t]*+(?:/|out[ \t]++of)[ \t]*+(?P<den>\d++))?+
+    (?P<range>[ \t]*+(?:-|–|—|to|or)[ \t]*+\d++)?+
+    (?P<more>[ \t]*+[,;&]?+[ \t]*+\d++)?+
+    (?:[ \t]*+{_B})?+(?:[ \t]*+\.(?!\d))?+
     """,
     re.I | re.M | re.X,
 )
+
+_LABEL_WORD = re.compile("rating|score", re.I)
 
 _INT = re.compile(rf"^[-+{_MINUS}]?\d+$")
 _DECIMAL = re.compile(rf"^[-+{_MINUS}]?\d+[.,]\d+$")
@@ -142,6 +172,8 @@ _RANGE = re.compile(r"^\d+\s*(?:-|–|—|to|or|and)\s*\d+$", re.I)
 _ECHO_CONTEXT = 20
 #: Non-space characters besides the statement that make its line distinctive enough to compare.
 _ECHO_LINE_EXTRA = 4
+#: Characters of a statement's line on either side that are compared with the prompt.
+_ECHO_LINE_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -152,6 +184,7 @@ class _Statement:
     value: int | None
     error: str | None
     den: str | None
+    ambiguous: bool = False
 
 
 def _safe_int(digits: str) -> int | None:
@@ -162,11 +195,17 @@ def _safe_int(digits: str) -> int | None:
     return int(digits)
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """Text for an error message: whitespace collapsed, cut (an answer may be adversarial)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _read_number(raw: str, rng: str | None = None) -> tuple[int | None, str | None]:
     """Interpret the number of a rating statement: (value, None) or (None, why it is not one)."""
     shown = raw.strip()
     if rng:
-        return None, f"rating '{shown}{rng.rstrip()}' is not a single integer"
+        return None, f"rating '{_shown(shown + rng)}' is not a single integer"
     if _DECIMAL.match(shown):
         whole, frac = re.split(r"[.,]", shown, maxsplit=1)
         if frac.strip("0"):
@@ -203,18 +242,56 @@ def _tag_body(body: str) -> tuple[bool, int | None, str | None, str | None]:
     return True, None, f"could not read an integer rating from <rating>{shown}</rating>", None
 
 
-def _statements(answer: str) -> list[_Statement]:
-    """Every rating statement in the answer, in order of position."""
-    found: list[_Statement] = []
-    for m in _TAG_STATEMENT.finditer(answer):
-        is_rating, value, error, den = _tag_body(m.group("body"))
-        if is_rating:
-            found.append(_Statement(m.start(), m.end(), "tag", value, error, den))
-    for m in _LABEL_STATEMENT.finditer(answer):
-        value, error = _read_number(m.group("num"), m.group("range"))
-        found.append(_Statement(m.start(), m.end(), "label", value, error, m.group("den")))
-    found.sort(key=lambda s: s.start)
+def _tag_statement(answer: str, m: re.Match[str]) -> _Statement | None:
+    """The tag statement matched by ``_TAG_REST`` at ``m``, or None for a placeholder body."""
+    is_rating, value, error, den = _tag_body(m.group("body"))
+    if not is_rating:
+        return None
+    window = answer[max(0, m.start() - _TAG_LEAD_WINDOW): m.start()][::-1]
+    lead = _TAG_LEAD_REVERSED.match(window)
+    return _Statement(m.start() - (lead.end() if lead else 0), m.end(), "tag", value, error, den)
+
+
+def _label_statement(m: re.Match[str]) -> _Statement:
+    if m.group("more") and not m.group("range"):
+        error = f"ambiguous rating: '{_shown(m.group('num') + m.group('more'))}' is not a single integer"
+        return _Statement(m.start(), m.end(), "label", None, error, m.group("den"), ambiguous=True)
+    value, error = _read_number(m.group("num"), m.group("range"))
+    return _Statement(m.start(), m.end(), "label", value, error, m.group("den"))
+
+
+def _statement_matches(answer: str) -> list[tuple[int, str, re.Match[str]]]:
+    """(position, format, match) of every candidate rating statement, in order of position; read
+    lazily by :func:`_statements` (an answer may hold thousands of them)."""
+    found: list[tuple[int, str, re.Match[str]]] = []
+    for opening in _TAG_OPEN.finditer(answer):
+        m = _TAG_REST.match(answer, opening.start())
+        if m is not None:
+            found.append((m.start(), "tag", m))
+    # A label statement needs "rating" or "score" on its line: try the pattern only at the start of
+    # such lines (trying it at every line start is slow on an answer of empty lines).
+    line_start, scanned, tried = 0, 0, -1
+    for word in _LABEL_WORD.finditer(answer):
+        newline = answer.rfind("\n", scanned, word.start())
+        if newline != -1:
+            line_start = newline + 1
+        scanned = word.start()
+        if line_start != tried:
+            tried = line_start
+            m = _LABEL_STATEMENT.match(answer, line_start)
+            if m is not None:
+                found.append((m.start(), "label", m))
+    found.sort(key=lambda t: t[0])
     return found
+
+
+def _statements(answer: str, *, reverse: bool = False) -> Iterator[_Statement]:
+    """Every rating statement in the answer, in order of position (or from the last)."""
+    matches = _statement_matches(answer)
+    for _, fmt, m in reversed(matches) if reverse else matches:
+        st = _tag_statement(answer, m) if fmt == "tag" else _label_statement(m)
+        if st is not None:
+            yield st
 
 
 def _norm(text: str) -> str:
@@ -244,9 +321,12 @@ def _is_echo(answer: str, start: int, end: int, prompt_norm: str) -> bool:
     statement = _norm(answer[start:end])
     if not statement or statement not in prompt_norm:
         return False
-    line_start = answer.rfind("\n", 0, start) + 1
-    line_end = answer.find("\n", end)
-    line_end = len(answer) if line_end == -1 else line_end
+    # the line, or at most _ECHO_LINE_MAX characters of it on either side (bounded work per statement)
+    low, high = max(0, start - _ECHO_LINE_MAX), min(len(answer), end + _ECHO_LINE_MAX)
+    line_start = answer.rfind("\n", low, start)
+    line_start = low if line_start == -1 else line_start + 1
+    line_end = answer.find("\n", end, high)
+    line_end = high if line_end == -1 else line_end
     outside = (answer[line_start:start] + answer[end:line_end]).strip(_QUOTE_MARKERS)
     if _nonspace(outside) >= _ECHO_LINE_EXTRA:
         line = answer[line_start:line_end].strip(_QUOTE_MARKERS)
@@ -267,16 +347,82 @@ def _is_echo(answer: str, start: int, end: int, prompt_norm: str) -> bool:
     return seen >= _ECHO_CONTEXT and _norm(_unquote(answer[start:j])) in prompt_norm
 
 
-def _final_statement(answer: str, prompt: str | None) -> tuple[_Statement | None, int]:
+#: Echoed statements skipped from the end before giving up (each check reads the prompt once).
+_MAX_ECHOES = 100
+
+
+def _final_statement(answer: str, prompt_norm: str) -> tuple[_Statement | None, int]:
     """The last rating statement that is not an echo of the prompt, and how many were skipped."""
-    prompt_norm = _norm(prompt) if prompt else ""
     skipped = 0
-    for st in reversed(_statements(answer)):
+    for st in _statements(answer, reverse=True):
         if prompt_norm and _is_echo(answer, st.start, st.end, prompt_norm):
             skipped += 1
+            if skipped >= _MAX_ECHOES:
+                break
             continue
         return st, skipped
     return None, skipped
+
+
+# A rating revised after the final statement: "I'd lower it to 3", "bump it up to a 5",
+# "Actually, 3.", "on reflection ... 3" (the number within the same sentence as the cue).
+_REVISE = re.compile(
+    r"\b(?:lower|rais|bump|drop|mov|chang|revis|adjust|increas|decreas|reduc|downgrad|upgrad|switch"
+    r"|amend|correct)\w*+(?:\s++(?!to\b)\w++){0,3}?\s++(?:(?:down|up|back)\s++)?(?:to|at)\s++"
+    rf"(?:(?:a|an)\s++)?{_B}?+(?P<n>\d++(?:\.\d++)?+|{'|'.join(_NUMBER_WORDS_LIST)})(?![\w%])",
+    re.I,
+)
+_REVISE_CUE = re.compile(
+    r"\b(?:actually|on\s++(?:second\s++thought|(?:further\s++)?reflection)|correction|i\s++mean)\b"
+    r"[^.!?\n\d]{0,60}+(?<![\w./-])(?P<n>\d++(?:\.\d++)?+)(?![\w%/])",
+    re.I,
+)
+#: Characters after the final statement searched for a revised rating: the first ones and, of a
+#: longer tail, the last ones (a bound that keeps parsing fast on any answer).
+_TAIL_HEAD, _TAIL_END = 2000, 1000
+
+
+def _squeeze(text: str) -> str:
+    """Whitespace runs collapsed (a line break wins), so the mention patterns stay linear."""
+    text = re.sub(r"[^\S\n]++", " ", text)
+    return re.sub(r" ?+\n\s*+", "\n", text)
+
+
+def _number(raw: str) -> float | None:
+    word = raw.lower()
+    if word in _NUMBER_WORDS:
+        return float(_NUMBER_WORDS[word])
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _later_rating(answer: str, st: _Statement, scale_min: int, scale_max: int, prompt_norm: str) -> str | None:
+    """Why the answer is ambiguous when, after its final statement, it states a different rating
+    on the scale (a revision, or a rating discussed after the verdict); None when it does not.
+    Mentions copied from the prompt do not count."""
+    tail = answer[st.end:]
+    if not tail.strip():
+        return None
+    windows = [tail[:_TAIL_HEAD]]
+    if len(tail) > _TAIL_HEAD:
+        windows.append(tail[max(_TAIL_HEAD, len(tail) - _TAIL_END):])
+    patterns = [(m.pattern, m.kind) for m in _MENTIONS] + [(_REVISE, "revise"), (_REVISE_CUE, "cue")]
+    for window in map(_squeeze, windows):
+        for pattern, kind in patterns:
+            for m in pattern.finditer(window):
+                raw = m.groupdict().get("n")
+                value = _number(raw) if raw else None
+                if value is None or value == st.value or not scale_min <= value <= scale_max:
+                    continue
+                if kind == "fraction" and m.group("den") != str(scale_max):
+                    continue
+                if prompt_norm and _is_echo(window, m.start(), m.end(), prompt_norm):
+                    continue
+                return (f"ambiguous rating: '{_shown(m.group(0))}' after the final rating {st.value} "
+                        "states another one")
+    return None
 
 
 def parse_rating(
@@ -289,10 +435,14 @@ def parse_rating(
     ``Rating: N/5`` at the start of a line. The last statement wins; a non-integer, a range, a
     denominator other than ``scale_max`` or a value off the scale is a failure with the reason.
     With ``prompt``, statements copied from it (see :func:`_is_echo`) are skipped. Numbers in prose
-    ("a scale of 1 to 5", "3 characters") are never read.
+    ("a scale of 1 to 5", "3 characters") are never read. The answer is *ambiguous* (a failure,
+    ``ambiguous=True``) when the final statement holds two numbers ("Rating: 2 3") or the text after
+    it states a different rating of the scale ("Actually, I'd lower it to 3", "closer to a 3"):
+    the rating must be the answer's last word on the matter. Linear in the answer's length.
     """
+    prompt_norm = _norm(prompt) if prompt else ""
     try:
-        st, skipped = _final_statement(answer or "", prompt)
+        st, skipped = _final_statement(answer or "", prompt_norm)
     except Exception as exc:  # pragma: no cover - defensive: a parser must not kill a sampling run
         return RatingParse(None, False, f"could not parse the rating: {exc}")
     if st is None:
@@ -302,7 +452,7 @@ def parse_rating(
         return RatingParse(None, False, error)
     where = {"start": st.start, "end": st.end, "format": st.format}
     if st.value is None or st.error:
-        return RatingParse(None, False, st.error, **where)
+        return RatingParse(None, False, st.error, ambiguous=st.ambiguous, **where)
     if st.den is not None and st.den.lstrip("0") != str(scale_max):
         return RatingParse(
             None, False,
@@ -312,6 +462,9 @@ def parse_rating(
         return RatingParse(
             None, False, f"rating {st.value} is outside the scale {scale_min}-{scale_max}", **where
         )
+    later = _later_rating(answer, st, scale_min, scale_max, prompt_norm)
+    if later is not None:
+        return RatingParse(None, False, later, ambiguous=True, **where)
     return RatingParse(st.value, True, None, **where)
 
 
@@ -336,7 +489,7 @@ def trace_text(reasoning: str, answer: str, parse: RatingParse | None) -> str:
     if reasoning and reasoning.strip():
         return reasoning.strip()
     if parse is None:
-        st, _ = _final_statement(answer or "", None)
+        st, _ = _final_statement(answer or "", "")
         if st is None:
             return (answer or "").strip()
         parse = RatingParse(st.value, st.value is not None, st.error, st.start, st.end, st.format)
@@ -344,10 +497,6 @@ def trace_text(reasoning: str, answer: str, parse: RatingParse | None) -> str:
 
 
 # =========================================================================== post hoc explanations
-_NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-    "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-}
 _WORD = "|".join(_NUMBER_WORDS)
 # A number used as a rating: digits (a decimal counts: "3.5" is still rating information) or,
 # in explicit rating phrases only, a number word. It must not be glued to a word or range.

@@ -13,14 +13,16 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Reply = Callable[[str, dict], tuple[str, str]]
 
 
 @contextlib.contextmanager
-def chat_server(reply: Reply, headers: list[dict[str, str]] | None = None) -> Iterator[tuple[str, list[str]]]:
-    """``headers``, when given, receives each request's HTTP headers (e.g. to see the API key arrive)."""
+def chat_server(reply: Reply, headers: list[Message] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """``headers``, when given, receives each request's HTTP headers (e.g. to see the API key arrive),
+    looked up by name in any case (clients differ: ``Authorization``, ``authorization``)."""
     prompts: list[str] = []
     lock = threading.Lock()
 
@@ -46,7 +48,7 @@ def chat_server(reply: Reply, headers: list[dict[str, str]] | None = None) -> It
             with lock:
                 prompts.append(prompt)
                 if headers is not None:
-                    headers.append(dict(self.headers.items()))
+                    headers.append(self.headers)
             n = int(request.get("n") or 1)
             choices = []
             for i in range(n):

@@ -17,10 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's own data folder: no test reads or writes the user's store (the default one
+    lives in the user's data folder, see judgeeye/store/db.py)."""
     path = tmp_path / "judgeeye-data"
     monkeypatch.setenv("JUDGEEYE_DATA_DIR", str(path))
+    monkeypatch.delenv("JUDGEEYE_DB", raising=False)  # store_url sets it for the tests that want one
     return path
 
 

@@ -132,3 +132,24 @@ def save_as_another_author(project_id: int, version: int, level: int, text: str)
         other = edited_spec(spec, spec.instructions, {**{lv.level: lv.text for lv in spec.rubric}, level: text})
         save_edit(s, project_id, other, actor=Actor(None, "bea", "author"), edited_from=version,
                   seen_current=version, note=f"level {level}")
+
+
+SECOND_RUN = "From the second run:"
+
+
+def add_run(project_id: int) -> int:
+    """A second sampling run over the same train items, whose accepted traces start with
+    ``SECOND_RUN``; returns its id (the first run stays the items' first accepted trace)."""
+    from judgeeye.codebook import current_version
+
+    with session_scope() as s:
+        run = SamplingRun(project_id=project_id, codebook_id=current_version(s, project_id).id, k=1,
+                          status="completed", engine={"kind": "openai", "model": "other-model"})
+        s.add(run)
+        s.flush()
+        for item in s.query(Item).filter(Item.project_id == project_id, Item.split == "train").order_by(Item.id):
+            level, index = int(item.gold), int(item.external_id.split("-")[1])
+            s.add(Candidate(run_id=run.id, item_id=item.id, sample_index=0, target="gold", target_label=level,
+                            answer=f"{SECOND_RUN} {trace_for(level, index + 1)}", predicted=level, parse_ok=True,
+                            accepted=True))
+        return run.id

@@ -82,6 +82,15 @@ CASES: dict[str, tuple[int | None, str | None, str]] = {
     "label_formula.csv": (2, "label", "'@SUM(1+1)' is not a number"),
     # a blank line in the middle is skipped, and the rows after it keep their true numbers
     "blank_line_then_bad.csv": (5, "rater2", "rating 9 is outside the scale 1-5"),
+    # a Parquet text column written as bytes: decoded as UTF-8, refused where it is not UTF-8
+    # (it was imported as the Python repr "b'caf\\xe9 noir'")
+    "binary_text.parquet": (2, "text", "not UTF-8: byte 0xE9 cannot be decoded"),
+    # JSON ids 1 and 1.0 are the same id "1" (whole-number floats are integers)
+    "float_id_duplicate.jsonl": (3, "id", "duplicate id '1' (also on row 1)"),
+    # gzip problems were tracebacks (zlib.error, EOFError)
+    "corrupt.csv.gz": (None, None, "not a readable gzip file: the compressed data is corrupt"),
+    "truncated.csv.gz": (None, None, "not a readable gzip file: it is cut off"),
+    "not_gzip.csv.gz": (None, None, "not a gzip file, though its name ends in .gz"),
 }
 
 # codebook files for `judgeeye codebook import`: file -> (field named, words); "" = the whole file
@@ -130,6 +139,61 @@ def test_bad_file_names_file_row_and_field(name: str) -> None:
         assert f"row {row}" in rendered
     if field is not None:
         assert f"field '{field}'" in rendered
+
+
+def _cli_import(path: Path):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from judgeeye.cli import app
+
+    return CliRunner().invoke(app, ["import", str(path), "--id-column", "id", "--text", "text", "--rater", "rater1",
+                                    "--rater", "rater2", "--scale", "1-5", "--project", "bad"])
+
+
+@pytest.mark.parametrize("name", ["binary_text.parquet", "float_id_duplicate.jsonl", "corrupt.csv.gz",
+                                  "truncated.csv.gz", "not_gzip.csv.gz", "symlink_loop.csv"])
+def test_cli_refuses_unreadable_files_with_exit_2_and_writes_nothing(
+        name: str, store_url: str, tmp_path: Path) -> None:
+    """Each of these ended in a traceback or imported garbage; now: one clear message naming the
+    file (and row and field where there is one), exit status 2, and the store as it was."""
+    if name == "symlink_loop.csv":  # made here: a link loop in the repository would trip up tools
+        path = tmp_path / name
+        (tmp_path / "other.csv").symlink_to(path)
+        path.symlink_to(tmp_path / "other.csv")
+        row, field, words = None, None, "symbolic link that leads (through other links) back to itself"
+    else:
+        path = BAD / name
+        row, field, words = CASES[name]
+    result = _cli_import(path)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{name}" in result.output and words in result.output
+    if row is not None:
+        assert f"row {row}, field '{field}'" in result.output
+    assert _counts(store_url) == (0, 0)
+
+
+def test_parquet_bytes_and_whole_number_float_ids_import_as_text(tmp_path: Path) -> None:
+    """UTF-8 bytes are text (not "b'caf\\xc3\\xa9'"); float ids 1.0 are "1" (pandas writes an int
+    column with a gap as float64); other floats keep their exact form ("2.5")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bytes.parquet"
+    pq.write_table(pa.table({
+        "id": pa.array([1.0, 2.5, 3.0, float(2**53)]),
+        "text": pa.array(["café".encode(), b"plain", b"tea", b"x"], pa.binary()),
+        "rater1": [3, 4, 5, 1], "rater2": [3.0, 4.0, None, 1.0],
+    }), path)
+    ds = read_table(path, PER_ANNOTATOR)
+    assert [i.external_id for i in ds.items] == ["1", "2.5", "3", "9007199254740992"]
+    assert [i.fields["text"] for i in ds.items] == ["café", "plain", "tea", "x"]
+    assert ds.items[0].ratings == {"rater1": 3.0, "rater2": 3.0} and ds.items[2].ratings == {"rater1": 5.0}
+    lines = tmp_path / "floats.jsonl"
+    lines.write_text('{"id": 7.0, "text": "a", "rater1": 3, "rater2": 3}\n'
+                     '{"id": "7.0", "text": "b", "rater1": 3, "rater2": 3}\n')
+    # a float 7.0 is the id "7"; the text "7.0" is kept as written
+    assert [i.external_id for i in read_table(lines, PER_ANNOTATOR).items] == ["7", "7.0"]
 
 
 def test_every_bad_row_is_reported() -> None:

@@ -340,9 +340,11 @@ def test_parse_codebook_text_realistic_answer():
     assert "world-building, character depth" in spec.level_text(5)
     assert "Read the Materials Thoroughly" in spec.instructions
     assert "Select the Rating" in spec.instructions
-    # the numbered steps after the rubric stay in the instructions, not in the rubric
-    assert "1. If the story is cut off mid-sentence" in spec.instructions
-    assert "Score" not in spec.instructions.split("Select the Rating")[1].split("Handle")[0]
+    # the numbered steps after the rubric stay after it (not in the rubric, not moved before it)
+    assert "1. If the story is cut off mid-sentence" in spec.instructions_after
+    assert "Handle" not in spec.instructions and "Score" not in spec.instructions.split("Select the Rating")[1]
+    rendered = render_codebook(spec)
+    assert rendered.index("Select the Rating") < rendered.index("5: ") < rendered.index("1. If the story is cut off")
     assert "Here is the improved codebook" not in spec.instructions
     assert (spec.name, spec.output_format, spec.sources) == (base.name, base.output_format, ["orig"])
 
@@ -482,3 +484,15 @@ def test_versions_with_session_scope(store_url):
     with session_scope(url) as s:
         row = current_version(s, pid)
         assert row is not None and row.version == 1 and to_spec(row).levels == [0]
+
+
+def test_split_codebook_text_keeps_each_part_where_it_was_written():
+    from judgeeye.codebook import split_codebook_text
+
+    inline = split_codebook_text("<codebook>Read it.\nRating scale:\n1: a\n2: b</codebook>", 1, 5)
+    assert (inline.before, inline.intro, [lv.text for lv in inline.rubric], inline.after) == ("Read it.", "", ["a", "b"], [])
+    parts = split_codebook_text("Read it.\n\nRating scale:\nWhen torn, pick the lower.\n\n1: a\n2: b\n\nNote: x.\n\nStep 9.",
+                                1, 5)
+    assert (parts.before, parts.intro, parts.after) == ("Read it.", "When torn, pick the lower.", ["Note: x.", "Step 9."])
+    bare = split_codebook_text("Steps first.\n\n1: a\n2: b", 1, 5)  # no header: no lead-in
+    assert (bare.before, bare.intro) == ("Steps first.", "")

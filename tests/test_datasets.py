@@ -484,11 +484,14 @@ def test_import_uses_one_insert_per_batch(store_url: str, monkeypatch: pytest.Mo
 def test_preview_shows_gold_std_and_status() -> None:
     ds = load_builtin("hanna", DATA / "hanna_per_annotator.csv", "complexity")
     frame = preview(ds, n=3, max_chars=40)
-    assert list(frame.columns) == ["external_id", "prompt", "human_story", "story",
-                                   "rater1", "rater2", "rater3", "gold", "std", "status"]
+    assert list(frame.columns) == ["id", "prompt", "human_story", "story",
+                                   "rater1", "rater2", "rater3", "gold", "raters' std", "status"]
     assert len(frame) == 3
-    assert frame.status.tolist() == ["dropped_disagreement", "gold", "gold"]
-    assert frame.gold.tolist()[1:] == [4.0, 3.0]
+    # text a person reads: no None, no raw status names
+    assert frame.status.tolist() == ["dropped: raters disagree", "gold", "gold"]
+    assert frame.gold.tolist() == ["—", "4", "3"]
+    assert frame["raters' std"].tolist()[0] == "1.53" and frame.rater1.tolist()[0] == "4"
+    assert not frame.isna().any().any()
     assert all(len(t) <= 40 for t in frame.story)
     long = load_builtin("hanna", DATA / "hanna_stories_annotations.csv", "complexity")
     assert "ratings" not in preview(long, n=2).columns  # 4 distinct workers fit as columns
@@ -546,7 +549,9 @@ def test_shared_files_load_and_import(store_url: str) -> None:
     with session_scope(store_url) as s:
         report = import_dataset(s, hanna, project_name="HANNA complexity")
     assert (report.n_items, report.n_gold, report.n_dropped) == (1056, 783, 273)
-    assert report.splits == {"train": 548, "validation": 78, "test": 157}
+    # split by writing prompt (96 prompts, each told by 11 systems): whole prompts per split
+    assert report.splits == {"train": 533, "validation": 83, "test": 167}
+    assert (report.group_by, report.n_groups) == ("writing prompt", 96)
     assert _counts(store_url) == (1, 1056)
     # the gold labels round-trip through JSON/the store
     assert json.loads(json.dumps(report.to_dict()))["gold"]["n_gold"] == 783

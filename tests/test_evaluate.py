@@ -31,9 +31,10 @@ from judgeeye.evaluate import (
     parse_rater,
     summaries,
 )
-from judgeeye.evaluate.synthetic import fill_synthetic
+from synthetic_project import fill_synthetic
 from judgeeye.jobs import reconcile
-from judgeeye.ratings import expected_score, parse_rating
+from judgeeye.engines.readout import cot_rail_score
+from judgeeye.ratings import parse_rating
 from judgeeye.store import Item, Job, Prediction, RaterRun, StatsCache, session_scope
 
 runner = CliRunner()
@@ -141,7 +142,8 @@ def test_rater_specs_and_runs_refuse_bad_input(synthetic) -> None:  # type: igno
     assert spec.engine.kind == "openai" and version == 1 and spec.limit == 5
     for bad, needle in [("embedded,colour=red", "unknown option"), ("embedded,readout", "not key=value"),
                         ("openai:m@http://x/v1,readout=argmax", "token probabilities"),
-                        ("embedded,readout=median", "readout"), ("vllm:m", "unknown engine"),
+                        ("embedded,readout=median", "readout"), ("tgi:m", "unknown engine"),
+                        ("vllm:m,readout=argmax", "token probabilities"),
                         ("embedded,max_tokens=many", "whole number")]:
         with pytest.raises(ValueError, match=needle):
             parse_rater(bad)
@@ -258,8 +260,9 @@ def test_evaluate_cli_with_the_embedded_model(short_test_project: int) -> None:
             if run.rater["readout"] == "parsed":
                 assert r.rating == (float(parse.value) if parse.ok else None) and r.score_dist is None
             else:
-                assert r.score_dist and abs(sum(r.score_dist.values()) - 1) < 1e-6
-                assert r.rating == pytest.approx(expected_score(r.score_dist))
+                # raw level probabilities (TRACT's CoT-RAIL): the rest of the mass is on other tokens
+                assert r.score_dist and 0 < sum(r.score_dist.values()) <= 1 + 1e-6
+                assert r.rating == pytest.approx(cot_rail_score(r.score_dist))
     table = [line for line in result.output.splitlines() if line.split(" ", 1)[0] in (str(runs[0].id), str(runs[1].id))]
     assert "tau [95% CI]" in result.output and len(table) == 2 and "expected" in table[1] and "parsed" in table[0]
     compare = runner.invoke(app, ["evaluate", "--compare", str(runs[0].id), str(runs[1].id), "--n-boot", "100"])

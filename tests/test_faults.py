@@ -174,7 +174,7 @@ def test_training_job_killed_then_resumed_keeps_a_gapless_curve(
     result = runner.invoke(app, [
         "train", "--project", "tiny", "--max-steps", str(steps), "--eval-steps", str(every), "--batch-size", "2",
         "--grad-accum", "1", "--max-length", "192", "--warmup-steps", "0", "--lr", "1e-3", "--val-limit", "2",
-        "--val-max-tokens", "2", "--val-readout", "expected", "--no-test-eval", "--background"])
+        "--max-tokens", "2", "--readout", "expected", "--no-test-eval", "--force", "--background"])
     assert result.exit_code == 0, result.output
     with read_scope() as s:
         run = s.scalars(select(TrainingRun)).one()

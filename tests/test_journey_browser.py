@@ -130,11 +130,6 @@ def number(page: Any, label: str, value: float | int, *, scope: Any = None) -> N
     settled(page)
 
 
-def radio(page: Any, option: str) -> None:
-    page.get_by_text(option, exact=True).click()
-    settled(page)
-
-
 def log_out_and_in(page: Any, name: str, password: str) -> None:
     """Log out, then in as someone else. The login page can be replaced once more after it
     first shows (the rerun that follows logging out), so the form is filled until it holds."""
@@ -217,7 +212,7 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         page.get_by_role("button", name="Start sampling").click()
         expect(page.get_by_text(re.compile(r"Run \d+ started"))).to_be_visible()
         tab(page, "Runs")
-        expect(page.get_by_text(re.compile(r"Job \d+: succeeded"))).to_be_visible(timeout=150_000)
+        expect(page.get_by_text(re.compile(r"job \d+: succeeded"))).to_be_visible(timeout=150_000)
         settled(page)
         with session_scope() as s:
             run = s.scalar(select(SamplingRun).join(Project).where(Project.name == PROJECT))
@@ -228,9 +223,9 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         # --- Assignments: a review round over every sampled item, for the annotator
         go(page, "Assignments")
         tab(page, "Open a round")
-        page.get_by_text("Also items without an accepted trace (all traces shown)").click()
+        page.get_by_text("Also items without an accepted trace (all their traces are shown)").click()
         page.get_by_role("button", name="Open round").click()
-        expect(page.get_by_text(re.compile(r"Opened round #\d+: 3 items"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Opened round #\d+ “.+”: 3 items"))).to_be_visible()
         with session_scope() as s:
             assert s.scalar(select(func.count()).select_from(ReviewRound)) == 1
 
@@ -277,18 +272,18 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         go(page, "Refine")
         choose(page, "Project", re.compile(PROJECT))  # a new login starts on the first project
         expect(page.get_by_role("combobox", name="Project")).to_have_value(re.compile(PROJECT))
-        radio(page, "instructions")
+        choose(page, "What to refine", "instructions")
         number(page, "Traces per level (instructions)", 1)
         number(page, "Attempts per step", 3)
         number(page, "Max tokens (codebook)", 160)
         page.get_by_role("button", name="Start refinement").click()
         expect(page.get_by_text(re.compile(r"Refinement started \(job \d+\)"))).to_be_visible()
-        expect(page.get_by_text(re.compile(r"Job \d+: (succeeded|failed)"))).to_be_visible(timeout=150_000)
-        if page.get_by_text(re.compile(r"Job \d+: failed")).count():  # a 135M model may never close its answer
+        expect(page.get_by_text(re.compile(r"job \d+: (succeeded|failed)"))).to_be_visible(timeout=150_000)
+        if page.get_by_text(re.compile(r"job \d+: failed")).count():  # a 135M model may never close its answer
             assert "no usable answer" in job_of("refine").error  # ... which the page says; Resume samples afresh
             page.get_by_role("button", name="Resume").click()
-            expect(page.get_by_text(re.compile(r"Job \d+: succeeded"))).to_be_visible(timeout=150_000)
-        expect(page.get_by_text("Wrote codebook version 2 (refined_instructions)")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"job \d+: succeeded"))).to_be_visible(timeout=150_000)
+        expect(page.get_by_text("Wrote codebook version 2 (refined instructions)")).to_be_visible()
         inert(page)
 
         # --- Codebooks: edit the refined version side by side (hostile text included) and save
@@ -315,12 +310,12 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
 
         # --- Train: a short run; its loss curve appears; Stop; it shows stopped
         go(page, "Train")
-        number(page, "Warm-up steps", 0)
-        number(page, "Max steps (0: by epochs)", 200)
+        number(page, "Max steps", 200)
         number(page, "Batch size per device", 1)
         number(page, "Gradient accumulation", 1)
         number(page, "Max length (tokens)", 1024)
-        number(page, "Validate every N steps", 1000)
+        number(page, "Tokens per rating", 8)  # validation rates as the test would, briefly here
+        expect(page.get_by_text("Optimizer steps (most)")).to_be_visible()  # the plan, before Start
         page.get_by_text("Evaluate on the test split").click()
         settled(page)
         page.get_by_role("button", name="Start training").click()
@@ -329,7 +324,7 @@ def test_a_new_team_walks_the_whole_journey(server: str, tmp_path: Path) -> None
         expect(page.get_by_text("Training loss", exact=True)).to_be_visible(timeout=150_000)  # the curve's title
         stop = page.get_by_role("button", name="Stop (saves a checkpoint)")
         stop.click()
-        expect(page.get_by_text(re.compile(r"Job \d+: cancelled"))).to_be_visible(timeout=90_000)
+        expect(page.get_by_text(re.compile(r"job \d+: cancelled"))).to_be_visible(timeout=90_000)
         expect(page.get_by_role("button", name="Resume from the last checkpoint")).to_be_visible()
         with session_scope() as s:
             run = s.scalar(select(TrainingRun).where(TrainingRun.project_id == project_id()))

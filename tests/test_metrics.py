@@ -364,3 +364,74 @@ def test_results_reproducible_for_seed() -> None:
     assert m.bootstrap_icc3_improvement(ma, mb, n_boot=200, seed=1) == m.bootstrap_icc3_improvement(
         ma, mb, n_boot=200, seed=1
     )
+
+
+# --------------------------------------------------------------------------- #
+# One degenerate rule, counted; infinite and float32 NaN input
+# --------------------------------------------------------------------------- #
+
+
+def test_bootstrap_icc3_uses_the_same_degenerate_rule_as_icc3_1() -> None:
+    """Three items, every resample drawn: the resamples constant in both columns (one item drawn
+    three times) gave 1.0, 0.6 or -1.0 from rounding noise where icc3_1 says NaN."""
+    x = np.array([[1.0, 2.0], [2.0, 3.0], [0.1, 0.3]])
+    idx = np.array(list(np.ndindex(3, 3, 3)))  # all 27 resamples of 3 items
+    boot = m._boot_icc3(x, m._counts(idx, 3))
+    direct = np.array([m.icc3_1(x[r]) for r in idx])
+    assert np.array_equal(np.isnan(boot), np.isnan(direct))
+    assert int(np.isnan(direct).sum()) == 3  # the three "same item 3 times" resamples
+    np.testing.assert_allclose(boot[~np.isnan(boot)], direct[~np.isnan(direct)], rtol=0, atol=TOL)
+    # icc3_1 itself: constant raters are NaN whatever their value (0.1 is not exact in binary)
+    assert math.isnan(m.icc3_1(np.full((3, 2), 0.1)))
+    assert math.isnan(m.icc3_1([[0.1, 0.7]] * 3))
+    assert m.icc3_1([[0.1, 1.0], [0.1, 2.0], [0.1, 3.0]]) == 0.0  # one constant rater: 0, defined
+
+
+def test_degenerate_resamples_are_counted_and_left_out_of_the_ci() -> None:
+    g, p = [1, 2, 3, 1, 2], [1, 2, 3, 2, 2]
+    rep = m.agreement_report(g, p, n_boot=2000, seed=0)
+    idx = np.concatenate(list(m._index_chunks(np.random.default_rng(0), 5, 2000)))
+    gold, pred = np.array(g, float), np.array(p, float)
+    both_constant = [len(set(gold[r])) == 1 and len(set(pred[r])) == 1 for r in idx]
+    either_constant = [len(set(gold[r])) == 1 or len(set(pred[r])) == 1 for r in idx]
+    assert rep.icc3_degenerate == sum(both_constant) > 0
+    assert rep.tau_degenerate == sum(either_constant) > rep.icc3_degenerate
+    assert -1.0 <= rep.icc3_ci[0] <= rep.icc3_ci[1] <= 1.0
+    assert rep.to_dict()["icc3_degenerate"] == rep.icc3_degenerate
+    assert m.agreement_report(g, p, n_boot=0).icc3_degenerate == 0
+    # B = gold itself: ICC(gold, gold) is undefined wherever the resampled gold is constant
+    test = m.bootstrap_improvement(g, p, g, metric="icc3", n_boot=2000, seed=0)
+    assert test.n_degenerate == sum(len(set(gold[r])) == 1 for r in idx)
+    ma = np.array([[1, 1], [2, 2], [3, 3.0]])
+    among = m.bootstrap_icc3_improvement(ma, ma + 1, n_boot=500, seed=0)
+    assert among.n_degenerate == among.n_boot - int(np.isfinite([
+        m.icc3_1(ma[r]) for r in np.concatenate(list(m._index_chunks(np.random.default_rng(0), 3, 500)))
+    ]).sum())
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, np.float32("inf")])
+def test_infinite_values_are_errors_not_ratings(bad: float) -> None:
+    gold, pred = [1, 2, 3, 4], [1, 2, 3, bad]
+    for fn in (m.kendall_tau, m.spearman, m.mse, m.icc3_pair):
+        with pytest.raises(ValueError, match="infinite value.*position 3"):
+            fn(gold, pred)
+    with pytest.raises(ValueError, match="pred holds 1 infinite"):
+        m.agreement_report(gold, pred, n_boot=10)
+    with pytest.raises(ValueError, match="gold holds 1 infinite"):
+        m.agreement_report(pred, gold, n_boot=10)
+    with pytest.raises(ValueError, match="infinite"):
+        m.bootstrap_improvement(gold, gold, pred, n_boot=10)
+    with pytest.raises(ValueError, match="matrix holds 1 infinite value.*position 3, 1"):
+        m.inter_rater_icc3(np.column_stack([gold, pred]))
+    with pytest.raises(ValueError, match="infinite"):
+        m.icc3_1(np.column_stack([gold, pred]))
+
+
+@pytest.mark.parametrize("nan", [np.float32("nan"), np.float16("nan"), np.float64("nan"), math.nan])
+def test_fleiss_kappa_from_labels_treats_every_float_nan_as_missing(nan: float) -> None:
+    labels = [[1, 2, 2, nan], [1, 1, 1, nan], [3, 3, 2, nan]]
+    assert m.fleiss_kappa_from_labels(labels) == pytest.approx(
+        m.fleiss_kappa_from_labels([r[:3] for r in labels]), abs=TOL)
+    # a NaN in one item only: that item has fewer raters, which Fleiss' kappa refuses
+    with pytest.raises(ValueError, match="same number of raters"):
+        m.fleiss_kappa_from_labels([[1, 2, nan], [1, 1, 1]])

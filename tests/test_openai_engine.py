@@ -18,12 +18,13 @@ from judgeeye.engines import (
     EngineConfig,
     EngineError,
     GenerationRequest,
+    OpenAIConfig,
     SamplingParams,
     make_engine,
 )
 from judgeeye.engines.openai_engine import OpenAIEngine
 
-FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05}  # OpenAIConfig fields
 MESSAGES = [{"role": "user", "content": "Rate this story from 1 to 5."}]
 
 
@@ -35,12 +36,10 @@ def fault():
 
 
 def engine_for(server: FaultServer, **overrides: Any) -> OpenAIEngine:
-    extra = {**FAST, **overrides.pop("extra", {})}
-    config = EngineConfig(
-        kind="openai", model=overrides.pop("model", "embedded"), base_url=server.base_url,
-        max_retries=overrides.pop("max_retries", 3), timeout=overrides.pop("timeout", 5.0),
-        extra=extra, **overrides,
-    )
+    config = OpenAIConfig(**{
+        "model": "embedded", "base_url": server.base_url, "max_retries": 3, "timeout": 5.0,
+        **FAST, **overrides,
+    })
     engine = make_engine(config)
     assert isinstance(engine, OpenAIEngine)
     return engine
@@ -95,8 +94,12 @@ def test_llama_n3_collects_all_samples(llama_server_url: str) -> None:  # noqa: 
 def test_llama_length_finish_and_seed(llama_server_url: str) -> None:  # noqa: F811
     config = EngineConfig(kind="openai", base_url=llama_server_url, timeout=120)
     request = GenerationRequest([{"role": "user", "content": "Tell me a long story about a dragon."}])
+    params = SamplingParams(max_tokens=3, seed=5)
     with make_engine(config) as engine:
-        (a,), (b,) = engine.generate([request, request], SamplingParams(max_tokens=3, seed=5))
+        # llama.cpp samples a prompt it sees for the first time differently from one whose
+        # tokens it still holds (its prompt cache), whatever the seed: show it the prompt first
+        engine.generate([request], params)
+        (a,), (b,) = engine.generate([request, request], params)
     for c in (a, b):
         assert c.finish_reason == "length"
         assert c.completion_tokens == 3
@@ -160,6 +163,17 @@ def test_always_500_gives_error_completions_after_max_retries(fault: FaultServer
     assert len(fault.requests) == 4
 
 
+def test_backoff_follows_the_config(fault: FaultServer) -> None:
+    """The SDK retries with the config's backoff (its own is 0.5 s, then 1 s, ...)."""
+    fault.default = {"kind": "status", "code": 500}
+    with engine_for(fault, max_retries=2, backoff_base=0.3, backoff_max=0.3) as engine:
+        t0 = time.monotonic()
+        (c,) = one(engine)
+        elapsed = time.monotonic() - t0
+    assert c.finish_reason == "error" and "3 tries" in c.error and len(fault.requests) == 3
+    assert 0.45 <= elapsed < 1.05  # two waits of 0.3 s less up to 25% jitter; the SDK's would take >= 1.1 s
+
+
 def test_client_error_is_not_retried(fault: FaultServer) -> None:
     fault.default = {"kind": "status", "code": 400, "message": "context length exceeded"}
     with engine_for(fault) as engine:
@@ -171,7 +185,7 @@ def test_client_error_is_not_retried(fault: FaultServer) -> None:
 
 def test_unreachable_server_gives_error_completions_not_exceptions() -> None:
     config = EngineConfig(
-        kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1, extra=FAST
+        kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1, **FAST
     )
     with make_engine(config) as engine:
         out = engine.generate([GenerationRequest(MESSAGES, n=2)] * 3, SamplingParams(max_tokens=8))
@@ -261,7 +275,7 @@ def test_concurrency_limit_and_callbacks_in_caller_thread(fault: FaultServer) ->
 
 
 def test_request_body_seed_model_and_extra(fault: FaultServer) -> None:
-    with engine_for(fault, extra={"top_k": 5, "max_tokens": 999}) as engine:
+    with engine_for(fault, extra_body={"top_k": 5}) as engine:
         one(engine, seed=42, temperature=0.7, top_p=0.9)
         one(engine)
     first, second = fault.requests
@@ -269,7 +283,7 @@ def test_request_body_seed_model_and_extra(fault: FaultServer) -> None:
     assert first["seed"] == 42 and "seed" not in second
     assert first["temperature"] == 0.7 and first["top_p"] == 0.9 and first["max_tokens"] == 32
     assert first["top_k"] == 5 and "backoff_base" not in first and "n" not in first
-    with engine_for(fault, model="Qwen/Qwen3-8B", extra={"max_tokens_param": "max_completion_tokens"}) as engine:
+    with engine_for(fault, model="Qwen/Qwen3-8B", max_tokens_param="max_completion_tokens") as engine:
         one(engine)
     assert fault.requests[-1]["model"] == "Qwen/Qwen3-8B"
     assert fault.requests[-1]["max_completion_tokens"] == 32 and "max_tokens" not in fault.requests[-1]
@@ -301,7 +315,7 @@ def test_api_key_is_sent_but_never_leaks(
     ])
     config = EngineConfig(
         kind="openai", base_url=fault.base_url, api_key_env="JE_TEST_API_KEY", max_retries=2,
-        extra=FAST,
+        **FAST,
     )
     with make_engine(config) as engine:
         errors = engine.generate([GenerationRequest(MESSAGES, n=2)], SamplingParams())[0]

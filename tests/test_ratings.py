@@ -3,9 +3,13 @@ trace text, removal of rating mentions from post hoc explanations, score distrib
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -213,6 +217,96 @@ def test_label_must_start_the_line() -> None:
 def test_never_raises_on_none_like_inputs() -> None:
     assert parse_rating(None, 1, 5).error == "no rating found"  # type: ignore[arg-type]
     assert parse_rating("Rating: " + "9" * 5000, 1, 5).ok is False
+
+
+# ------------------------------------------------------------------------------ ambiguous answers
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Rating: 4\n\nActually, on reflection, I'd lower it to 3.",  # issue 15
+        "Rating: 2 3",  # issue 15
+        "Rating: 2, 3",
+        "It is uneven.\n<rating>4</rating>\n\nOn second thought, 3.",
+        "It is uneven.\nRating: 4\nI'd bump it up to a 5 because the ending lands.",
+        "<rating>4</rating>\nHonestly it is closer to a 3 than a 4.",
+        "Final rating: 2\nThough one could argue for a score of 3.",
+    ],
+)
+def test_revised_or_two_numbers_is_ambiguous_not_a_number(answer: str) -> None:
+    parse = parse_rating(answer, 1, 5)
+    assert parse.ok is False and parse.value is None and parse.ambiguous
+    assert (parse.error or "").startswith("ambiguous rating")
+    assert parse.start is not None  # the final statement is still located
+
+
+@pytest.mark.parametrize(
+    "answer, value",
+    [
+        ("Rating: 4\n\nThe story has 3 paragraphs and 2 characters.", 4),  # numbers, not ratings
+        ("Rating: 4\n\nSo I rate it a 4.", 4),  # the same rating again
+        ("It is rich.\nRating: 4 (out of 5)", 4),
+        ("It is rich.\nRating: 4/5\nThanks for reading!", 4),
+        ("<rating>4</rating>\n\nOn a scale of 1 to 5, that is above the middle.", 4),
+        ("I first thought a 3, then reread it.\n<rating>4</rating>", 4),  # weighing before deciding
+    ],
+)
+def test_text_after_the_rating_without_another_rating_is_not_ambiguous(answer: str, value: int) -> None:
+    parse = parse_rating(answer, 1, 5)
+    assert parse.ok and parse.value == value and not parse.ambiguous
+
+
+def test_a_quote_of_the_item_after_the_rating_is_not_a_revision() -> None:
+    answer = f"<rating>2</rating>\n\nFor reference, the story was:\n> {ITEM}"
+    # ITEM holds "<rating>5</rating>" and "walked by." after it: copied, neither final nor a revision
+    assert parse_rating(answer + "\nA score of 3 would fit too.", 1, 5, prompt=_prompt()).ambiguous
+    assert parse_rating(answer, 1, 5, prompt=_prompt()).value == 2
+
+
+# ------------------------------------------------------------------------------ linear time
+#: built in the child process: answers of 100,000 characters that made the old patterns backtrack
+#: (a run of spaces after a label took 108 s at 1,000 spaces) or that stress every other path.
+_ADVERSARIAL = r"""
+N = 100_000
+cases = {
+    "label then spaces": "Rating:" + " " * N + "x",
+    "tag label then spaces": "Final rating:" + " " * N + "<rating>x",
+    "label then tabs": "Rating " + " \t" * N,
+    "spaces then label": " " * N + "Rating: 4",
+    "many tags": "<rating>3</rating>" * N,
+    "many open tags": "<rating>" * N,
+    "many labels": "Rating: 3\n" * N,
+    "many bold labels": "**Final rating:** " * N,
+    "empty lines": "\n" * N,
+    "bold": "**" * N,
+    "angle brackets": "<" * N,
+    "long number": "Rating: " + "9" * N,
+    "two numbers far apart": "Rating: 2" + " " * (N - 20) + "3",
+    "long tail of numbers": "<rating>3</rating>" + "4 " * N,
+    "long tail of mentions": "Rating: 3\n" + "1 a 2 rating 4/5 " * N,
+    "long tail of revisions": "<rating>4</rating> " + "lower it to " * N,
+}
+times = {}
+for name, answer in cases.items():
+    answer = answer[:N]
+    for prompt in (None, answer[: N // 2]):
+        start = time.perf_counter()
+        parse_rating(answer, 1, 5, prompt=prompt)
+        times[name + (" + prompt" if prompt else "")] = time.perf_counter() - start
+print(json.dumps(times))
+"""
+
+
+def test_parsing_100k_character_adversarial_answers_is_fast() -> None:
+    """In a child process, so that a regression fails by its timeout instead of hanging the suite.
+    The bound per answer is a generous guard (the target is 50 ms; see the commit/report)."""
+    code = "import json, time\nfrom judgeeye.ratings import parse_rating\n" + _ADVERSARIAL
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    times = json.loads(done.stdout)
+    assert len(times) == 32
+    slow = {name: round(t, 3) for name, t in times.items() if t > 1.0}
+    assert not slow, f"parse_rating took over 1 s on: {slow}"
 
 
 # ------------------------------------------------------------------------------ echo protection

@@ -22,8 +22,9 @@ from judgeeye.refine.embed import embed_texts
 from judgeeye.refine.project2d import project_2d
 from judgeeye.refine.prompts import CRITIQUE_PROMPT, INSTRUCTION_PROMPT, RUBRIC_PROMPT, critique_prompt, fill
 from judgeeye.refine.runner import launch_refinement, resume_refinement, version_of_job
-from judgeeye.store import Candidate, Critique, Item, Job, session_scope
-from refine_data import REFINED_MARKER, make_project, refined_instructions, scripted_reply
+from judgeeye.refine.embed import DEFAULT_EMBEDDER
+from judgeeye.store import Candidate, Critique, CritiqueMap, Item, Job, session_scope
+from refine_data import SECOND_RUN, REFINED_MARKER, add_run, make_project, refined_instructions, scripted_reply
 
 runner = CliRunner()
 SYSTEM = Actor.system()
@@ -113,7 +114,7 @@ TOPICS = {  # three unrelated topics: silhouette should find exactly three clust
 def test_kmeans_with_silhouette_on_real_embeddings_finds_the_topics() -> None:
     texts = [t for group in TOPICS.values() for t in group]
     truth = np.repeat(np.arange(3), 5)
-    x = embed_texts(texts)
+    x = embed_texts(texts, "embedded")
     assert x.shape == (15, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
     result = cluster_level(x, k_max=6, seed=0)
     assert result.chosen_by == "silhouette" and result.k == 3
@@ -131,7 +132,7 @@ def test_kmeans_with_silhouette_on_real_embeddings_finds_the_topics() -> None:
 
 
 def test_projection_methods() -> None:
-    x = embed_texts([t for group in TOPICS.values() for t in group])
+    x = embed_texts([t for group in TOPICS.values() for t in group], "embedded")
     for method in ("pca", "tsne", "auto"):
         coords, used = project_2d(x, method, seed=0)
         assert coords.shape == (15, 2) and np.isfinite(coords).all()
@@ -173,8 +174,46 @@ def test_refine_both_through_a_real_server_records_its_inputs(store_url: str, tm
     assert set(levels) == {"1", "2", "3", "4", "5"} and all(1 <= lv["k"] <= 3 for lv in levels.values())
     assert all(c.embedding is not None and c.x is not None and c.cluster is not None for c in critiques)
     assert len(critiques) == 45  # three sentences from each of the 15 traces
+    with session_scope() as s:  # the map is stored with how it was made: a page only reads it
+        stored = s.scalars(select(CritiqueMap).where(CritiqueMap.job_id == job_id)).one()
+        assert (stored.points, stored.method, stored.embedder) == (45, "tsne", DEFAULT_EMBEDDER)
+        assert stored.pca_components == 50 and set(stored.seconds) == {"embed", "cluster", "project"}
+    assert rub["clusters"]["embedder"] == DEFAULT_EMBEDDER
     assert not any(t in p for t in test_texts for p in prompts)  # the test split is never read
     assert sum("list all the critique" in p for p in prompts) == 15
+
+
+def test_refinement_reads_the_chosen_sampling_runs_and_records_them(store_url: str, tmp_path) -> None:
+    """Every run of the project by default; with ``--run`` (repeatable) only those runs, recorded
+    on the refined version; a run of another project or none at all is refused before any job."""
+    project_id = make_project(tmp_path, per_level=2, test_per_level=0)
+    second = add_run(project_id)
+    with session_scope() as s:
+        first = s.scalar(select(Candidate.run_id).where(Candidate.run_id != second).limit(1))
+        assert [r.run_id for r in load_trace_set(s, project_id).rows] == [first] * 10  # first accepted: run 1
+        picked = load_trace_set(s, project_id, runs=[second])
+        assert {r.run_id for r in picked.rows} == {second} and all(SECOND_RUN in r.text for r in picked.rows)
+        assert picked.describe()["runs"] == [second] and picked.describe()["per_run"] == {str(second): 10}
+    with chat_server(scripted_reply) as (url, prompts):
+        result = runner.invoke(app, ["refine", "--project", str(project_id), "--mode", "instruction",
+                                     "--engine", f"openai:scripted@{url}", "--run", str(second), "--n-inst", "2"])
+        assert result.exit_code == 0, result.output
+        analyses = next(p for p in prompts if "<analysis>" in p).split("\nAnalysis ")[1:]
+        assert len(analyses) == 10 and all(SECOND_RUN in a for a in analyses)  # 2 per level, all from that run
+        both = runner.invoke(app, ["refine", "--project", str(project_id), "--mode", "instruction",
+                                   "--engine", f"openai:scripted@{url}", "--run", str(first), "--run", str(second)])
+        assert both.exit_code == 0, both.output
+        for bad in ("999", "0"):
+            refused = runner.invoke(app, ["refine", "--project", str(project_id), "--engine",
+                                          f"openai:scripted@{url}", "--run", bad])
+            assert refused.exit_code == 2 and f"has no sampling run {bad}" in refused.output, refused.output
+    with session_scope() as s:
+        versions = list_versions(s, project_id)
+        assert len(versions) == 3 and s.scalar(select(func.count()).select_from(Job)) == 2  # refused: no job
+        one, two = (v.inputs["refinement"] for v in versions[1:])
+    assert one["runs"] == [second] and one["runs_used"] == [second] and one["dataset"]["runs"] == [second]
+    assert two["runs"] == sorted([first, second]) and two["runs_used"] == [first]  # first accepted wins per item
+    assert "sampling run(s)" in one["dataset"]["source"]
 
 
 def _bad(kind: str):  # type: ignore[no-untyped-def]
@@ -354,6 +393,6 @@ def test_cli_refine_both_with_the_embedded_models(store_url: str, tmp_path) -> N
 
 def test_umap_projection_when_installed() -> None:
     pytest.importorskip("umap")
-    x = embed_texts([t for group in TOPICS.values() for t in group])
+    x = embed_texts([t for group in TOPICS.values() for t in group], "embedded")
     coords, used = project_2d(x, "umap", seed=0)
     assert used == "umap" and coords.shape == (15, 2) and np.isfinite(coords).all()

@@ -104,11 +104,14 @@ def test_author_uses_the_critique_map_and_the_editor(server: str, refined: int, 
         # the editor: original left, refined right; edit, see the live diff, save
         page.get_by_role("link", name="Codebooks").click()
         page.get_by_role("tab", name="Edit").click()
-        expect(page.get_by_text("Version 2 (refined_both), editable")).to_be_visible()
-        instructions = page.get_by_label("Instructions")
+        expect(page.get_by_text("Version 2 (refined instructions and rubric), editable")).to_be_visible()
+        instructions = page.get_by_label("Instructions", exact=True)
         added = "Step 4: check the ending twice. <script>window.pwned=1</script> [x](javascript:alert(1))"
         enter(page, instructions, instructions.input_value() + "\n" + added)
-        expect(page.locator("[data-testid='stMarkdown']").filter(has_text="twice").first).to_be_visible()
+        # the live diff shows the inserted words as words: the script and the link are text in an <ins>
+        inserted = page.locator("[data-testid='stHtml'] ins").filter(has_text="<script>window.pwned=1</script>")
+        expect(inserted.first).to_be_visible()
+        expect(page.locator("[data-testid='stHtml'] ins").filter(has_text="[x](javascript:alert(1))").first).to_be_visible()
         enter(page, page.get_by_label("Note for this version"), "clearer last step")
         page.get_by_role("button", name="Save as a new version").click()
         expect(page.get_by_text("Saved as version 3, now the current one.")).to_be_visible()

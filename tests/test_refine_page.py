@@ -4,6 +4,7 @@ loopback HTTP server with a scripted model (tests/chat_server.py), embeddings ar
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import select
@@ -46,11 +47,22 @@ def _refined_project(tmp_path) -> tuple[int, int]:  # type: ignore[no-untyped-de
     return project_id, job_id
 
 
-def test_critique_map_lists_clusters_and_opens_a_trace(store_url: str, tmp_path) -> None:
+def test_critique_map_lists_clusters_and_opens_a_trace(store_url: str, tmp_path, monkeypatch) -> None:
     project_id, job_id = _refined_project(tmp_path)
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the page must read the stored map, not compute one")
+
+    from judgeeye.refine import embed, project2d, representatives
+
+    for module, name in ((project2d, "project_2d"), (representatives, "project_2d"), (embed, "embed_texts"),
+                         (representatives, "embed_texts"), (representatives, "cluster_level")):
+        monkeypatch.setattr(module, name, never)
     at = _open("judgeeye_app/views/refine.py", project_id, rf_tab="Critique map")
     assert not at.error, [e.value for e in at.error]
     assert at.get("plotly_chart"), "the map is drawn"
+    assert any(c.value.startswith("45 critiques · t-SNE of 50 PCA components · embeddings: all-MiniLM-L6-v2")
+               for c in at.caption)
     labels = [e.label for e in at.expander]
     assert {f"Level {lv}: 9 critiques" for lv in range(1, 6)} <= {lab.split(",")[0] for lab in labels}
     tables = [d.value for d in at.dataframe if "representative" in d.value.columns]
@@ -72,6 +84,45 @@ def test_critique_map_lists_clusters_and_opens_a_trace(store_url: str, tmp_path)
     assert any("Wrote codebook version 2" in s.value for s in at.success)
 
 
+def test_refine_form_reads_the_chosen_runs(store_url: str, tmp_path) -> None:
+    """The Refine tab lists the project's sampling runs; the refinement started there reads only
+    the chosen one and records it on the version it writes."""
+    import time
+
+    from judgeeye.store import Job
+    from refine_data import SECOND_RUN, add_run
+
+    project_id = make_project(tmp_path, per_level=2, test_per_level=0)
+    second = add_run(project_id)
+    with chat_server(scripted_reply) as (url, prompts):
+        at = _open("judgeeye_app/views/refine.py", project_id, role="author", rf_tab="Refine")
+        runs = at.multiselect(key="rf_runs")
+        assert len(runs.options) == 2 and runs.value == []
+        assert any("other-model · k=1 · 10 accepted" in o for o in runs.options)
+        assert at.selectbox(key="rf_embedder").value == "embedded-onnx"
+        at.selectbox(key="rf_mode").set_value("instruction")
+        at.radio(key="rf_engine").set_value("openai").run()
+        at.text_input(key="rf_openai_base_url").set_value(url)
+        at.text_input(key="rf_openai_model").set_value("scripted").run()
+        at.multiselect(key="rf_runs").set_value([second]).run()
+        at.button(key="rf_start").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            with session_scope() as s:
+                job = s.scalars(select(Job).where(Job.kind == "refine")).one()
+                if job.status not in ("queued", "running"):
+                    break
+            time.sleep(0.5)
+    with session_scope() as s:
+        job = s.scalars(select(Job).where(Job.kind == "refine")).one()
+        assert job.status == "succeeded", job.error
+        record = list_versions(s, project_id)[-1].inputs["refinement"]
+    assert record["runs"] == [second] and record["runs_used"] == [second]
+    analyses = next(p for p in prompts if "<analysis>" in p).split("\nAnalysis ")[1:]
+    assert analyses and all(SECOND_RUN in a for a in analyses)
+
+
 def test_editor_saves_refuses_a_stale_save_and_history_makes_current(store_url: str, tmp_path) -> None:
     project_id, _ = _refined_project(tmp_path)
     with session_scope() as s:
@@ -81,7 +132,7 @@ def test_editor_saves_refuses_a_stale_save_and_history_makes_current(store_url: 
     instr = at.text_area(key=f"ed_{project_id}_2_instr")
     assert instr.value == v2.instructions
     instr.set_value(v2.instructions + "\nStep 4: check the ending twice.").run()
-    assert any("twice" in m.value and ":green[" in m.value for m in at.markdown), "the live diff shows the edit"
+    assert any("<ins " in h.proto.body and "twice" in h.proto.body for h in at.html), "the live diff shows the edit"
     at.text_input(key="ed_note").set_value("clearer last step").run()
     at.button(key="ed_save").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -100,7 +151,7 @@ def test_editor_saves_refuses_a_stale_save_and_history_makes_current(store_url: 
     at.button(key="ed_save").click().run()
     assert not at.exception
     assert any("Not saved: someone saved version 4" in e.value for e in at.error)
-    assert any("Masterfully" in m.value for m in at.markdown), "the diff of what changed meanwhile is shown"
+    assert any("Masterfully" in h.proto.body for h in at.html), "the diff of what changed meanwhile is shown"
     with session_scope() as s:
         assert [v.version for v in list_versions(s, project_id)] == [1, 2, 3, 4]
         assert to_spec(current_version(s, project_id)).level_text(5) == "Masterfully layered."
@@ -111,15 +162,51 @@ def test_editor_saves_refuses_a_stale_save_and_history_makes_current(store_url: 
         versions = list_versions(s, project_id)
         assert versions[-1].version == 5 and to_spec(versions[-1]).level_text(1) == "Nothing happens; no characters."
 
-    at.selectbox(key="cb_make_current").set_value(1).run()
-    at.button(key="cb_make_current_go").click().run()
+    make = next(box for box in at.selectbox if box.label == "Make a version current")
+    make.set_value(1).run()
+    next(b for b in at.button if b.label == "Make current").click().run()
     assert not at.exception
     with session_scope() as s:
         assert current_version(s, project_id).version == 1
+    assert next(box for box in at.selectbox if box.label == "Make a version current").value == 1
+
+
+def test_history_names_parents_and_starts_on_the_current_version(store_url: str, tmp_path) -> None:
+    """After a save makes v3 current, "make current" offers v3 (not v1, current when the page
+    first ran), and the history names each version's parent (never "None")."""
+    project_id, _ = _refined_project(tmp_path)
+    at = _open("judgeeye_app/views/codebooks.py", project_id, role="author")
+    assert next(box for box in at.selectbox if box.label == "Make a version current").value == 1
+    with session_scope() as s:
+        v2 = to_spec(list_versions(s, project_id)[1])
+    at.text_area(key=f"ed_{project_id}_2_instr").set_value(v2.instructions + "\nStep 4: read twice.").run()
+    at.button(key="ed_save").click().run()
+    assert not at.exception and not at.error
+    assert next(box for box in at.selectbox if box.label == "Make a version current").value == 3
     history = at.dataframe[-1].value
-    assert list(history["Version"]) == [1, 2, 3, 4, 5]
-    assert list(history["Origin"]) == ["original", "refined_both", "edited", "edited", "edited"]
-    assert "clearer last step" in list(history["Note"])
+    assert list(history["Version"]) == ["v1", "v2", "v3"]
+    assert list(history["Derived from"]) == ["— (first version)", "v1", "v2"]
+    assert list(history["Origin"]) == ["original", "refined instructions and rubric", "edited"]
+    assert list(history["Current"]) == ["", "", "current"]
+    assert not any("None" in str(v) for v in history.to_numpy().ravel())
+
+
+def test_codebook_view_fills_placeholders_and_diffs_show_words_not_markup(store_url: str, tmp_path) -> None:
+    """The View tab shows the output format as the rater reads it ({scale_min} filled in), and the
+    Diff tab shows deleted and inserted words as words: user text with Markdown or HTML in it is
+    shown literally, never rendered."""
+    project_id, _ = _refined_project(tmp_path)
+    save_as_another_author(project_id, 1, 2, "The story is *very* simple ~~yes~~ <b>bold</b> with few elements.")
+    at = _open("judgeeye_app/views/codebooks.py", project_id, role="author")
+    texts = [t.value for t in at.text]
+    assert any("an integer from 1 to 5" in t for t in texts)
+    assert not any("{scale_" in t for t in texts) and not any("{scale_" in m.value for m in at.markdown)
+    at.selectbox(key="cb_diff_a").set_value(1).run()
+    diff = next(h.proto.body for h in at.html if "simple" in h.proto.body)
+    assert "<del " in diff and "<ins " in diff
+    assert "~~yes~~" in diff and "&lt;b&gt;bold&lt;/b&gt;" in diff and "<b>" not in diff  # shown, not rendered
+    assert re.search(r"<del [^>]*>[^<]*somewhat", diff) and re.search(r"<ins [^>]*>[^<]*\*very\*", diff)
+    assert not any("~~" in m.value for m in at.markdown)  # no Markdown strike-through anywhere
 
 
 def test_compare_tab_rates_both_versions_and_shows_the_tests(store_url: str, tmp_path) -> None:

@@ -20,7 +20,7 @@ from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.jobs import reconcile, request_cancel
 from judgeeye.projects import SAMPLE_PROJECT, ensure_sample_project
-from judgeeye.ratings import parse_rating
+from judgeeye.ratings import argmax_score, parse_rating
 from judgeeye.sampling import SamplingSettings, run_stats
 from judgeeye.sampling.launch import launch_run
 from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
@@ -78,12 +78,15 @@ def test_sample_cli_five_items_k4(sample_store: int) -> None:
     assert stats.n_candidates == 20 and stats.n_items == 5
     assert stats.n_accepted == sum(r.accepted for r in rows)
     assert stats.parse_failures == sum(not r.parse_ok for r in rows)
-    for r in rows:  # every candidate has a rating (parsed or read out) or is a counted failure
-        assert r.parse_ok or r.predicted is None or r.score_dist
-        assert r.accepted == (r.predicted is not None and r.predicted == items[r.item_id].gold)
+    for r in rows:  # the embedded demo's forced cue: a written rating, else the one after the cue
+        assert r.acceptance_mode == ("written" if r.parse_ok else "forced_cue")
+        assert r.predicted is not None and r.score_dist
+        if not r.parse_ok:
+            assert r.predicted == argmax_score(r.score_dist)
+        assert r.accepted == (r.predicted == items[r.item_id].gold)
         if r.parse_ok:
             assert parse_rating(r.answer, 1, 5).value == r.predicted
-        assert r.score_dist and abs(sum(r.score_dist.values()) - 1) < 1e-6
+        assert r.score_dist and 0 < sum(r.score_dist.values()) <= 1 + 1e-6  # raw level probabilities
         assert r.completion_tokens > 0 and r.finish_reason in ("stop", "length")
     first = {}
     for r in sorted(rows, key=lambda r: r.sample_index):
@@ -97,6 +100,66 @@ def test_sample_cli_five_items_k4(sample_store: int) -> None:
         by_level[items[r.item_id].gold][1] += int(r.accepted)
     assert {lv.level: [lv.candidates, lv.accepted] for lv in stats.per_level} == dict(by_level)
     assert "utilization" in result.output and "items 5, candidates 20" in result.output
+    assert "acceptance forced cue" in result.output and stats.acceptance == "forced_cue"
+    assert stats.by_mode["written"].rated + stats.by_mode["forced_cue"].rated == 20
+
+
+def _rows_of(run_id: int) -> list[tuple]:
+    return [(c.item_id, c.sample_index, c.reasoning, c.answer, c.predicted, c.acceptance_mode, c.accepted)
+            for c in sorted(_candidates(run_id), key=lambda c: (c.item_id, c.sample_index))]
+
+
+def test_same_seed_same_candidates_other_seed_other_ones(sample_store: int) -> None:
+    """Issue 15: `--seed` was dead (the runner passed seed=None). Two `judgeeye sample --seed 7`
+    runs give identical candidates, text and ratings; --seed 8 gives others."""
+    runs, outputs = [], []
+    for seed in ("7", "7", "8"):
+        result = runner.invoke(app, ["sample", "--project", SAMPLE_PROJECT, "--k", "2", "--limit", "2",
+                                     "--max-tokens", "16", "--seed", seed])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+        with session_scope() as s:
+            runs.append(s.scalars(select(SamplingRun.id).order_by(SamplingRun.id.desc())).first())
+    first, again, other = (_rows_of(r) for r in runs)
+    assert len(first) == 4
+    assert first == again
+    assert [r[3] for r in first] != [r[3] for r in other]
+    assert "seed 7" in outputs[0] and "seed 8" in outputs[2]  # recorded on the run and shown
+    shown = runner.invoke(app, ["runs", "show", str(runs[0])])
+    assert "seed 7" in shown.output
+
+
+def test_written_mode_accepts_only_written_ratings_forced_cue_reads_the_rest(short_project: int) -> None:
+    """Issue 15: a trace that never wrote a rating was accepted when the read-out's argmax equalled
+    the gold label. Written mode (the paper's) never does; forced cue does, and says so."""
+    from judgeeye.sampling.runner import execute_run
+
+    ids = {}
+    for mode in ("written", "forced_cue"):  # same seed: the same traces, rated two ways
+        settings = SamplingSettings(k=3, max_tokens=12, limit=4, seed=11, acceptance=mode)
+        ids[mode], _ = launch_run(short_project, EMBEDDED, settings, actor=Actor.system(), start=False)
+        assert execute_run(ids[mode]) == "completed"
+    with session_scope() as s:
+        gold = {i.id: i.gold for i in s.scalars(select(Item)).all()}
+        stats = {mode: run_stats(s, run_id) for mode, run_id in ids.items()}
+    written, forced = _candidates(ids["written"]), _candidates(ids["forced_cue"])
+    assert [c.answer for c in written] == [c.answer for c in forced]
+    unrated = [c for c in written if not c.parse_ok]
+    assert unrated, "12 tokens are too few to write a rating: these traces have none"
+    for c in written:
+        assert c.score_dist  # the read-out is recorded, but never decides in written mode
+        if c.parse_ok:
+            assert c.acceptance_mode == "written" and c.predicted == parse_rating(c.answer, 1, 5).value
+        else:
+            assert c.acceptance_mode is None and c.predicted is None and not c.accepted
+    for c in forced:
+        if not c.parse_ok:
+            assert c.acceptance_mode == "forced_cue" and c.predicted == argmax_score(c.score_dist)
+        assert c.accepted == (c.predicted == gold[c.item_id])
+    assert set(stats["written"].by_mode) == {"written"}
+    assert stats["forced_cue"].by_mode["forced_cue"].rated == len(unrated)
+    assert stats["forced_cue"].by_mode["written"].accepted == stats["written"].n_accepted
+    assert stats["forced_cue"].by_mode["written"].utilization == stats["written"].utilization
 
 
 def test_kill_9_and_resume_loses_and_duplicates_nothing(short_project: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,10 +148,10 @@ def test_a_key_from_streamlit_secrets_reaches_the_worker_by_its_environment(
         at.session_state[SESSION_KEY] = login_as("lead")
         at.run()
         at.switch_page("judgeeye_app/views/sample.py").run()
-        at.radio(key="s_engine").set_value("OpenAI-compatible server").run()
-        at.text_input(key="s_oa_url").set_value(url).run()
-        at.text_input(key="s_oa_model").set_value("scripted").run()
-        at.text_input(key="s_oa_key_env").set_value(name).run()
+        at.radio(key="s_engine").set_value("openai").run()
+        at.text_input(key="s_openai_base_url").set_value(url).run()
+        at.text_input(key="s_openai_model").set_value("scripted").run()
+        at.text_input(key="s_openai_api_key_env").set_value(name).run()
         assert not at.exception and not at.warning
         assert any("Streamlit secrets" in c.value for c in at.caption)
         at.number_input(key="s_k").set_value(1).run()
@@ -194,9 +194,9 @@ def test_a_key_typed_where_its_name_belongs_is_refused_unrepeated(store_url: str
     at.session_state[SESSION_KEY] = login_as("lead")
     at.run()
     at.switch_page("judgeeye_app/views/sample.py").run()
-    at.radio(key="s_engine").set_value("OpenAI-compatible server").run()
-    at.text_input(key="s_oa_model").set_value("scripted").run()
-    at.text_input(key="s_oa_key_env").set_value(key).run()
+    at.radio(key="s_engine").set_value("openai").run()
+    at.text_input(key="s_openai_model").set_value("scripted").run()
+    at.text_input(key="s_openai_api_key_env").set_value(key).run()
     assert not at.exception
     assert at.error and all(key not in e.value for e in at.error)
     with pytest.raises(KeyError):  # no start button for a refused engine

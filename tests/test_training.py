@@ -20,7 +20,7 @@ from judgeeye.auth import Actor
 from judgeeye.cli import app
 from judgeeye.store import Job, RaterRun, TrainingRun, session_scope
 from judgeeye.training.data import ReasonRow, build_examples
-from training_data import SPEC, make_tiny_project
+from training_data import SPEC, TRACES, make_tiny_project
 from waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -83,39 +83,27 @@ def test_reason_rows_from_the_review_export_and_from_candidates_agree(tiny_proje
 # ------------------------------------------------------------------------------ CoT-RAFT loss
 
 
-def _tiny_model(vocab: int):  # type: ignore[no-untyped-def]
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _batch(tok, *, packed: bool = False):  # type: ignore[no-untyped-def]
+    """Two examples through the dataset and collator the trainer uses: the rating mask rides along."""
+    from trl import pack_dataset
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():  # larger logits than the tiny init gives, so p(y) is far from uniform
-        model.lm_head.weight.mul_(40.0)
-    return model.eval()
-
-
-def _batch(tok):  # type: ignore[no-untyped-def]
-    import torch
+    from judgeeye.training.data import to_dataset
+    from judgeeye.training.tract import RatingCollator
 
     rows = [ReasonRow(1, "a", {"text": "A cat."}, 4.0, "train", "Short and plain."),
             ReasonRow(2, "b", {"text": "A long story about dogs and rain."}, 2.0, "train", "It rambles, then stops.")]
     examples = build_examples(rows, tok, SPEC, mode="sft", max_length=512).examples
-    width = max(len(e.input_ids) for e in examples)
-    ids = torch.full((2, width), tok.pad_token_id, dtype=torch.long)
-    labels = torch.full((2, width), -100, dtype=torch.long)
-    mask = torch.zeros((2, width), dtype=torch.long)
-    for b, e in enumerate(examples):  # right padding, as TRL's collator pads
-        ids[b, :len(e.input_ids)] = torch.tensor(e.input_ids)
-        labels[b, :len(e.labels)] = torch.tensor(e.labels)
-        mask[b, :len(e.input_ids)] = 1
-    return examples, {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    dataset = to_dataset(examples, rating_mask=True)
+    if packed:
+        dataset = pack_dataset(dataset, 512, "bfd")
+    collator = RatingCollator(DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=packed))
+    return examples, collator([dataset[i] for i in range(len(dataset))])
 
 
 def _hand_loss(logits, examples, level_ids, lam):  # type: ignore[no-untyped-def]
-    """CE over completion tokens + λ·mean((Σ p(y)·y − y*)²), one token at a time."""
+    """CE over completion tokens + λ·mean((Σ p(y)·y − y*)²), one token at a time, with p the raw
+    probability of each level's token (the softmax over the whole vocabulary, not renormalised)."""
     import torch
 
     nll, count, sq = 0.0, 0, []
@@ -124,8 +112,7 @@ def _hand_loss(logits, examples, level_ids, lam):  # type: ignore[no-untyped-def
             logp = torch.log_softmax(logits[b, t - 1].double(), dim=-1)
             nll -= float(logp[e.input_ids[t]])
             count += 1
-        probs = torch.softmax(logits[b, e.rating_pos - 1].double(), dim=-1)  # full softmax ...
-        p = probs[level_ids] / probs[level_ids].sum()  # ... renormalised over the levels
+        p = torch.softmax(logits[b, e.rating_pos - 1].double(), dim=-1)[level_ids]
         expected = float(sum(p[i] * (i + 1) for i in range(5)))
         sq.append((expected - e.gold) ** 2)
     return nll / count + lam * sum(sq) / len(sq), sq
@@ -136,23 +123,32 @@ def test_cot_raft_loss_matches_a_hand_computation(lam: float) -> None:
     import torch
     from trl.trainer.utils import add_fused_lm_head
 
-    from judgeeye.training.tract import HiddenCapture, RatingTokens, cot_raft_loss, fused_cot_raft_loss, rating_positions
+    from judgeeye.training.tract import HiddenCapture, RatingTokens, cot_raft_loss, fused_cot_raft_loss, rating_targets
+    from training_data import tiny_llama
 
     tok = _tokenizer()
     rating = RatingTokens.from_tokenizer(tok, [1, 2, 3, 4, 5], "<rating>")
     examples, inputs = _batch(tok)
-    rows, cols, gold = rating_positions(inputs["labels"], rating)
+    rows, cols, gold = rating_targets(inputs["rating_mask"], inputs["labels"], rating)
     assert rows.tolist() == [0, 1] and cols.tolist() == [e.rating_pos for e in examples]
     assert gold.tolist() == [4.0, 2.0]
     assert [int(inputs["input_ids"][b, c]) for b, c in zip(rows, cols)] == [rating.level_ids[3], rating.level_ids[1]]
+    _, packed = _batch(tok, packed=True)  # padding-free: one row, the positions shift with the tokens
+    prows, pcols, pgold = rating_targets(packed["rating_mask"], packed["labels"], rating)
+    assert prows.tolist() == [0, 0] and sorted(pgold.tolist()) == [2.0, 4.0]
 
-    model = _tiny_model(len(tok))
+    model = tiny_llama(len(tok))
     with torch.no_grad():
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
     expected, sq = _hand_loss(logits, examples, list(rating.level_ids), lam)
     assert min(sq) > 0.05, "the test needs a non-trivial regression term"
+    renormalised = []  # what a read-out renormalised over the levels would give instead
+    for b, e in enumerate(examples):
+        p = torch.softmax(logits[b, e.rating_pos - 1, list(rating.level_ids)].double(), dim=-1)
+        renormalised.append((float(p @ torch.arange(1, 6, dtype=torch.double)) - e.gold) ** 2)
+    assert abs(sum(renormalised) - sum(sq)) > 0.1, "raw and renormalised probabilities must differ here"
 
-    loss, parts = cot_raft_loss(logits, inputs["labels"], rating, lam)
+    loss, parts = cot_raft_loss(logits, inputs["labels"], inputs["rating_mask"], rating, lam)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert parts["raft"] == pytest.approx(sum(sq) / 2, rel=1e-5)
 
@@ -162,9 +158,22 @@ def test_cot_raft_loss_matches_a_hand_computation(lam: float) -> None:
         fused, _, fparts = fused_cot_raft_loss(model, dict(inputs), capture, rating, lam)
     assert float(fused) == pytest.approx(expected, rel=1e-4)
     assert fparts["raft"] == pytest.approx(sum(sq) / 2, rel=1e-4)
-    # reading p one position late (at the rating token itself) gives a different loss
-    shifted = torch.softmax(logits[0, examples[0].rating_pos, list(rating.level_ids)].double(), dim=-1)
-    assert abs(float(shifted @ torch.arange(1, 6, dtype=torch.double)) - 4.0) ** 2 != pytest.approx(sq[0], rel=1e-3)
+
+
+def test_a_tract_batch_without_a_rating_position_is_an_error() -> None:
+    import torch
+
+    from judgeeye.training.tract import MissingRatingError, RatingTokens, cot_raft_loss
+
+    tok = _tokenizer()
+    rating = RatingTokens.from_tokenizer(tok, [1, 2, 3, 4, 5], "<rating>")
+    _, inputs = _batch(tok)
+    logits = torch.zeros((*inputs["input_ids"].shape, len(tok)))
+    with pytest.raises(MissingRatingError, match="no rating position"):
+        cot_raft_loss(logits, inputs["labels"], torch.zeros_like(inputs["rating_mask"]), rating)
+    shifted = torch.roll(inputs["rating_mask"], 1, dims=1)  # out of step with the tokens
+    with pytest.raises(MissingRatingError, match="not rating levels"):
+        cot_raft_loss(logits, inputs["labels"], shifted, rating)
 
 
 # ------------------------------------------------------------------------------ training runs
@@ -178,8 +187,8 @@ def tiny_project(store_url: str, tmp_path: Path) -> int:
 #: a few steps on tiny batches; the expected-score read-out rates every item (an undertrained
 #: model rarely writes a parsable rating in a handful of tokens)
 FAST = ["--max-steps", "2", "--eval-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--max-length", "192",
-        "--warmup-steps", "0", "--lr", "1e-3", "--val-max-tokens", "4", "--val-readout", "expected",
-        "--test-max-tokens", "4", "--test-readout", "expected", "--test-limit", "3"]
+        "--warmup-steps", "0", "--lr", "1e-3", "--max-tokens", "4", "--readout", "expected", "--test-limit", "3",
+        "--force"]  # 2 steps validate once: a plan refused unless forced
 
 
 def _metrics(run_id: int) -> dict[str, list[tuple[int, float]]]:
@@ -206,15 +215,18 @@ def test_train_sft_writes_adapter_metrics_and_test_comparison(tiny_project: int)
     assert [s for s, _ in metrics["lr"]] == [1, 2] and metrics["lr"][0][1] == pytest.approx(1e-3)
     assert [s for s, _ in metrics["val_tau"]] == [2] and run.best_metric == metrics["val_tau"][0][1]
     assert -1 <= run.best_metric <= 1 and run.best_step == 2
+    assert metrics["val_n"] == [(2, 3.0)] and metrics["val_parse_failures"][0][0] == 2  # n beside every τ
     test = {name: values[-1][1] for name, values in metrics.items() if name.startswith(("test_", "base_", "p_"))}
-    assert test["test_n"] == 3
+    assert test["test_items"] == 3 and test["test_n"] == 3 and test["base_n"] == 3
+    assert 0 <= test["test_parse_failures"] <= 3 and 0 <= test["base_parse_failures"] <= 3
     for name in ("test_tau", "base_tau", "test_icc3", "base_icc3", "test_mse", "base_mse", "p_tau", "p_icc3", "p_mse"):
         assert math.isfinite(test[name]), name
     assert 0 <= test["p_tau"] <= 1 and 0 <= test["p_mse"] <= 1 and test["test_mse"] >= 0
     # the adapter and the base model each rated the same 3 test items, through judgeeye.evaluate
     assert len(raters) == 2 and raters[1].rater["engine"]["adapter"] == str(adapter)
     assert raters[0].rater["engine"]["adapter"] is None and all(r.status == "completed" for r in raters)
-    assert "test (3 items), adapter vs base" in result.output
+    assert "test (3 items), adapter vs base" in result.output and "(n 3, " in result.output
+    assert "plan (main): 8 rows, 2 optimizer steps" in result.output
 
     import torch
 
@@ -260,6 +272,50 @@ def test_train_tract_two_stages_with_cot_raft(tiny_project: int) -> None:
 
 
 
+def test_tract_on_a_sentencepiece_tokenizer_logs_a_nonzero_raft_term(tiny_project: int, tmp_path: Path) -> None:
+    """Llama-2/Mistral-style tokenizers tokenize the answer cue differently on its own than after a
+    trace, so a search of the labels for the cue's tokens finds no rating and CoT-RAFT silently
+    becomes SFT. The rating position recorded with the data does not depend on that."""
+    from transformers import AutoTokenizer
+
+    from training_data import save_sentencepiece_model
+
+    base = save_sentencepiece_model(tmp_path / "sp-llama")
+    tok = AutoTokenizer.from_pretrained(base)
+    cue_alone = tok("<rating>", add_special_tokens=False)["input_ids"]
+    ex = build_examples([ReasonRow(1, "a", {"story": "A cat sat."}, 1.0, "train", TRACES[1])], tok, SPEC,
+                        max_length=2048).examples[0]
+    completion = ex.labels[ex.prompt_len:]
+    assert not any(completion[i:i + len(cue_alone)] == cue_alone for i in range(len(completion))), \
+        "this tokenizer must tokenize the cue in context differently (the case under test)"
+    assert tok.convert_ids_to_tokens(ex.input_ids[ex.rating_pos - 1:ex.rating_pos + 1]) == ["<rating>", "1"]
+
+    result = runner.invoke(app, ["train", "--project", "tiny", "--base", base, "--mode", "tract",
+                                 "--train-limit", "4", "--self-trace-max-tokens", "8", "--val-limit", "2", *FAST])
+    assert result.exit_code == 0, result.output
+    with session_scope() as s:
+        run = s.scalars(select(TrainingRun)).one()
+    metrics = _metrics(run.id)
+    for stage in ("stage1/", ""):
+        raft = [v for _, v in metrics[f"{stage}raft_mse"]]
+        assert len(raft) == 2 and all(v > 0.01 for v in raft), (stage, raft)
+        for (_, loss), (_, ce), (_, r) in zip(metrics[f"{stage}loss"], metrics[f"{stage}ce"], metrics[f"{stage}raft_mse"]):
+            assert loss == pytest.approx(ce + r, rel=1e-3)
+
+
+def test_resume_needs_a_checkpoint(tiny_project: int) -> None:
+    from judgeeye.training import TrainingConfig
+    from judgeeye.training.launch import NothingToResume, launch_training, resume_point, resume_training
+
+    run_id, _ = launch_training(tiny_project, TrainingConfig(max_steps=1, force=True), actor=Actor.system(),
+                                start=False)
+    assert resume_point(run_id) is None
+    with pytest.raises(NothingToResume, match="stopped before its first checkpoint: there is nothing to resume"):
+        resume_training(run_id, actor=Actor.system(), start=False)
+    result = runner.invoke(app, ["train", "--resume", str(run_id)])
+    assert result.exit_code == 2 and "nothing to resume" in result.output and "Traceback" not in result.output
+
+
 def test_stop_saves_a_checkpoint_and_a_resumed_job_continues_from_it(tiny_project: int) -> None:
     from judgeeye.jobs import JobContext, request_cancel
     from judgeeye.training.launch import resume_training, run_dir
@@ -268,7 +324,7 @@ def test_stop_saves_a_checkpoint_and_a_resumed_job_continues_from_it(tiny_projec
 
     result = runner.invoke(app, ["train", "--project", "tiny", "--max-steps", "40", "--eval-steps", "100",
                                  "--batch-size", "2", "--grad-accum", "1", "--max-length", "192",
-                                 "--no-test-eval", "--background"])
+                                 "--no-test-eval", "--force", "--background"])
     assert result.exit_code == 0, result.output
     with session_scope() as s:
         run = s.scalars(select(TrainingRun)).one()

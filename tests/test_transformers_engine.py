@@ -15,10 +15,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from judgeeye.engines.base import (  # noqa: E402
     Completion,
-    EngineConfig,
     EngineError,
     GenerationRequest,
     SamplingParams,
+    TransformersConfig,
 )
 from judgeeye.engines.model_loader import (  # noqa: E402
     clear_model_cache,
@@ -47,7 +47,7 @@ def engine():
     ``$JUDGEEYE_MODEL_CACHE`` or ``~/.cache/judgeeye/models``; later runs read it)."""
     from judgeeye.engines.transformers_engine import TransformersEngine
 
-    eng = TransformersEngine(EngineConfig(batch_size=8))
+    eng = TransformersEngine(TransformersConfig(batch_size=8))
     yield eng
     eng.close()
 
@@ -165,9 +165,9 @@ def test_cache_makes_second_load_fast(engine, monkeypatch: pytest.MonkeyPatch) -
     assert (folder / "tokenizer.json").is_file()
     clear_model_cache()  # a fresh process-level cache: this load reads the disk cache
     monkeypatch.setattr(model_loader, "_convert_gguf", lambda *a: pytest.fail("converted again"))
-    model, tokenizer = load_model(EngineConfig())
+    model, tokenizer = load_model(TransformersConfig())
     assert tokenizer.padding_side == "left" and tokenizer.pad_token_id is not None
-    assert load_model(EngineConfig()) == (model, tokenizer)  # the process cache
+    assert load_model(TransformersConfig()) == (model, tokenizer)  # the process cache
 
 
 @pytest.mark.slow
@@ -176,10 +176,10 @@ def test_cache_in_a_fresh_process_is_fast(engine) -> None:
     converts the GGUF file again (the conversion is what takes ~20-35 s)."""
     code = (
         "from judgeeye.engines import model_loader\n"
-        "from judgeeye.engines.base import EngineConfig\n"
+        "from judgeeye.engines.base import TransformersConfig\n"
         "def refuse(*a, **k):\n    raise SystemExit('converted again')\n"
         "model_loader._convert_gguf = refuse\n"
-        "model, tok = model_loader.load_model(EngineConfig())\n"
+        "model, tok = model_loader.load_model(TransformersConfig())\n"
         "print(type(model).__name__)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -197,11 +197,11 @@ def test_score_readout_distribution(engine) -> None:
     assert len(dists) == 2
     for d in dists:
         assert list(d) == ["1", "2", "3", "4", "5"]
-        assert sum(d.values()) == pytest.approx(1.0)
+        assert 0 < sum(d.values()) <= 1 + 1e-6  # raw level probabilities (TRACT's CoT-RAIL)
         assert all(0 <= p <= 1 for p in d.values())
     zero_six = engine.score_readout([QUESTION], ["ok"], list(range(7)), "Rating: ")
     assert list(zero_six[0]) == [str(i) for i in range(7)]
-    assert sum(zero_six[0].values()) == pytest.approx(1.0)
+    assert 0 < sum(zero_six[0].values()) <= 1 + 1e-6
 
 
 @pytest.mark.slow
@@ -221,7 +221,7 @@ def test_readout_rejects_multi_token_levels(engine) -> None:
 def test_local_directory_model_generates(tiny_dir: Path) -> None:
     from judgeeye.engines.transformers_engine import TransformersEngine
 
-    eng = TransformersEngine(EngineConfig(model=str(tiny_dir), batch_size=4))
+    eng = TransformersEngine(TransformersConfig(model=str(tiny_dir), batch_size=4))
     out = eng.generate([GenerationRequest(QUESTION, n=2), GenerationRequest(COLOR, n=1)],
                        SamplingParams(temperature=1.0, max_tokens=8, seed=0))
     assert [len(c) for c in out] == [2, 1]
@@ -301,8 +301,8 @@ def test_readout_reuses_the_sampling_prefill(tiny_dir: Path, fast: bool) -> None
     probabilities as one that prefills the prompt itself."""
     from judgeeye.engines.transformers_engine import TransformersEngine
 
-    eng = TransformersEngine(EngineConfig(model=str(tiny_dir), batch_size=8,
-                                          extra={"fast_decode": fast}))
+    eng = TransformersEngine(TransformersConfig(model=str(tiny_dir), batch_size=8,
+                                                fast_decode=fast))
     levels, cue = [1, 2, 3, 4, 5], "<rating>"
     during: dict[int, tuple[bool, list[dict[str, float]]]] = {}
 
@@ -340,20 +340,20 @@ def test_peft_adapter(tiny_dir: Path, tmp_path: Path) -> None:
     lora.save_pretrained(adapter)
 
     params = SamplingParams(temperature=0, max_tokens=6)
-    eng = TransformersEngine(EngineConfig(model=str(tiny_dir), adapter=str(adapter)))
+    eng = TransformersEngine(TransformersConfig(model=str(tiny_dir), adapter=str(adapter)))
     out = eng.generate([GenerationRequest(QUESTION, n=2)], params)
     assert len(out[0]) == 2 and all(1 <= c.completion_tokens <= 6 for c in out[0])
     assert not type(eng.model).__name__.startswith("Peft")  # LoRA merged into the weights
 
-    base_engine = TransformersEngine(EngineConfig(model=str(tiny_dir)))
+    base_engine = TransformersEngine(TransformersConfig(model=str(tiny_dir)))
     ids = torch.tensor([eng.encode_messages(QUESTION)])
     with torch.inference_mode():
         assert not torch.allclose(eng.model(ids).logits, base_engine.model(ids).logits)
 
-    unmerged = TransformersEngine(EngineConfig(model=str(tiny_dir), adapter=str(adapter),
-                                               extra={"merge_adapter": False}))
+    unmerged = TransformersEngine(TransformersConfig(model=str(tiny_dir), adapter=str(adapter),
+                                                     merge_adapter=False))
     assert type(unmerged.model).__name__.startswith("Peft")
     assert [c.text for c in unmerged.generate([GenerationRequest(QUESTION)], params)[0]] == \
         [out[0][0].text]
     with pytest.raises(EngineError, match="adapter_config.json"):
-        TransformersEngine(EngineConfig(model=str(tiny_dir), adapter=str(tmp_path)))
+        TransformersEngine(TransformersConfig(model=str(tiny_dir), adapter=str(tmp_path)))

@@ -58,3 +58,60 @@ def make_tiny_project(tmp_path: Path) -> int:
                             parse_ok=True, accepted=True, completion_tokens=12, finish_reason="stop"))
         run.status = "completed"
     return project_id
+
+
+# ------------------------------------------------------------------ a SentencePiece-style model
+
+#: Llama-2's chat layout (no system prompt)
+LLAMA2_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}<s>[INST] {{ m['content'] }} [/INST]"
+                   "{% elif m['role'] == 'assistant' %} {{ m['content'] }}</s>{% endif %}{% endfor %}")
+
+
+def sentencepiece_tokenizer(chat_template: str = LLAMA2_TEMPLATE):  # type: ignore[no-untyped-def]
+    """A Llama-2-like tokenizer trained here from the tiny project's text (no hub): BPE with byte
+    fallback behind SentencePiece's Metaspace pre-tokenizer, which puts "▁" before the first word
+    of a text, and single-digit pieces. Like Llama-2's and Mistral's, it tokenizes the answer cue
+    on its own ("▁<rating>") differently than after a trace ("\\n\\n<rating>")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = [t for t, _ in STORIES] + list(TRACES.values()) + [
+        SPEC.instructions, SPEC.output_format, " ".join(r.text for r in SPEC.rubric), "1 2 3 4 5"] * 3
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True),
+        pre_tokenizers.Digits(individual_digits=True)])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False, initial_alphabet=list("0123456789"),
+                                  special_tokens=["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)])
+    tok.train_from_iterator(text, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>")
+    fast.chat_template = chat_template
+    return fast
+
+
+def tiny_llama(vocab_size: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A 2-layer Llama with random weights, its logits scaled up so that its distributions are far
+    from uniform."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40.0)
+    return model.eval()
+
+
+def save_sentencepiece_model(folder: Path) -> str:
+    """The SentencePiece tokenizer and a tiny random Llama saved as a model directory (a base
+    model for `judgeeye train --base`)."""
+    tok = sentencepiece_tokenizer()
+    tiny_llama(len(tok)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: turning library errors into one clear line and exit code 2."""
+"""Shared CLI plumbing: turning library errors into one clear line and exit code 2, saying
+which store a command reads."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from judgeeye.codebook import CodebookError
 from judgeeye.datasets import DatasetError, DatasetValidationError
 from judgeeye.projects import ProjectNotFound
+from judgeeye.store import store_location
 
 USER_ERRORS = (DatasetError, DatasetValidationError, ProjectNotFound, CodebookError, FileNotFoundError)
 
@@ -22,7 +24,14 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
+        if isinstance(exc, ProjectNotFound):  # the wrong store is the likeliest reason
+            echo_store(err=True)
         raise typer.Exit(2) from None
+
+
+def echo_store(*, err: bool = False) -> None:
+    """One line naming the store this command reads and writes."""
+    typer.echo(f"store: {store_location()}", err=err)
 
 
 def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, start_in_background, user_errors
+from judgeeye.evaluate.raters import RaterSpec
+from judgeeye.settings_cli import engine_options, settings_options
 from judgeeye.store import Job, session_scope
 
 
@@ -33,6 +35,9 @@ def print_table(run_ids: list[int]) -> None:
         if unknown:
             raise LookupError(f"no rater run(s) {unknown}; list them with: judgeeye evaluate --list")
         sums = summaries(session, run_ids)
+    from judgeeye.evaluate.report import UNDEFINED, undefined_resamples
+    from judgeeye.evaluate.summary import N_BOOT
+
     rows = []
     for run_id in run_ids:
         s, r = sums[run_id], info[run_id]
@@ -40,7 +45,11 @@ def print_table(run_ids: list[int]) -> None:
                      "status": r.status, "n": s.n, "parse fail": s.parse_failures,
                      "tau [95% CI]": _ci(s.tau, s.tau_lo, s.tau_hi),
                      "ICC(3,1) [95% CI]": _ci(s.icc3, s.icc3_lo, s.icc3_hi),
-                     "MSE [95% CI]": _ci(s.mse, s.mse_lo, s.mse_hi)})
+                     "MSE [95% CI]": _ci(s.mse, s.mse_lo, s.mse_hi),
+                     UNDEFINED: undefined_resamples(s.tau_degenerate, s.icc3_degenerate, N_BOOT)})
+    if not any(row[UNDEFINED] for row in rows):
+        for row in rows:
+            del row[UNDEFINED]
     echo_table(rows)
 
 
@@ -67,7 +76,8 @@ def print_compare(run_a: int, run_b: int, n_boot: int) -> None:
                "(one-sided, in favour of B; * p<.05 ** p<.01 *** p<.001):")
     echo_table([{"metric": r["metric"], "A": _f(r["A"]), "B": _f(r["B"]), "B-A": _f(r["B - A"]),
                  "test": r["test"], "p": _f(r["p"], 4), "sig": r["mark"],
-                 "95% CI of the gain": f"[{_f(r['ci_lo'])}, {_f(r['ci_hi'])}]", "n": r["n"], "excluded": r["excluded"]}
+                 "95% CI of the gain": f"[{_f(r['ci_lo'])}, {_f(r['ci_hi'])}]", "n": r["n"], "excluded": r["excluded"],
+                 "undefined resamples": f"{r['degenerate']} of {n_boot}" if r["degenerate"] else ""}
                 for r in comp.rows()])
     typer.echo("(for MSE the gain is MSE(A) - MSE(B): positive means B errs less)")
 
@@ -90,6 +100,15 @@ def list_rater_runs(project: str | None) -> None:
                  "ICC(3,1)": _f(sums[r.id].icc3), "MSE": _f(sums[r.id].mse)} for r in runs])
 
 
+#: engine options under the names a rater's keys use
+RATER_ENGINE_KEYS = {"max_concurrency": "concurrency"}
+#: the rater settings `judgeeye evaluate` takes as options (a rater's keys override them)
+RATER_OPTIONS: dict[str, str | None] = {"readout": None, "limit": None, "max_tokens": None, "temperature": None,
+                                        "top_p": None, "seed": None}
+
+
+@settings_options(RaterSpec, RATER_OPTIONS, dest="settings")
+@engine_options("engine", spec=None)
 def evaluate(
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
     rater: Annotated[Optional[list[str]], typer.Option(
@@ -98,15 +117,8 @@ def evaluate(
              "seed. Repeat for several raters.")] = None,
     split: Annotated[str, typer.Option(help="Split to rate: train, validation or test.")] = "test",
     codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
-    readout: Annotated[str, typer.Option(help="parsed (the written rating), argmax or expected (score read-out after the trace).")] = "parsed",
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N items of the split.")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per rating.")] = 1024,
-    temperature: Annotated[float, typer.Option()] = 1.0,
-    top_p: Annotated[float, typer.Option()] = 0.95,
-    adapter: Annotated[Optional[str], typer.Option(help="transformers: a PEFT adapter directory.")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="openai: NAME of the environment variable with the key.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
+    settings: dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
     run: Annotated[Optional[list[int]], typer.Option("--run", help="Include an existing rater run in the table (repeat).")] = None,
     compare: Annotated[Optional[tuple[int, int]], typer.Option(help="RUN_A RUN_B: is B better than A? Paired t-test on squared errors, one-sided bootstraps for tau and ICC.")] = None,
     resume: Annotated[Optional[int], typer.Option(help="Resume this rater run: rate only the items it lacks.")] = None,
@@ -124,6 +136,8 @@ def evaluate(
         with user_errors():
             list_rater_runs(project)
         return
+    # the options are the raters' defaults (a rater's keys override them; parse_rater's names)
+    rater_defaults = {**(settings or {}), **{RATER_ENGINE_KEYS.get(k, k): v for k, v in (engine or {}).items()}}
     run_ids: list[int] = list(run or [])
     job_ids: list[int] = []
     with user_errors():
@@ -141,10 +155,7 @@ def evaluate(
             specs = []
             for text in rater:
                 try:
-                    specs.append(parse_rater(text, codebook=codebook, readout=readout, limit=limit,
-                                             max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                             adapter=adapter, api_key_env=api_key_env, batch_size=batch_size,
-                                             concurrency=concurrency))
+                    specs.append(parse_rater(text, codebook=codebook, **rater_defaults))
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from None
             for spec, version, name in specs:

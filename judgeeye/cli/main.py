@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from judgeeye.cli.codebook_cmd import codebook_app
 from judgeeye.cli.refine_cmd import refine_app
@@ -18,12 +18,56 @@ from judgeeye.cli.sample_cmd import runs_app, sample
 from judgeeye.cli.train_cmd import train_app
 from judgeeye.cli.review_cmd import review_app
 from judgeeye.cli.users_cmd import users_app
-from judgeeye.cli.common import echo_table, user_errors
-from judgeeye.store import redact_url, session_scope
-from judgeeye.store.db import database_url
+from judgeeye.cli.common import echo_store, echo_table, user_errors
+from judgeeye.store import StoreNotFound, session_scope, store_exists, store_location
+from judgeeye.store.db import DATA_DIR_ENV, DB_URL_ENV, allow_store_creation, legacy_store, store_source
+
+#: the commands that work on an empty store, so may create one where none is; every other
+#: command (a listing, or work on a project, run or job that must exist) refuses a missing store
+CREATES_STORE = frozenset({"import", "app", "users add"})
+_COMMAND_KEY = "judgeeye.command"
+
+
+def command_path(group: TyperGroup, ctx: typer.Context, words: list[str]) -> str:
+    """The sub-command the words name, e.g. "users add" for ``users add ann --role lead``."""
+    names: list[str] = []
+    command: object = group
+    for word in words:
+        sub = command.get_command(ctx, word) if isinstance(command, TyperGroup) else None
+        if sub is None:
+            break
+        names.append(word)
+        command = sub
+    return " ".join(names)
+
+
+class RootGroup(TyperGroup):
+    """The `judgeeye` group: its help says where the store is (read when the help is shown, so
+    it follows the environment), and every command runs under the store-creation rule above."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self.epilog = (f"Store: {store_location()} ({store_source()}; {DB_URL_ENV} or {DATA_DIR_ENV} "
+                       f"choose another){'' if store_exists() else ' — not created yet'}.")
+        super().format_help(ctx, formatter)
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta[_COMMAND_KEY] = command_path(self, ctx, list(args))
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        previous = allow_store_creation(ctx.meta.get(_COMMAND_KEY, "") in CREATES_STORE)
+        try:
+            return super().invoke(ctx)
+        except StoreNotFound as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            allow_store_creation(previous)
+
 
 app = typer.Typer(
     name="judgeeye",
+    cls=RootGroup,
     help="LLM raters that agree with humans: import ratings, infer traces, review, refine, train, evaluate.",
     no_args_is_help=True,
     add_completion=False,
@@ -83,6 +127,7 @@ def projects_cmd() -> None:
             }
             for s in pipeline_status(session)
         ]
+    echo_store()
     echo_table(rows)
 
 
@@ -97,6 +142,7 @@ def import_cmd(
     text: Annotated[Optional[list[str]], typer.Option(help="Generic import: a text field, COLUMN or NAME=COLUMN; repeat.")] = None,
     rater: Annotated[Optional[list[str]], typer.Option(help="Generic import: one annotator's rating column, COLUMN or NAME=COLUMN; repeat.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Generic import: one aggregated label column (instead of --rater).")] = None,
+    group_column: Annotated[Optional[str], typer.Option(help="Generic import: what rows share (source document, prompt); rows with the same value stay in one split.")] = None,
     scale: Annotated[Optional[str], typer.Option(help="Generic import: rating scale, e.g. 1-5.")] = None,
     task: Annotated[str, typer.Option(help="Generic import: task name.")] = "rating",
     generation_type: Annotated[str, typer.Option(help="Generic import: what the items are (story, essay, ...).")] = "text",
@@ -116,6 +162,9 @@ def import_cmd(
         if loader:
             if not dimension:
                 raise typer.BadParameter("--dimension is required with --loader")
+            if group_column:
+                raise typer.BadParameter("--group-column is for a generic import; a built-in loader "
+                                         "groups its items itself (e.g. SummEval by source article)")
             dataset = load_dataset(loader, path, dimension)
         else:
             if not (id_column and text and scale and (rater or label)):
@@ -127,7 +176,7 @@ def import_cmd(
             mapping = ColumnMapping(
                 id_column=id_column, text_columns=_parse_named(text),
                 rating_columns=_parse_named(rater) or None, label_column=label,
-                scale_min=lo, scale_max=hi, task=task, dimension=dimension or "quality",
+                group_column=group_column, scale_min=lo, scale_max=hi, task=task, dimension=dimension or "quality",
                 generation_type=generation_type,
             )
             dataset = read_table(path, mapping, format=fmt)
@@ -152,6 +201,8 @@ def import_cmd(
     typer.echo("  gold labels: " + ", ".join(f"{k}: {v}" for k, v in stats.to_dict()["histogram"].items()))
     order = ("train", "validation", "test")
     typer.echo("  splits: " + ", ".join(f"{k} {report.splits.get(k, 0)}" for k in order))
+    if report.group_by:
+        typer.echo(f"  split by {report.group_by}: {report.n_groups} groups, each in one split")
 
 
 @app.command("app")
@@ -160,21 +211,49 @@ def app_cmd(
     address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     no_sample: Annotated[bool, typer.Option(help="Do not import the bundled sample project into an empty store.")] = False,
 ) -> None:
-    """Start the Streamlit app (imports the sample project on a first start)."""
+    """Start the Streamlit app (imports the sample project on a first start).
+
+    Ctrl-C or SIGTERM stops the app and its server. Jobs started from the app run detached and
+    keep running to the end (stop one with `judgeeye jobs cancel ID`; it resumes later)."""
+    from judgeeye.cli.server import run_until_stopped
     from judgeeye.projects import ensure_sample_project
 
     from judgeeye_app import ENTRY_SCRIPT as script  # the installed app package (imports no streamlit)
 
+    if not store_exists():
+        legacy = legacy_store()
+        typer.echo(f"first start: creating the store at {store_location()}")
+        if legacy is not None:
+            typer.echo(f"  a store of an earlier version is at {legacy}; to use it instead, stop (Ctrl-C) "
+                       f"and start again with {DATA_DIR_ENV}={legacy.parent}")
     if not no_sample:
         created = ensure_sample_project()
         if created:
             typer.echo(f"first start: imported the sample project (id {created})")
     _first_admin()
-    typer.echo(f"store: {redact_url(database_url())}")
+    echo_store()
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1024"]
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))
+    code = run_until_stopped(cmd, os.environ.copy())
+    _jobs_left_running()
+    raise typer.Exit(code)
+
+
+def _jobs_left_running() -> None:
+    """Say which jobs outlive the app (workers are detached so that a page reload or an app
+    restart never loses a job) and how to follow or stop them."""
+    from sqlalchemy import select
+
+    from judgeeye.jobs import reconcile
+    from judgeeye.store import Job
+
+    with session_scope() as session:
+        reconcile(session)  # a worker that died meanwhile is not "running"
+        running = session.scalars(select(Job).where(Job.status == "running").order_by(Job.id)).all()
+        for job in running:
+            typer.echo(f"job {job.id} ({job.kind}) keeps running in the background: `judgeeye jobs show {job.id}` "
+                       f"follows it, `judgeeye jobs cancel {job.id}` stops it at a safe point (resumable)")
 
 
 def _first_admin() -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from judgeeye.cli.common import echo_table, start_in_background, user_errors
+from judgeeye.evaluate.raters import RaterSpec
+from judgeeye.refine.settings import RefineSettings
+from judgeeye.settings_cli import ENGINE_FIELDS, ENGINE_SPEC_HELP, engine_config, engine_options, settings_options
 from judgeeye.store import Job, session_scope
 
 refine_app = typer.Typer(
@@ -22,35 +25,25 @@ def _f(value: object, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+#: the refinement settings `judgeeye refine` takes, under their option names (None: --field-name)
+REFINE_OPTIONS: dict[str, str | None] = {
+    "mode": None, "codebook_version": "--codebook", "n_inst": None, "n_rubric": None, "clusters": None, "k_max": None,
+    "per_cluster": None, "embedder": None, "projection": None, "splits": "--split", "runs": "--run",
+    "temperature": None, "top_p": None, "max_tokens": None, "critique_max_tokens": None, "attempts": None,
+    "prefill": None, "trace_chars": None, "seed": None, "make_current": None, "author": None, "note": None,
+}
+#: the engine options of the refining model (it takes no adapter)
+REFINE_ENGINE = {name: option for name, option in ENGINE_FIELDS.items() if name != "adapter"}
+
+
 @refine_app.callback()
+@settings_options(RefineSettings, REFINE_OPTIONS, dest="values")
+@engine_options("engine", fields=REFINE_ENGINE)
 def refine(
     ctx: typer.Context,
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
-    mode: Annotated[str, typer.Option(help="instruction, rubric, or both (instructions first, then the rubric).")] = "both",
-    engine: Annotated[str, typer.Option(help="embedded · hf:MODEL · openai:MODEL@BASE_URL")] = "embedded",
-    api_key_env: Annotated[Optional[str], typer.Option(help="openai: NAME of the environment variable with the API key.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
-    codebook: Annotated[Optional[int], typer.Option(help="Version to refine (default: current).")] = None,
-    n_inst: Annotated[int, typer.Option(help="Traces per rating level for instruction refinement.")] = 10,
-    n_rubric: Annotated[int, typer.Option(help="Traces per rating level for rubric refinement.")] = 50,
-    clusters: Annotated[Optional[int], typer.Option(help="Clusters per level (default: chosen by silhouette).")] = None,
-    k_max: Annotated[int, typer.Option(help="Most clusters per level the silhouette search tries.")] = 8,
-    per_cluster: Annotated[int, typer.Option(help="Representative critiques per cluster.")] = 1,
-    embedder: Annotated[str, typer.Option(help="sentence-transformers model: embedded (all-MiniLM-L6-v2), an id or a folder.")] = "embedded",
-    projection: Annotated[str, typer.Option(help="Critique map: auto (UMAP if installed, else t-SNE), umap, tsne, pca.")] = "auto",
-    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) whose traces are read (repeat; default train; never test).")] = None,
-    temperature: Annotated[float, typer.Option()] = 0.7,
-    top_p: Annotated[float, typer.Option()] = 0.95,
-    max_tokens: Annotated[int, typer.Option(help="Tokens for a refined codebook.")] = 2048,
-    critique_max_tokens: Annotated[int, typer.Option(help="Tokens for one trace's critiques.")] = 512,
-    attempts: Annotated[int, typer.Option(help="Answers tried before a step is reported as failed.")] = 3,
-    no_prefill: Annotated[bool, typer.Option(help="Do not start local models' answers with <codebook>.")] = False,
-    trace_chars: Annotated[Optional[int], typer.Option(help="Cut each trace to this many characters in prompts.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    make_current: Annotated[bool, typer.Option(help="Make the refined version the project's current codebook.")] = False,
-    author: Annotated[Optional[str], typer.Option(help="Author recorded on the new version.")] = None,
-    note: Annotated[Optional[str], typer.Option(help="Note recorded on the new version.")] = None,
+    engine: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
     resume: Annotated[Optional[int], typer.Option(help="Resume this failed or cancelled refinement job.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
@@ -58,11 +51,9 @@ def refine(
     if ctx.invoked_subcommand:
         return
     from judgeeye.auth import Actor
-    from judgeeye.engines import EngineConfig
     from judgeeye.jobs import run_job
     from judgeeye.projects import find_project
     from judgeeye.refine.runner import launch_refinement, resume_refinement, version_of_job
-    from judgeeye.refine.settings import RefineSettings
 
     with user_errors():
         if resume is not None:
@@ -74,22 +65,14 @@ def refine(
             if not project:
                 raise typer.BadParameter("--project is required (or --resume JOB)")
             try:
-                config = EngineConfig.parse(engine, api_key_env=api_key_env, batch_size=batch_size,
-                                            max_concurrency=concurrency)
-                settings = RefineSettings(
-                    mode=mode, engine=config, codebook_version=codebook, n_inst=n_inst, n_rubric=n_rubric,
-                    clusters=clusters, k_max=k_max, per_cluster=per_cluster, embedder=embedder,
-                    projection=projection, splits=split or ["train"], temperature=temperature, top_p=top_p,
-                    max_tokens=max_tokens, critique_max_tokens=critique_max_tokens, attempts=attempts,
-                    prefill=not no_prefill, trace_chars=trace_chars, seed=seed, make_current=make_current,
-                    author=author, note=note)
+                settings = RefineSettings(engine=engine_config(engine or {}), **(values or {}))
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from None
             with session_scope() as session:
                 project_id = find_project(session, project).id
             try:
                 job_id = launch_refinement(project_id, settings, actor=Actor.system(), start=False)
-            except LookupError as exc:
+            except (LookupError, ValueError) as exc:
                 raise typer.BadParameter(str(exc)) from None
     with session_scope() as session:
         job = session.get(Job, job_id)
@@ -143,6 +126,7 @@ def show(job_id: Annotated[int, typer.Argument(help="Refinement job id.")]) -> N
 
 
 @refine_app.command("compare")
+@settings_options(RaterSpec, {"limit": None, "max_tokens": None}, dest="rating")
 def compare(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
     a: Annotated[int, typer.Option("--a", help="Codebook version A (e.g. the original).")],
@@ -150,8 +134,7 @@ def compare(
     rater: Annotated[list[str], typer.Option(
         help="A rater ENGINE[,key=value...] as for judgeeye evaluate (repeat: M raters).")],
     split: Annotated[str, typer.Option(help="Split to rate (the held-out test split by default).")] = "test",
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N items of the split.")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per rating.")] = 1024,
+    rating: dict[str, Any] | None = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for inter-rater ICC.")] = 1000,
     background: Annotated[bool, typer.Option(help="Start the missing rater runs as jobs and return.")] = False,
 ) -> None:
@@ -171,7 +154,7 @@ def compare(
         specs = []
         for text in rater:
             try:
-                spec, _version, _name = parse_rater(text, limit=limit, max_tokens=max_tokens)
+                spec, _version, _name = parse_rater(text, **(rating or {}))
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from None
             specs.append(spec)
@@ -206,12 +189,13 @@ def compare(
 
 
 @refine_app.command("feedback")
+@engine_options("reviser", fields={"api_key_env": None},
+                spec_help="The model that writes the revision: " + ENGINE_SPEC_HELP)
 def feedback(
     project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
     version: Annotated[int, typer.Option("--version", "-v", help="The codebook version to revise.")],
     rater: Annotated[str, typer.Option(help="The rater ENGINE[,key=value...] that rates the validation split.")] = "embedded",
-    engine: Annotated[str, typer.Option(help="The model that writes the revision: embedded · hf:MODEL · openai:MODEL@URL")] = "embedded",
-    api_key_env: Annotated[Optional[str], typer.Option(help="openai (reviser): NAME of the environment variable with the key.")] = None,
+    reviser: dict[str, Any] | None = None,
     max_cases: Annotated[int, typer.Option(help="Disagreements shown to the reviser (largest errors first).")] = 20,
     attempts: Annotated[int, typer.Option(help="Answers tried before the revision is reported as failed.")] = 3,
     max_tokens: Annotated[int, typer.Option(help="Tokens for the revised codebook.")] = 2048,
@@ -219,7 +203,6 @@ def feedback(
 ) -> None:
     """One revision from validation disagreements, kept only if validation τ improves (test split untouched)."""
     from judgeeye.auth import Actor
-    from judgeeye.engines import EngineConfig
     from judgeeye.evaluate import parse_rater
     from judgeeye.projects import find_project
     from judgeeye.refine.feedback import feedback_round
@@ -228,13 +211,13 @@ def feedback(
     with user_errors():
         try:
             spec, _version, _name = parse_rater(rater)
-            reviser = EngineConfig.parse(engine, api_key_env=api_key_env)
+            reviser_config = engine_config(reviser or {})
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         with session_scope() as session:
             project_id = find_project(session, project).id
         try:
-            result = feedback_round(project_id, version, spec, reviser, actor=Actor.system(), max_cases=max_cases,
+            result = feedback_round(project_id, version, spec, reviser_config, actor=Actor.system(), max_cases=max_cases,
                                     attempts=attempts,
                                     max_tokens=max_tokens, seed=seed, log=typer.echo)
         except (RefinementError, RuntimeError, ValueError, LookupError) as exc:

@@ -125,8 +125,10 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="Folder to write into (created).")],
     fmt: Annotated[str, typer.Option("--format", help="Comma-separated: jsonl, parquet, hf, csv.")] = "jsonl,parquet,hf",
     split: Annotated[Optional[list[str]], typer.Option(help="Only these splits (repeat); default all.")] = None,
+    run: Annotated[Optional[list[int]], typer.Option(help="Only the traces of this sampling run (repeat); default all runs.")] = None,
 ) -> None:
-    """Export the reasoning dataset D_reason: one row per gold item with its trace and provenance."""
+    """Export the reasoning dataset D_reason: one row per gold item with its trace, the sampling
+    run it came from, the acceptance mode of its rating, and its provenance."""
     from judgeeye.auth import Actor
     from judgeeye.review import export_reasoning, parse_formats
     from judgeeye.store import session_scope
@@ -135,9 +137,11 @@ def export_cmd(
         formats = parse_formats(fmt)
         pid = _project_id(project)
         with session_scope() as session:
-            summary = export_reasoning(session, Actor.system(), pid, out, formats, splits=split)
-    typer.echo(f"D_reason: {summary.rows} rows ("
-               + ", ".join(f"{k} {v}" for k, v in sorted(summary.provenance.items())) + ")"
+            summary = export_reasoning(session, Actor.system(), pid, out, formats, splits=split, runs=run)
+    typer.echo(f"D_reason: {summary.rows} rows"
+               + (f" from sampling run(s) {', '.join(map(str, summary.runs))}" if summary.runs else "") + " ("
+               + ", ".join(f"{k} {v}" for k, v in sorted(summary.provenance.items())) + "; rating "
+               + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(summary.acceptance_modes.items())) + ")"
                + f"; left out: {summary.rejected} settled as none fits, {summary.no_trace} without a trace")
     for fmt_name, path in summary.files.items():
         typer.echo(f"  {fmt_name}: {path}")

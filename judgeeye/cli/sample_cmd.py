@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from sqlalchemy import select
 
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
+from judgeeye.sampling.runs import PRESET_HELP, PRESETS, SamplingSettings, default_preset, preset_settings
+from judgeeye.settings_cli import default_text, engine_config, engine_options, settings_options
+from judgeeye.settings_fields import setting_field
 from judgeeye.store import SamplingRun, session_scope
 
 if TYPE_CHECKING:  # pragma: no cover
     from judgeeye.engines import EngineConfig
-    from judgeeye.sampling import SamplingSettings
 
 runs_app = typer.Typer(help="Sampling runs and their statistics.", invoke_without_command=True)
 
 
-def _parse_adaptive(text: str | None) -> tuple[int | None, int]:
+def _parse_adaptive(text: str | None) -> tuple[int | None, int | None]:
     if not text:
-        return None, 1
+        return None, None
     try:
         r, m = (int(v) for v in text.split(","))
     except ValueError:
@@ -28,26 +30,43 @@ def _parse_adaptive(text: str | None) -> tuple[int | None, int]:
     return r, m
 
 
+def _preset_name(text: str | None) -> str | None:
+    if text is None:
+        return None
+    name = text.strip().lower().replace("-", " ").replace("_", " ")
+    if name not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {text!r}; choose from {', '.join(p.replace(' ', '-') for p in PRESETS)}")
+    return name
+
+
+#: the sampling settings `judgeeye sample` takes as options; round_size and target_accepted are
+#: --adaptive ROUND,ACCEPTED, mode is --post-hoc, and --limit also takes 0 (all: the demo has a limit)
+SAMPLE_OPTIONS: dict[str, str | None] = {
+    "k": None, "temperature": None, "top_p": None, "max_tokens": None, "splits": "--split", "order": None,
+    "acceptance": None, "targets": None, "readout": None, "seed": None,
+}
+_FIELD = {name: setting_field(SamplingSettings, name) for name in ("limit", "round_size", "target_accepted", "mode")}
+_PRESETS = {name.replace(" ", "-"): values for name, values in PRESETS.items()}
+
+
+@settings_options(SamplingSettings, SAMPLE_OPTIONS, dest="values", presets=_PRESETS)
+@engine_options("engine")
 def sample(
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
     codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
-    engine: Annotated[str, typer.Option(help="embedded · hf:MODEL (HF id, directory or .gguf) · openai:MODEL@BASE_URL")] = "embedded",
-    api_key_env: Annotated[Optional[str], typer.Option(help="openai: NAME of the environment variable with the API key.")] = None,
-    adapter: Annotated[Optional[str], typer.Option(help="transformers: a PEFT adapter directory.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="transformers: sequences per batch.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight.")] = None,
-    k: Annotated[int, typer.Option(help="Candidates per item.")] = 16,
-    temperature: Annotated[float, typer.Option()] = 1.0,
-    top_p: Annotated[float, typer.Option()] = 1.0,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per candidate.")] = 512,
-    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) to sample (repeat); default train.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N items.")] = None,
-    adaptive: Annotated[Optional[str], typer.Option(help="ROUND,ACCEPTED: sample in rounds, stop an item at ACCEPTED accepted candidates.")] = None,
-    targets: Annotated[str, typer.Option(help="gold, or annotators (also each annotator's own rating).")] = "gold",
-    no_readout: Annotated[bool, typer.Option(help="Skip the score-token read-out after each trace.")] = False,
-    post_hoc: Annotated[bool, typer.Option(help="Post hoc explanations: explain the gold label, strip it, keep what a verifier re-derives.")] = False,
-    verifier: Annotated[Optional[str], typer.Option(help="Post hoc: the verifying engine (default: the same engine).")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    engine: dict[str, Any] | None = None,
+    preset: Annotated[Optional[str], typer.Option(help=(
+        "Starting point for the settings below. " + " ".join(f"{n.replace(' ', '-')}: {h}" for n, h in PRESET_HELP.items())
+        + " Default: embedded-demo with the embedded engine, else paper. Options given here override it."))] = None,
+    values: dict[str, Any] | None = None,
+    limit: Annotated[Optional[int], typer.Option(
+        min=0, help=_FIELD["limit"].help + " 0: all.", show_default=default_text(_FIELD["limit"], _PRESETS))] = None,
+    adaptive: Annotated[Optional[str], typer.Option(
+        metavar="ROUND,ACCEPTED", help=f"{_FIELD['round_size'].help} {_FIELD['target_accepted'].help}",
+        show_default=default_text(_FIELD["round_size"]))] = None,
+    post_hoc: Annotated[bool, typer.Option(help=_FIELD["mode"].help)] = False,
+    verifier: Annotated[Optional[str], typer.Option(
+        help=f"{SamplingSettings.model_fields['verifier'].description} An engine as --engine takes it.")] = None,
     resume: Annotated[Optional[int], typer.Option(help="Resume this run: sample only what is missing.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Estimate tokens and time on this machine and stop; no run is created.")] = False,
@@ -55,7 +74,6 @@ def sample(
     """Rejection sampling: k candidate traces per item, accepted when the rating equals the label."""
     from judgeeye.engines import EngineConfig
     from judgeeye.projects import find_project
-    from judgeeye.sampling import SamplingSettings
     from judgeeye.sampling.launch import launch_run, resume_run
 
     with user_errors():
@@ -68,16 +86,15 @@ def sample(
             if not project:
                 raise typer.BadParameter("--project is required (or --resume RUN)")
             try:
-                config = EngineConfig.parse(engine, api_key_env=api_key_env, adapter=adapter,
-                                            batch_size=batch_size, max_concurrency=concurrency)
+                config = engine_config(engine or {})
                 round_size, target = _parse_adaptive(adaptive)
-                settings = SamplingSettings(
-                    k=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                    splits=split or ["train"], limit=limit, round_size=round_size,
-                    target_accepted=target, targets=targets, readout=not no_readout, seed=seed,
-                    mode="post_hoc" if post_hoc else "rejection",
+                settings = preset_settings(
+                    _preset_name(preset) or default_preset(config), **(values or {}),
+                    round_size=round_size, target_accepted=target, mode="post_hoc" if post_hoc else None,
                     verifier=EngineConfig.parse(verifier) if verifier else None,
                 )
+                if limit is not None:
+                    settings = SamplingSettings.model_validate({**settings.model_dump(), "limit": limit or None})
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from None
             with session_scope() as session:
@@ -87,7 +104,7 @@ def sample(
                 return
             try:
                 run_id, job_id = launch_run(project_id, config, settings, codebook, actor=Actor.system(), start=False)
-            except LookupError as exc:
+            except (LookupError, ValueError) as exc:
                 raise typer.BadParameter(str(exc)) from None
     status = run_here_or_background(job_id, f"run {run_id}", background=background)
     if status is None:
@@ -130,7 +147,7 @@ def runs_list(
         return
     from judgeeye.engines import EngineConfig
     from judgeeye.projects import find_project
-    from judgeeye.sampling import run_stats
+    from judgeeye.sampling import ACCEPTANCE_LABELS, run_stats
 
     with user_errors(), session_scope() as session:
         stmt = select(SamplingRun).order_by(SamplingRun.id)
@@ -141,7 +158,8 @@ def runs_list(
             st = run_stats(session, run.id)
             rows.append({
                 "run": run.id, "project": run.project_id, "engine": EngineConfig.model_validate(run.engine).label(),
-                "k": run.k, "status": run.status, "items": st.n_items, "candidates": st.n_candidates,
+                "k": run.k, "acceptance": ACCEPTANCE_LABELS[st.acceptance], "seed": st.seed, "status": run.status,
+                "items": st.n_items, "candidates": st.n_candidates,
                 "accepted": st.n_accepted, "items ok": st.items_with_accepted,
                 "parse fail": st.parse_failures, "created": run.created_at.strftime("%Y-%m-%d %H:%M"),
             })
@@ -149,27 +167,44 @@ def runs_list(
 
 
 def _print_run(run_id: int) -> None:
-    from judgeeye.sampling import run_stats
+    from judgeeye.engines import EngineConfig
+    from judgeeye.sampling import ACCEPTANCE_LABELS, run_settings, run_stats
 
     with session_scope() as session:
         run = session.get(SamplingRun, run_id)
         if run is None:
             raise typer.BadParameter(f"no sampling run {run_id}")
         st = run_stats(session, run_id)
-    typer.echo(f"run {run_id}: {st.status}; k={st.k}{' (adaptive)' if st.adaptive else ''}")
+        settings = run_settings(run)
+        engine = EngineConfig.model_validate(run.engine).label()
+    typer.echo(f"run {run_id}: {st.status}; {engine}; k={st.k}{' (adaptive)' if st.adaptive else ''}, "
+               f"temperature {settings.temperature:g}, top-p {settings.top_p:g}, max tokens {settings.max_tokens}, "
+               f"seed {settings.seed}, acceptance {ACCEPTANCE_LABELS[st.acceptance]}")
     typer.echo(f"  items {st.n_items}, candidates {st.n_candidates}, accepted {st.n_accepted} "
                f"({st.acceptance_rate:.1%}), items with an accepted trace {st.items_with_accepted}")
-    typer.echo(f"  parse failures {st.parse_failures} (rated by the score read-out instead: {st.readout_ratings})")
+    typer.echo(f"  ratings written by the traces: {st.by_mode['written'].rated}; no written rating "
+               f"(token limit, none or ambiguous): {st.parse_failures}"
+               + (f", of which rated after the forced cue: {st.readout_ratings}" if st.acceptance == "forced_cue" else ""))
     typer.echo(f"  tokens: prompt {st.prompt_tokens}, completion {st.completion_tokens} "
                f"({st.tokens_per_candidate:.0f} per candidate); finish reasons {st.finish_reasons}")
     if st.adaptive:
         typer.echo(f"  adaptive: {st.completion_tokens} completion tokens against ~{st.fixed_k_tokens:.0f} "
                    f"for fixed k={st.k} (saved ~{st.tokens_saved:.0f})")
-    echo_table([{"gold": f"{lv.level:g}", "items": lv.items, "items ok": lv.items_with_accepted,
-                 "candidates": lv.candidates, "accepted": lv.accepted, "rate": f"{lv.rate:.1%}"}
-                for lv in st.per_level])
+    modes = list(st.by_mode.values())
+    rows = []
+    for i, lv in enumerate(st.per_level):
+        row = {"gold": f"{lv.level:g}", "items": lv.items, "candidates": lv.candidates}
+        for m in modes:
+            name = ACCEPTANCE_LABELS[m.mode]
+            row[f"accepted ({name})"] = m.per_level[i].accepted
+            row[f"rate ({name})"] = f"{m.per_level[i].rate:.1%}"
+        rows.append(row)
+    echo_table(rows)
     typer.echo("  utilization (share of items with an accepted trace within the first j samples):")
-    typer.echo("  " + "  ".join(f"j={j}: {u:.0%}" for j, u in enumerate(st.utilization, 1)))
+    for m in modes:
+        typer.echo(f"  {ACCEPTANCE_LABELS[m.mode]:>10}: " + "  ".join(f"j={j}: {u:.0%}" for j, u in enumerate(m.utilization, 1)))
+    if len(modes) > 1:
+        typer.echo("  {:>10}: ".format("either") + "  ".join(f"j={j}: {u:.0%}" for j, u in enumerate(st.utilization, 1)))
     for name, (n, m) in st.per_annotator.items():
         typer.echo(f"  annotator {name}: {m}/{n} items have a trace matching their rating")
 

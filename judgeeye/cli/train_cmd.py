@@ -7,16 +7,19 @@ main process alone writes to the store, rates validation and test items.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from sqlalchemy import select
 
 from judgeeye.auth.roles import Actor
 from judgeeye.cli.common import echo_table, run_here_or_background, user_errors
+from judgeeye.settings_cli import settings_options
 from judgeeye.store import TrainingRun, session_scope
+from judgeeye.training.config import CLI_FLAGS, CLI_OPTIONS, PRESETS, TrainingConfig
 
 train_app = typer.Typer(help="Fine-tune raters with LoRA: SFT on traces, labels only, TRACT.",
                         invoke_without_command=True)
@@ -26,53 +29,32 @@ def _world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+#: the config fields `judgeeye train` takes, under their option names (training.config.CLI_OPTIONS)
+TRAIN_OPTIONS: dict[str, str | None] = {
+    **{path: option for option, path in CLI_OPTIONS.items()},
+    **{name: f"{on}/{off}" for name, (on, off) in CLI_FLAGS.items()},
+}
+
+
 @train_app.callback()
+@settings_options(TrainingConfig, TRAIN_OPTIONS, dest="values", presets=PRESETS)
 def train(
     ctx: typer.Context,
     project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
-    base: Annotated[str, typer.Option("--base", help="embedded, a Hugging Face id, a model directory or a .gguf file.")] = "embedded",
-    mode: Annotated[str, typer.Option(help="sft (trace + rating), labels-only (rating only), tract (CoT-RAFT, two stages).")] = "sft",
-    source: Annotated[str, typer.Option(help="Traces: auto, review (the review export), candidates (first accepted per item).")] = "auto",
-    sampling_run: Annotated[Optional[int], typer.Option(help="Candidates of this sampling run (default: the latest).")] = None,
-    codebook: Annotated[Optional[int], typer.Option(help="Codebook version for the prompts (default: the traces').")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(help="Only the first N training rows.")] = None,
-    max_length: Annotated[int, typer.Option(help="Prompt + completion tokens; longer rows are left out.")] = 4096,
-    packing: Annotated[bool, typer.Option("--packing/--no-packing", help="Pack rows into max_length sequences.")] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
-    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
-    target_modules: Annotated[str, typer.Option(help="all-linear, or names such as q_proj,v_proj.")] = "all-linear",
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 5e-5,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 100,
-    weight_decay: Annotated[float, typer.Option()] = 0.01,
-    epochs: Annotated[float, typer.Option(help="Epochs (unless --max-steps).")] = 3.0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Optimiser steps (overrides --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per device and step.")] = 8,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 16,
-    seed: Annotated[int, typer.Option()] = 42,
-    eval_steps: Annotated[int, typer.Option(help="Validation τ every N steps.")] = 25,
-    patience: Annotated[int, typer.Option(help="Early stopping: steps without a better validation τ.")] = 100,
-    val_limit: Annotated[Optional[int], typer.Option(help="Only the first N validation items.")] = None,
-    val_max_tokens: Annotated[int, typer.Option(help="Tokens generated per validation item (0: read the rating at once).")] = 512,
-    val_readout: Annotated[str, typer.Option(help="auto, parsed, argmax, expected.")] = "auto",
-    lambda_: Annotated[float, typer.Option("--lambda", help="TRACT: weight of the squared-error term.")] = 1.0,
-    self_trace_max_tokens: Annotated[int, typer.Option(help="TRACT stage 2: tokens per self-generated trace.")] = 1024,
-    test_eval: Annotated[bool, typer.Option("--test-eval/--no-test-eval", help="Evaluate adapter and base on the test split.")] = True,
-    test_limit: Annotated[Optional[int], typer.Option(help="Only the first N test items.")] = None,
-    test_max_tokens: Annotated[int, typer.Option(help="Tokens per test rating.")] = 1024,
-    test_readout: Annotated[str, typer.Option(help="auto, parsed, argmax, expected.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")] = "auto",
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = False,
+    values: dict[str, Any] | None = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (rows, optimizer steps, warm-up, validations) as JSON and start nothing; "
+                          "exit status 2 when the plan is refused.")] = False,
     resume: Annotated[Optional[int], typer.Option(help="Continue this training run from its last checkpoint.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
 ) -> None:
-    """Fine-tune a rater on the project's reasoning dataset; then evaluate it on the test split."""
+    """Fine-tune a rater on the project's reasoning dataset; then evaluate it on the test split.
+    Unset options take the preset's values (paper, the default, or tract)."""
     if ctx.invoked_subcommand:
         return
     from judgeeye.projects import find_project
-    from judgeeye.training import TrainingConfig
     from judgeeye.training.launch import launch_training, resume_training
+    from judgeeye.training.plan import PlanRefused, plan_training
 
     world = _world()
     if world > 1 and background:
@@ -93,24 +75,26 @@ def train(
             else:
                 if not project:
                     raise typer.BadParameter("--project is required (or --resume RUN)")
+                given = dict(values or {})
                 try:
-                    config = TrainingConfig(
-                        base_model=base, mode=mode.replace("-", "_"), source=source, sampling_run=sampling_run,
-                        codebook_version=codebook, train_limit=train_limit, max_length=max_length, packing=packing,
-                        lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
-                        learning_rate=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, epochs=epochs,
-                        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
-                        eval_steps=eval_steps, patience=patience, val_limit=val_limit, val_max_tokens=val_max_tokens,
-                        val_readout=val_readout, lambda_raft=lambda_, self_trace_max_tokens=self_trace_max_tokens,
-                        evaluate_test=test_eval, test_limit=test_limit, test_max_tokens=test_max_tokens,
-                        test_readout=test_readout, device=device, dtype=dtype,
-                        gradient_checkpointing=gradient_checkpointing)
+                    config = TrainingConfig.from_preset(given.pop("preset", "paper"), **given)
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from None
                 with session_scope() as session:
                     project_id = find_project(session, project).id
+                    if dry_run:
+                        plan = plan_training(session, project_id, config)
+                if dry_run:
+                    typer.echo(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
+                    if plan.refused and not config.force:
+                        typer.echo("error: the training plan is refused: " + "; ".join(plan.problems()), err=True)
+                        raise typer.Exit(2)
+                    return
                 try:
                     ids = list(launch_training(project_id, config, actor=Actor.system(), start=False))
+                except PlanRefused as exc:
+                    typer.echo(f"error: {exc}", err=True)
+                    raise typer.Exit(2) from None
                 except LookupError as exc:
                     raise typer.BadParameter(str(exc)) from None
     if world > 1:
@@ -161,7 +145,7 @@ def train_list(project: Annotated[Optional[str], typer.Option("--project", "-p",
 
 def _print_run(run_id: int) -> None:
     from judgeeye.training import TrainingConfig
-    from judgeeye.training.launch import metrics_of, run_dir, test_results
+    from judgeeye.training.launch import metrics_of, run_dir, run_plans, tau_text, test_results
 
     with session_scope() as session:
         run = session.get(TrainingRun, run_id)
@@ -172,17 +156,28 @@ def _print_run(run_id: int) -> None:
         metrics = metrics_of(session, run_id)
         test = test_results(session, run_id)
         status, adapter, best, best_step = run.status, run.adapter_path, run.best_metric, run.best_step
-    typer.echo(f"training run {run_id}: {status}; mode {cfg.mode}, base {cfg.base_model}, "
-               f"LoRA r={cfg.lora_r} α={cfg.lora_alpha}, lr {cfg.learning_rate:g}, batch {cfg.effective_batch}")
+    typer.echo(f"training run {run_id}: {status}; mode {cfg.mode}, preset {cfg.preset}, base {cfg.base_model}, "
+               f"LoRA r={cfg.lora_r} α={cfg.lora_alpha}, lr {cfg.learning_rate:g} ({cfg.lr_scheduler}), "
+               f"batch {cfg.effective_batch}")
+    for plan in run_plans(run_id):
+        rows = f"{plan.rows} {'sequences' if cfg.packing else 'rows'}"
+        typer.echo(f"  plan ({plan.stage}): {rows}, {plan.optimizer_steps} optimizer steps at most "
+                   f"({plan.steps_per_epoch} per epoch), warm-up {plan.warmup_steps}, {plan.evaluations} validations "
+                   f"every {plan.eval_steps} steps, patience {plan.patience} steps")
     typer.echo(f"  adapter: {adapter or '—'}   (folder {run_dir(run_id)})")
-    typer.echo(f"  best validation τ {_fmt(best)} at step {best_step if best_step is not None else '—'}")
-    for name in ("loss", "lr", "val_tau", "stage1/loss", "stage1/val_tau"):
+    val = {name: dict(points) for name, points in metrics.items()}
+    shown = tau_text(best, val.get("val_n", {}).get(best_step), val.get("val_parse_failures", {}).get(best_step))
+    typer.echo(f"  best validation τ {shown} at step {best_step if best_step is not None else '—'}")
+    for name in ("loss", "ce", "raft_mse", "lr", "val_tau", "stage1/loss", "stage1/raft_mse", "stage1/val_tau"):
         if name in metrics:
             step, value = metrics[name][-1]
             typer.echo(f"  {name}: {len(metrics[name])} points, last {value:.4g} at step {step}")
     if test:
-        typer.echo(f"  test ({int(test.get('test_n', 0))} items), adapter vs base:")
-        for m, label in (("tau", "Kendall τ"), ("icc3", "ICC(3,1)"), ("mse", "MSE")):
+        typer.echo(f"  test ({int(test.get('test_items', test.get('test_n', 0)))} items), adapter vs base:")
+        typer.echo(f"    {'Kendall τ':10} {tau_text(test.get('test_tau'), test.get('test_n'), test.get('test_parse_failures'))}"
+                   f" vs {tau_text(test.get('base_tau'), test.get('base_n'), test.get('base_parse_failures'))}"
+                   f"   p = {_fmt(test.get('p_tau'), 4)}")
+        for m, label in (("icc3", "ICC(3,1)"), ("mse", "MSE")):
             typer.echo(f"    {label:10} {_fmt(test.get(f'test_{m}'))} vs {_fmt(test.get(f'base_{m}'))}"
                        f"   p = {_fmt(test.get(f'p_{m}'), 4)}")
 

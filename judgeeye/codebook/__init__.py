@@ -13,6 +13,7 @@ from judgeeye.codebook.io import (
 from judgeeye.codebook.model import DEFAULT_OUTPUT_FORMAT, CodebookError, CodebookSpec, RubricLevel
 from judgeeye.codebook.render import (
     CodebookParseError,
+    CodebookParts,
     field_tag,
     parse_codebook_text,
     render_codebook,
@@ -21,6 +22,7 @@ from judgeeye.codebook.render import (
     render_prompt,
     render_prompt_text,
     render_rubric,
+    split_codebook_text,
 )
 from judgeeye.codebook.versions import (
     CodebookNotFoundError,
@@ -39,11 +41,11 @@ from judgeeye.codebook.versions import (
 __all__ = [
     "DEFAULT_OUTPUT_FORMAT", "CodebookDiff", "CodebookError", "CodebookFileError",
     "CodebookNotFoundError", "CodebookScaleError",
-    "CodebookParseError", "CodebookSpec", "DiffOp", "RubricLevel", "SectionDiff",
+    "CodebookParseError", "CodebookParts", "CodebookSpec", "DiffOp", "RubricLevel", "SectionDiff",
     "StaleVersionError", "assets_dir", "builtin_path", "codebook_from_dict", "codebook_to_json",
     "create_version", "current_spec", "current_version", "diff_codebooks", "field_tag",
     "get_version", "lineage", "list_builtin", "list_versions", "load_builtin",
     "load_codebook_file", "parse_codebook_text", "render_codebook", "render_guidelines",
     "render_item", "render_prompt", "render_prompt_text", "render_rubric", "save_codebook_file",
-    "set_current", "to_markdown", "to_spec", "word_ops",
+    "set_current", "split_codebook_text", "to_markdown", "to_spec", "word_ops",
 ]

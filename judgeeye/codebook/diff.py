@@ -160,7 +160,9 @@ def diff_codebooks(
     """Compare two codebooks section by section (``a`` old, ``b`` new).
 
     Sections: ``instructions``, ``rubric:<level>`` for every level in either codebook (ascending),
-    ``output_format`` (as rendered, placeholders filled), and ``scale`` only when the scales differ.
+    ``output_format`` (as rendered, placeholders filled), ``scale`` only when the scales differ,
+    and ``rubric_intro``, ``rubric_notes``, ``instructions_after`` only when either codebook has
+    that part (an absent part counts as empty text, so adding one shows as an insertion).
     """
     sections = [_section("instructions", "Instructions", a.instructions, b.instructions)]
     if (a.scale_min, a.scale_max) != (b.scale_min, b.scale_max):
@@ -172,10 +174,15 @@ def diff_codebooks(
                 f"{b.scale_min} to {b.scale_max}",
             )
         )
+    if a.rubric_intro or b.rubric_intro:
+        sections.append(_section("rubric_intro", "Rating scale: lead-in", a.rubric_intro, b.rubric_intro))
     for level in sorted(set(a.levels) | set(b.levels)):
         sections.append(
             _section(f"rubric:{level}", f"Level {level}", a.level_text(level), b.level_text(level))
         )
+    for key, title in (("rubric_notes", "Rating scale: notes"), ("instructions_after", "Instructions after the rubric")):
+        if getattr(a, key) or getattr(b, key):
+            sections.append(_section(key, title, getattr(a, key), getattr(b, key)))
     sections.append(
         _section(
             "output_format",

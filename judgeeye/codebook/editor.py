@@ -32,14 +32,21 @@ class EditError(CodebookError, ValueError):
     """An edit that cannot be saved (an empty section, nothing changed); names the field."""
 
 
-def edited_spec(base: CodebookSpec, instructions: str, levels: Mapping[int, str]) -> CodebookSpec:
-    """``base`` with new instructions and level texts (every level of ``base`` must be given)."""
+def edited_spec(base: CodebookSpec, instructions: str, levels: Mapping[int, str], *,
+                rubric_intro: str | None = None, rubric_notes: str | None = None,
+                instructions_after: str | None = None) -> CodebookSpec:
+    """``base`` with new instructions and level texts (every level of ``base`` must be given), and
+    the optional parts around the rubric where given (``None`` keeps ``base``'s)."""
     missing = [lv for lv in base.levels if lv not in levels]
     if missing:
         raise EditError(f"rubric level(s) {', '.join(map(str, missing))} missing from the edit")
     data = base.model_dump()
     data["instructions"] = instructions
     data["rubric"] = [{"level": lv, "text": levels[lv]} for lv in base.levels]
+    for key, value in (("rubric_intro", rubric_intro), ("rubric_notes", rubric_notes),
+                       ("instructions_after", instructions_after)):
+        if value is not None:
+            data[key] = value
     try:
         return CodebookSpec.model_validate(data)
     except ValidationError as err:

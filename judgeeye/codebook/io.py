@@ -101,9 +101,15 @@ def to_markdown(spec: CodebookSpec) -> str:
         "## Rating scale",
         "",
     ]
+    if spec.rubric_intro:
+        lines += [spec.rubric_intro, ""]
     for lv in spec.rubric:
         text = lv.text.replace("\n", "\n  ")
         lines.append(f"- **{lv.level}**: {text}")
+    if spec.rubric_notes:
+        lines += ["", spec.rubric_notes]
+    if spec.instructions_after:
+        lines += ["", "## Instructions after the rubric", "", spec.instructions_after]
     lines += ["", "## Output format", "", spec.rendered_output_format()]
     if spec.sources:
         lines += ["", "## Sources", ""]

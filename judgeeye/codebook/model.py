@@ -51,6 +51,11 @@ class CodebookSpec(BaseModel):
     ``rubric`` is kept sorted by level (ascending); levels are unique and lie within
     ``[scale_min, scale_max]``. Not every integer of the scale needs its own level (e.g. the
     WMT SQM scale labels only 0, 2, 4 and 6 in the original).
+
+    Rendered in this order: ``instructions``, the rating-scale header, ``rubric_intro``, the
+    levels, ``rubric_notes``, ``instructions_after``, the output format. The three optional
+    parts keep what a refined codebook writes around its levels (a rubric's lead-in and notes,
+    steps after the rubric) where it wrote it, instead of folding it into the instructions.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -63,6 +68,12 @@ class CodebookSpec(BaseModel):
     scale_max: int
     instructions: str
     rubric: list[RubricLevel]
+    #: rubric text before the first level (after the "Rating scale:" header)
+    rubric_intro: str = ""
+    #: rubric text after the last level (e.g. how to decide between two levels)
+    rubric_notes: str = ""
+    #: instructions that follow the rubric
+    instructions_after: str = ""
     output_format: str = DEFAULT_OUTPUT_FORMAT
     sources: list[str] = Field(default_factory=list)
 
@@ -88,6 +99,11 @@ class CodebookSpec(BaseModel):
         if not value.strip():
             raise ValueError("the codebook instructions are empty")
         return value.strip("\n").rstrip()
+
+    @field_validator("rubric_intro", "rubric_notes", "instructions_after")
+    @classmethod
+    def _optional_part(cls, value: str) -> str:
+        return value.strip("\n").rstrip() if value.strip() else ""
 
     @field_validator("output_format")
     @classmethod

@@ -23,15 +23,22 @@ class CodebookParseError(CodebookError, ValueError):
 
 # --------------------------------------------------------------------------- rendering
 def render_rubric(spec: CodebookSpec) -> str:
-    """The "Rating scale" section: a header, then one ``N: text`` line per level."""
+    """The "Rating scale" section: a header, the rubric's lead-in, one ``N: text`` line per level,
+    and (after a blank line, so it reads back as no level's text) the rubric's notes."""
     lines = [RATING_SCALE_HEADER]
+    if spec.rubric_intro:
+        lines.append(spec.rubric_intro)
     lines += [f"{lv.level}: {lv.text}" for lv in spec.rubric]
-    return "\n".join(lines)
+    rubric = "\n".join(lines)
+    return f"{rubric}\n\n{spec.rubric_notes}" if spec.rubric_notes else rubric
 
 
 def render_guidelines(spec: CodebookSpec) -> str:
-    """Instructions and rating scale, without the output format."""
-    return f"{spec.instructions.strip()}\n\n{render_rubric(spec)}"
+    """Instructions, rating scale and the instructions after it, without the output format."""
+    parts = [spec.instructions.strip(), render_rubric(spec)]
+    if spec.instructions_after:
+        parts.append(spec.instructions_after)
+    return "\n\n".join(parts)
 
 
 def render_codebook(spec: CodebookSpec) -> str:
@@ -205,17 +212,54 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def parse_codebook_text(
-    text: str, scale_min: int, scale_max: int, base: CodebookSpec
-) -> CodebookSpec:
-    """Read a codebook back from an LLM answer containing ``<codebook>...</codebook>``.
+def paragraphs(text: str) -> list[str]:
+    """Blank-line separated paragraphs, stripped, empty ones dropped."""
+    return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+@dataclass
+class CodebookParts:
+    """A codebook text cut where it was written: what precedes the rubric, the rubric's lead-in
+    (between a rating-scale header and the first level), the levels, and the paragraphs after
+    the last level, each as written (nothing moved, nothing merged)."""
+
+    before: str
+    intro: str
+    rubric: list[RubricLevel]
+    after: list[str]
+
+
+#: paragraphs back from the first level where a rating-scale header may start the rubric's lead-in
+_INTRO_REACH = 3
+
+
+def _rubric_start(lines: list[str], first: int) -> tuple[int, int]:
+    """(index where the rubric section starts, index where its lead-in starts) for a rubric whose
+    first level is on line ``first``: a generic header line ("Rating scale:") at most a few
+    paragraphs above opens the section, and the lines between it and the first level are the
+    lead-in; without one the section starts at the first level."""
+    seen, inside = 0, False
+    for k in range(first - 1, -1, -1):
+        line = lines[k].strip()
+        if not line:
+            seen += inside
+            inside = False
+            if seen >= _INTRO_REACH:
+                break
+            continue
+        inside = True
+        if _RUBRIC_HEADER.match(line):
+            return k, k + 1
+    return first, first
+
+
+def split_codebook_text(text: str, scale_min: int, scale_max: int) -> CodebookParts:
+    """Cut an LLM's codebook answer (or a rendered codebook) into its parts.
 
     Rubric lines start with the level number (``1.``, ``1:``, ``- 1:``, ``Score 1:``,
     ``SCORE OF 6:``, ``**Level 1**:`` ...). The rubric is the longest run of consecutive level
-    lines (ties: the one under a rating/score/rubric header, then the later one); everything
-    else is the instructions. A generic header just above the rubric (e.g. ``Rating scale:``)
-    and a paragraph repeating ``base``'s output format are dropped, since rendering adds them
-    back. Name, task, dimension, generation type, output format and sources come from ``base``.
+    lines (ties: the one under a rating/score/rubric header, then the later one). A generic
+    header just above it (e.g. ``Rating scale:``) is dropped, since rendering adds it back.
 
     Raises :class:`CodebookParseError` when no rubric levels are found.
     """
@@ -236,22 +280,42 @@ def parse_codebook_text(
         return (len(run), int(hinted or keyword), int(keyword), index)
 
     _, rubric_run = max(enumerate(_runs(levels, lines)), key=rank)
+    first, end = rubric_run[0].line, rubric_run[-1].end
+    start, intro_start = _rubric_start(lines, first)
+    return CodebookParts(
+        before="\n".join(lines[:start]).strip(),
+        intro="\n".join(lines[intro_start:first]).strip(),
+        rubric=[RubricLevel(level=lv.level, text=lv.text) for lv in rubric_run],
+        after=paragraphs("\n".join(lines[end:])),
+    )
 
-    start, end = rubric_run[0].line, rubric_run[-1].end
-    header, _ = _header_before(rubric_run, lines)
-    if header is not None and _RUBRIC_HEADER.match(lines[header].strip()):
-        start = header
-    before = "\n".join(lines[:start]).strip()
-    after = "\n".join(lines[end:]).strip()
 
-    if after:
-        drop = {_norm(base.rendered_output_format()), _norm(base.output_format)}
-        paragraphs = re.split(r"\n\s*\n", after)
-        after = "\n\n".join(p.strip() for p in paragraphs if _norm(p) not in drop).strip()
-    instructions = "\n\n".join(part for part in (before, after) if part)
-    if not instructions:
-        instructions = base.instructions
+def output_format_keys(spec: CodebookSpec) -> set[str]:
+    """The output format as written and as rendered, normalised: an answer that repeats it."""
+    return {_norm(spec.rendered_output_format()), _norm(spec.output_format)}
 
+
+def parse_codebook_text(
+    text: str, scale_min: int, scale_max: int, base: CodebookSpec
+) -> CodebookSpec:
+    """Read a whole codebook back from an LLM answer containing ``<codebook>...</codebook>``.
+
+    Everything before the rubric is the instructions, the lines between a rating-scale header and
+    the first level the rubric's lead-in, and the paragraphs after the levels the instructions
+    after the rubric (a paragraph repeating ``base``'s output format is dropped, since rendering
+    adds it back). Name, task, dimension, generation type, output format and sources come from
+    ``base``. An answer that starts with its rubric has its instructions after it: they become
+    the instructions (``base``'s when there are none).
+
+    Raises :class:`CodebookParseError` when no rubric levels are found.
+    """
+    parts = split_codebook_text(text, scale_min, scale_max)
+    drop = output_format_keys(base)
+    after = "\n\n".join(p for p in parts.after if _norm(p) not in drop)
+    if not parts.before:  # the rubric first: what follows it is all the instructions there are
+        before, after = after or base.instructions, ""
+    else:
+        before = parts.before
     return CodebookSpec(
         name=base.name,
         task=base.task,
@@ -259,8 +323,10 @@ def parse_codebook_text(
         generation_type=base.generation_type,
         scale_min=scale_min,
         scale_max=scale_max,
-        instructions=instructions,
-        rubric=[RubricLevel(level=lv.level, text=lv.text) for lv in rubric_run],
+        instructions=before,
+        rubric=parts.rubric,
+        rubric_intro=parts.intro,
+        instructions_after=after,
         output_format=base.output_format,
         sources=list(base.sources),
     )

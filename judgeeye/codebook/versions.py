@@ -27,6 +27,20 @@ from judgeeye.codebook.model import (
 from judgeeye.store.models import Codebook, Project
 
 
+#: how each origin reads to a user
+ORIGIN_LABELS = {
+    "original": "original", "imported": "imported", "edited": "edited",
+    "refined_instructions": "refined instructions", "refined_rubric": "refined rubric",
+    "refined_both": "refined instructions and rubric", "refined_feedback": "revised from validation feedback",
+    "rejected_feedback": "revision not kept (validation)",
+}
+
+
+def describe_origin(origin: str) -> str:
+    """A version's origin in words (``refined_both`` -> "refined instructions and rubric")."""
+    return ORIGIN_LABELS.get(origin, origin.replace("_", " "))
+
+
 class CodebookScaleError(CodebookError, ValueError):
     """A codebook whose scale differs from its project's."""
 
@@ -87,6 +101,9 @@ def to_spec(row: Codebook, project: Project | None = None) -> CodebookSpec:
         scale_max=project.scale_max,
         instructions=row.instructions,
         rubric=[RubricLevel.model_validate(lv) for lv in (row.rubric or [])],
+        rubric_intro=row.rubric_intro or "",
+        rubric_notes=row.rubric_notes or "",
+        instructions_after=row.instructions_after or "",
         output_format=row.output_format,
         sources=list(inputs.get("sources") or []),
     )
@@ -199,6 +216,9 @@ def create_version(
         name=spec.name,
         instructions=spec.instructions,
         rubric=spec.rubric_json(),
+        rubric_intro=spec.rubric_intro,
+        rubric_notes=spec.rubric_notes,
+        instructions_after=spec.instructions_after,
         output_format=spec.output_format,
         origin=origin,
         author=author,

@@ -22,7 +22,7 @@ from judgeeye.datasets.loaders import LOADERS, Loader, load_builtin
 from judgeeye.datasets.model import ColumnMapping, ParsedDataset, ParsedItem
 from judgeeye.datasets.readers import read_table
 from judgeeye.datasets.sources import read_source
-from judgeeye.datasets.splits import SplitRule, assign_splits
+from judgeeye.datasets.splits import SplitRule, assign_splits, groups_across_splits
 
 __all__ = [
     "LOADERS",
@@ -41,6 +41,7 @@ __all__ = [
     "apply_gold",
     "assign_splits",
     "compute_gold",
+    "groups_across_splits",
     "import_dataset",
     "load_builtin",
     "preview",

@@ -40,6 +40,13 @@ from judgeeye.datasets.model import ParsedDataset
 
 GoldStatus = Literal["gold", "dropped_disagreement", "no_rating"]
 
+#: Each status in words, for pages and tables.
+STATUS_TEXT: dict[str, str] = {
+    "gold": "gold",
+    "dropped_disagreement": "dropped: raters disagree",
+    "no_rating": "no rating",
+}
+
 #: Float slack so that e.g. a computed std of 1.0000000000000002 counts as 1.0.
 _EPS = 1e-9
 

@@ -16,7 +16,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from judgeeye.datasets.errors import DatasetError
-from judgeeye.datasets.gold import GoldOutcome, GoldRule, GoldStats, apply_gold, compute_gold
+from judgeeye.datasets.gold import (
+    STATUS_TEXT,
+    GoldOutcome,
+    GoldRule,
+    GoldStats,
+    apply_gold,
+    compute_gold,
+)
 from judgeeye.datasets.model import ParsedDataset
 from judgeeye.datasets.splits import SplitRule, assign_splits, split_counts
 from judgeeye.datasets.values import fmt_number
@@ -26,11 +33,17 @@ from judgeeye.store.models import Item, Project
 BATCH_SIZE = 5000
 MAX_PROJECT_NAME = 200
 MAX_PREVIEW_RATERS = 8
+#: How the preview shows a value that is not there (a rating not given, no gold label).
+MISSING = "—"
 
 
 @dataclass
 class ImportReport:
-    """What an import wrote: the project id, item counts, gold statistics and split sizes."""
+    """What an import wrote: the project id, item counts, gold statistics and split sizes.
+
+    ``group_by`` says what the splits kept together (None: items were split one by one) and
+    ``n_groups`` how many such groups the gold items form.
+    """
 
     project_id: int
     project_name: str
@@ -38,6 +51,8 @@ class ImportReport:
     gold: GoldStats
     splits: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    group_by: str | None = None
+    n_groups: int = 0
 
     @property
     def n_gold(self) -> int:
@@ -58,6 +73,8 @@ class ImportReport:
             "n_items": self.n_items,
             "gold": self.gold.to_dict(),
             "splits": dict(self.splits),
+            "group_by": self.group_by,
+            "n_groups": self.n_groups,
             "seconds": round(self.seconds, 3),
         }
 
@@ -109,10 +126,13 @@ def import_dataset(
 
     outcome = apply_gold(dataset, gold_rule)
     pairs = zip(dataset.items, outcome.results)
-    gold = [(it.external_id, r.gold) for it, r in pairs if r.status == "gold"]
-    gold_ids = [ext for ext, _ in gold]
+    gold = [(it, r.gold) for it, r in pairs if r.status == "gold"]
+    gold_ids = [it.external_id for it, _ in gold]
     gold_labels = [label for _, label in gold]
-    splits = assign_splits(gold_ids, gold_labels, split_rule)  # type: ignore[arg-type]
+    groups = None
+    if dataset.group_by is not None:  # an item without a group is a group of its own
+        groups = [it.external_id if it.group is None else it.group for it, _ in gold]
+    splits = assign_splits(gold_ids, gold_labels, split_rule, groups)  # type: ignore[arg-type]
 
     project = Project(
         name=name,
@@ -127,6 +147,7 @@ def import_dataset(
             "loader": dataset.loader,
             "format": dataset.format,
             "label_kind": dataset.label_kind,
+            "group_by": dataset.group_by,
             "meta": _jsonable(dataset.meta),
         },
         gold_rule={**gold_rule.model_dump(), "split": split_rule.model_dump()},
@@ -149,6 +170,8 @@ def import_dataset(
         gold=outcome.stats,
         splits=split_counts(splits.values()),
         seconds=time.perf_counter() - started,
+        group_by=dataset.group_by,
+        n_groups=len(set(groups)) if groups is not None else len(gold_ids),
     )
 
 
@@ -187,8 +210,9 @@ def preview(
     n: int = 20,
     max_chars: int = 120,
 ) -> pd.DataFrame:
-    """The first ``n`` items as a table for the import page: texts (shortened), every rater's
-    rating, and the gold label, std and status the import would give them."""
+    """The first ``n`` items as the import page shows them: id, texts (shortened), every rater's
+    rating, and the gold label, raters' std and status the import would give them. Every cell
+    is text a person reads ("—" where a rating or label is absent, statuses in words)."""
     rule = gold_rule or GoldRule()
     shown = dataset.items[:n]
     raters = list(dict.fromkeys(r for item in shown for r in item.ratings))
@@ -197,19 +221,21 @@ def preview(
     records = []
     for item in shown:
         res = compute_gold(item.ratings, rule)
-        rec: dict[str, Any] = {"external_id": item.external_id}
+        rec: dict[str, str] = {"id": item.external_id}
         for f in dataset.text_fields:
             text = item.fields.get(f, "")
             rec[f] = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
         for r in raters:
-            rec[r] = item.ratings.get(r)
+            rec[r] = _number(item.ratings.get(r))
         if not raters:
             rec["ratings"] = ", ".join(f"{k}: {fmt_number(v)}" for k, v in item.ratings.items())
-        rec["gold"] = res.gold
-        rec["std"] = None if res.std is None else round(res.std, 3)
-        rec["status"] = res.status
+        rec["gold"] = _number(res.gold)
+        rec["raters' std"] = MISSING if res.std is None else f"{res.std:.2f}"
+        rec["status"] = STATUS_TEXT[res.status]
         records.append(rec)
-    columns = [
-        "external_id", *dataset.text_fields, *(raters or ["ratings"]), "gold", "std", "status"
-    ]
+    columns = ["id", *dataset.text_fields, *(raters or ["ratings"]), "gold", "raters' std", "status"]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _number(value: float | None) -> str:
+    return MISSING if value is None else fmt_number(value)

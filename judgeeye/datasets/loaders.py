@@ -74,6 +74,7 @@ def _dataset(
     label_kind: Literal["per_annotator", "aggregated"],
     fmt: str,
     meta: dict[str, Any] | None = None,
+    group_by: str | None = None,
 ) -> ParsedDataset:
     return ParsedDataset(
         source_file=source,
@@ -88,6 +89,7 @@ def _dataset(
         label_kind=label_kind,
         meta=meta or {},
         format=fmt,
+        group_by=group_by,
     )
 
 
@@ -139,17 +141,18 @@ def _hanna_wide(table: SourceTable, dimension: str, max_errors: int) -> ParsedDa
         id_column="story_id",
         text_columns={"prompt": "prompt", "human_story": "human_reference_story", "story": "story"},
         rating_columns=dict(sorted(raters.items(), key=lambda kv: int(kv[0][5:]))),
+        # every prompt is told by 11 systems: their stories share a split
+        group_column="prompt_index" if "prompt_index" in table.columns else "prompt",
         scale_min=1,
         scale_max=5,
         task="hanna",
         dimension=dimension,
         generation_type="story",
     )
-    ds = table_to_dataset(
+    return table_to_dataset(
         table, mapping, loader="hanna", max_errors=max_errors,
-        meta={"hanna_format": "per_annotator_wide"},
+        meta={"hanna_format": "per_annotator_wide"}, group_by="writing prompt",
     )
-    return ds
 
 
 def _hanna_long(table: SourceTable, dimension: str, max_errors: int) -> ParsedDataset:
@@ -181,7 +184,10 @@ def _hanna_long(table: SourceTable, dimension: str, max_errors: int) -> ParsedDa
                 )
                 if text is not None:
                     fields[name] = text
-            group = groups[sid] = {"row": row, "fields": fields, "ratings": {}, "ok": True}
+            group = groups[sid] = {
+                "row": row, "fields": fields, "ratings": {}, "ok": True,
+                "prompt": (get["Prompt"][i] or "").strip() or None,
+            }
         value, ok = rating_value(
             get[dim_col][i], row=row, column=dim_col, scale_min=1, scale_max=5,
             integer_scale=True, errors=errors,
@@ -203,14 +209,14 @@ def _hanna_long(table: SourceTable, dimension: str, max_errors: int) -> ParsedDa
                 f"story {sid} has no rating at all", row=group["row"], field=dim_col
             )
     errors.raise_if_any()
-    items = [ParsedItem(sid, g["fields"], g["ratings"]) for sid, g in groups.items()]
+    items = [ParsedItem(sid, g["fields"], g["ratings"], g["prompt"]) for sid, g in groups.items()]
     meta: dict[str, Any] = {"hanna_format": "original_long", "annotations": len(table)}
     if renamed:
         meta["warnings"] = [f"{renamed} repeated worker ratings of one story kept as '<worker>#2'"]
     return _dataset(
         items, source=table.file, loader="hanna", dimension=dimension, generation_type="story",
         scale=(1, 5), text_fields=[f for f in HANNA_FIELDS if f != "human_story" or has_human],
-        label_kind="per_annotator", fmt="csv", meta=meta,
+        label_kind="per_annotator", fmt="csv", meta=meta, group_by="writing prompt",
     )
 
 
@@ -245,7 +251,8 @@ def load_summeval(
     """SummEval ``model_annotations.aligned.jsonl`` (or the per-system split files).
 
     One item per (article id, system): the same article is summarised by every system, hence
-    ``external_id = f"{id}|{model_id}"``. Raters are the three experts (or the five turkers).
+    ``external_id = f"{id}|{model_id}"``; the article id is the item's group, so all summaries of
+    an article share a split. Raters are the three experts (or the five turkers).
     """
     dimension = check_dimension("summeval", dimension, SUMMEVAL_DIMENSIONS, path)
     if annotators not in ("expert", "turker"):
@@ -288,7 +295,7 @@ def load_summeval(
                     fields[name] = text
             ratings = _summeval_ratings(get[key][i], row, key, annotators, dimension, fe)
             if ext is not None and ratings is not None:
-                items.append(ParsedItem(ext, fields, ratings))
+                items.append(ParsedItem(ext, fields, ratings, group=parts[0]))
     errors.raise_if_any()
     return _dataset(
         items,
@@ -301,6 +308,7 @@ def load_summeval(
         label_kind="per_annotator",
         fmt="jsonl",
         meta={"files": [str(f) for f in files], "annotators": annotators},
+        group_by="source article",
     )
 
 
@@ -347,6 +355,8 @@ def load_wmt_sqm(
     Segments whose source or translation is empty in the file (a few are) are skipped and
     counted in ``meta['skipped_empty_text']`` rather than failing the import. Scores are
     accepted anywhere in 0-6 (the published file could not be checked for whole numbers).
+    Every system translates the same source segments, so the item's group is its source
+    document (``doc``, else ``doc_id``), or its source segment where the file names no document.
     """
     dimension = check_dimension("wmt_sqm", dimension, ("quality",), path)
     table = read_source(path, "tsv", quoting=csv.QUOTE_NONE, max_errors=max_errors)
@@ -354,7 +364,8 @@ def load_wmt_sqm(
     check_columns(table, WMT_COLUMNS, errors)
     errors.raise_if_any()
     keys = ["system", "doc_id", "seg_id"] if "doc_id" in table.columns else ["system", "seg_id"]
-    get = {c: table.frame[c].tolist() for c in {*WMT_COLUMNS, *keys}}
+    group_col = next((c for c in ("doc", "doc_id") if c in table.columns), "seg_id")
+    get = {c: table.frame[c].tolist() for c in {*WMT_COLUMNS, *keys, group_col}}
     groups: dict[str, dict[str, Any]] = {}
     for i, row in enumerate(table.row_numbers):
         parts = [(get[k][i] or "").strip() for k in keys]
@@ -367,6 +378,7 @@ def load_wmt_sqm(
         if group is None:
             group = groups[ext] = {
                 "row": row,
+                "group": (get[group_col][i] or "").strip() or parts[-1],
                 "source": _VTAG.sub("", get["source"][i] or "").strip(),
                 "target": _VTAG.sub("", get["target"][i] or "").strip(),
                 "ratings": {},
@@ -394,13 +406,14 @@ def load_wmt_sqm(
             errors.add(f"segment {ext} has no rating at all", row=g["row"], field="score")
             continue
         fields = {"source": g["source"], "translation": g["target"]}
-        items.append(ParsedItem(ext, fields, g["ratings"]))
+        items.append(ParsedItem(ext, fields, g["ratings"], g["group"]))
     errors.raise_if_any()
     return _dataset(
         items, source=table.file, loader="wmt_sqm", dimension=dimension,
         generation_type="translation", scale=(0, 6), text_fields=["source", "translation"],
         label_kind="per_annotator", fmt="tsv",
-        meta={"ratings": len(table), "skipped_empty_text": skipped, "group_by": keys},
+        meta={"ratings": len(table), "skipped_empty_text": skipped, "item_key": keys},
+        group_by="source segment" if group_col == "seg_id" else "source document",
     )
 
 
@@ -415,7 +428,7 @@ def load_helpsteer2(
     """HelpSteer2 (CSV, JSON Lines incl. the published ``train.jsonl.gz``, or Parquet).
 
     One aggregated 0-4 label per response; ``external_id`` is the ``id`` column if there is one,
-    else the record's position (1, 2, ...).
+    else the record's position (1, 2, ...). Responses to the same prompt share a split.
     """
     dimension = check_dimension("helpsteer2", dimension, HELPSTEER2_DIMENSIONS, path)
     table = read_source(path, format, max_errors=max_errors)
@@ -423,35 +436,48 @@ def load_helpsteer2(
         id_column="id" if "id" in table.columns else None,
         text_columns={"prompt": "prompt", "response": "response"},
         label_column=dimension,
+        group_column="prompt",
         scale_min=0,
         scale_max=4,
         task="helpsteer2",
         dimension=dimension,
         generation_type="chatbot response",
     )
-    return table_to_dataset(table, mapping, loader="helpsteer2", max_errors=max_errors)
+    return table_to_dataset(
+        table, mapping, loader="helpsteer2", max_errors=max_errors, group_by="prompt"
+    )
 
 
 # --------------------------------------------------------------------------- Kaggle AES 2.0
+
+AES2_PROMPT_COLUMNS = ("prompt_name", "essay_set")
 
 
 def load_aes2(
     path: str | Path, dimension: str = "holistic", *, max_errors: int = MAX_ERRORS
 ) -> ParsedDataset:
-    """Kaggle "Learning Agency Lab - Automated Essay Scoring 2.0" ``train.csv`` (1-6 holistic)."""
+    """Kaggle "Learning Agency Lab - Automated Essay Scoring 2.0" ``train.csv`` (1-6 holistic).
+
+    The published file has no prompt column; where one is present (``prompt_name`` as in the
+    PERSUADE corpus, ``essay_set`` as in ASAP) essays on the same prompt share a split.
+    """
     dimension = check_dimension("aes2", dimension, ("holistic",), path)
     table = read_source(path, None if Path(str(path)).suffix else "csv", max_errors=max_errors)
+    prompt_col = next((c for c in AES2_PROMPT_COLUMNS if c in table.columns), None)
     mapping = ColumnMapping(
         id_column="essay_id",
         text_columns={"essay": "full_text"},
         label_column="score",
+        group_column=prompt_col,
         scale_min=1,
         scale_max=6,
         task="aes2",
         dimension=dimension,
         generation_type="essay",
     )
-    return table_to_dataset(table, mapping, loader="aes2", max_errors=max_errors)
+    return table_to_dataset(
+        table, mapping, loader="aes2", max_errors=max_errors, group_by="essay prompt"
+    )
 
 
 # --------------------------------------------------------------------------- Prometheus / TRACT
@@ -496,7 +522,8 @@ def load_prometheus(
     ``instruction`` is the whole grading prompt (question, response, reference answer and the
     item's own ``###Score Rubrics:``); ``gpt4_score`` holds one score per GPT-4 run, kept as
     raters ``gpt4_1``, ``gpt4_2``, ... The rubric is also parsed into the field ``rubric`` (not
-    a text field: it is already inside the instruction) for codebook work.
+    a text field: it is already inside the instruction) for codebook work. The question's
+    ``idx`` is the item's group: the responses of every model to one question share a split.
     """
     dimension = check_dimension("prometheus", dimension, PROMETHEUS_DIMENSIONS, path)
     table = read_source(path, format, max_errors=max_errors)
@@ -548,7 +575,10 @@ def load_prometheus(
             fields["rubric"] = rubric
         else:
             no_rubric += 1
-        items.append(ParsedItem(ext, fields, ratings))
+        group = None
+        if "idx" in cols and get["idx"][i] is not None and not isinstance(get["idx"][i], (list, dict)):
+            group = str(get["idx"][i]).strip() or None
+        items.append(ParsedItem(ext, fields, ratings, group))
     errors.raise_if_any()
     return _dataset(
         items, source=table.file, loader="prometheus", dimension=dimension,
@@ -561,6 +591,7 @@ def load_prometheus(
             "items_without_rubric": no_rubric,
             "label_source": "GPT-4 (not human)",
         },
+        group_by="question" if "idx" in cols else None,
     )
 
 

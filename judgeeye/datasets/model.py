@@ -19,11 +19,17 @@ AGGREGATED_RATER = "label"
 
 @dataclass(slots=True)
 class ParsedItem:
-    """One thing to rate: its text fields and every rating it received (annotator -> rating)."""
+    """One thing to rate: its text fields and every rating it received (annotator -> rating).
+
+    ``group`` names what the item shares with others (its source article, writing prompt,
+    question...): items of one group always land in the same split, so a rater is never tested
+    on a source it was trained on. None: the item is a group of its own.
+    """
 
     external_id: str
     fields: dict[str, str]
     ratings: dict[str, float]
+    group: str | None = None
 
 
 @dataclass(slots=True)
@@ -42,6 +48,9 @@ class ParsedDataset:
     label_kind: LabelKind
     meta: dict[str, Any] = field(default_factory=dict)
     format: str = ""
+    #: what the items' groups are, in words ("source article", or the generic group column);
+    #: None when the dataset has no grouping and items are split one by one
+    group_by: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -62,7 +71,8 @@ class ColumnMapping(BaseModel):
     Exactly one of ``rating_columns`` (one column per annotator: annotator name -> column) or
     ``label_column`` (a single aggregated label) must be given. ``text_columns`` maps the field
     name used in prompts to the column; a list means "same name". ``id_column=None`` numbers the
-    rows 1, 2, ... instead.
+    rows 1, 2, ... instead. ``group_column`` names what rows share (a source document, a prompt):
+    rows with the same value are kept in one split.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -71,6 +81,7 @@ class ColumnMapping(BaseModel):
     text_columns: dict[str, str]
     rating_columns: dict[str, str] | None = None
     label_column: str | None = None
+    group_column: str | None = None
     scale_min: int
     scale_max: int
     integer_scale: bool = True
@@ -103,6 +114,8 @@ class ColumnMapping(BaseModel):
             raise ValueError("rating_columns must name at least one annotator column")
         if self.label_column is not None and not self.label_column.strip():
             raise ValueError("label_column must not be empty")
+        if self.group_column is not None and not self.group_column.strip():
+            raise ValueError("group_column must not be empty")
         if self.scale_min >= self.scale_max:
             raise ValueError(
                 f"scale_min ({self.scale_min}) must be below scale_max ({self.scale_max})"
@@ -124,4 +137,6 @@ class ColumnMapping(BaseModel):
     def required_columns(self) -> list[str]:
         cols = [] if self.id_column is None else [self.id_column]
         cols += list(self.text_columns.values()) + list(self.rater_columns.values())
+        if self.group_column is not None:
+            cols.append(self.group_column)
         return list(dict.fromkeys(cols))

@@ -112,6 +112,23 @@ def id_value(
     return ext
 
 
+def group_value(raw: Any, *, row: int, column: str, errors: ErrorCollector) -> str | None:
+    """The group a row belongs to (its source document, prompt...), or None after recording
+    why it is unusable: a row without a group could end up beside its own source in another
+    split, so an empty group is an error rather than a group of its own."""
+    if raw is None:
+        errors.add(f"key '{column}' is missing from this record", row=row, field=column)
+        return None
+    if isinstance(raw, (list, dict)):
+        errors.add("the group must be a single value, not a list or object", row=row, field=column)
+        return None
+    group = (cell_text(raw) or "").strip()
+    if not group:
+        errors.add("the group is empty", row=row, field=column)
+        return None
+    return group
+
+
 def rating_value(
     raw: Any,
     *,
@@ -138,8 +155,12 @@ def table_to_dataset(
     max_errors: int = MAX_ERRORS,
     max_field_chars: int = MAX_FIELD_CHARS,
     meta: dict[str, Any] | None = None,
+    group_by: str | None = None,
 ) -> ParsedDataset:
-    """Validate every row of ``table`` against ``mapping`` and build the dataset."""
+    """Validate every row of ``table`` against ``mapping`` and build the dataset.
+
+    ``group_by`` describes the mapping's group column in words (default: the column's name).
+    """
     errors = ErrorCollector(table.file, max_errors)
     check_columns(table, mapping.required_columns(), errors)
     errors.raise_if_any()
@@ -180,8 +201,18 @@ def table_to_dataset(
         if all_ok and not ratings:
             what = "the label is blank" if len(raters) == 1 else "every rating column is blank"
             errors.add(f"the item has no rating at all ({what})", row=row, field=no_rating_field)
+        group = None
+        text_failed = any(  # the group column is also a text field, already reported as such
+            col == mapping.group_column and name not in fields
+            for name, col in mapping.text_columns.items()
+        )
+        if mapping.group_column is not None and not text_failed:
+            group = group_value(
+                values[mapping.group_column][i], row=row, column=mapping.group_column,
+                errors=errors,
+            )
         if ext is not None:
-            items.append(ParsedItem(ext, fields, ratings))
+            items.append(ParsedItem(ext, fields, ratings, group))
     errors.raise_if_any()
 
     used = set(mapping.required_columns())
@@ -201,4 +232,5 @@ def table_to_dataset(
         label_kind=mapping.label_kind,
         meta=info,
         format=table.format,
+        group_by=None if mapping.group_column is None else group_by or mapping.group_column,
     )

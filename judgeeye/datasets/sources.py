@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,19 +109,11 @@ def read_source(
     file = str(path)
     fmt = detect_format(path, format)
     if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise DatasetError("file not found", file=file) from None
-        except IsADirectoryError:
-            raise DatasetError("is a folder, not a file", file=file) from None
+        data = _read_bytes(file)
     if str(path).lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DatasetError(f"not a readable gzip file ({exc})", file=file) from None
+        data = _gunzip(file, data)
     if fmt == "parquet":
-        return _read_parquet(file, data)
+        return _read_parquet(file, data, ErrorCollector(file, max_errors))
     if not data.strip():
         raise DatasetError("the file is empty", file=file)
     text, bad_bytes = _decode(file, data)
@@ -132,6 +126,51 @@ def read_source(
     if fmt == "jsonl":
         return _read_json_lines(file, text, bad_bytes, errors)
     return _read_json(file, text, bad_bytes, errors)
+
+
+# --------------------------------------------------------------------------- bytes
+
+
+def _read_bytes(file: str) -> bytes:
+    """The file's bytes; any reason it cannot be read is a :class:`DatasetError`."""
+    try:
+        return Path(file).read_bytes()
+    except FileNotFoundError:
+        raise DatasetError("file not found", file=file) from None
+    except IsADirectoryError:
+        raise DatasetError("is a folder, not a file", file=file) from None
+    except PermissionError:
+        raise DatasetError("cannot be read: permission denied", file=file) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DatasetError(
+                "cannot be read: it is a symbolic link that leads (through other links) back "
+                "to itself", file=file,
+            ) from None
+        raise DatasetError(f"cannot be read: {exc.strerror or exc}", file=file) from None
+
+
+def _gunzip(file: str, data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except EOFError:
+        raise DatasetError(
+            "not a readable gzip file: it is cut off (the compressed data ends early)", file=file
+        ) from None
+    except gzip.BadGzipFile as exc:
+        if "Not a gzipped file" in str(exc):
+            raise DatasetError(
+                "not a gzip file, though its name ends in .gz (rename it or compress it)",
+                file=file,
+            ) from None
+        raise DatasetError(
+            f"not a readable gzip file: the compressed data is corrupt ({exc})", file=file
+        ) from None
+    except zlib.error as exc:  # e.g. "Error -3 while decompressing data: invalid block type"
+        detail = str(exc).split(": ", 1)[-1]
+        raise DatasetError(
+            f"not a readable gzip file: the compressed data is corrupt ({detail})", file=file
+        ) from None
 
 
 # --------------------------------------------------------------------------- decoding
@@ -163,14 +202,14 @@ def _decode(file: str, data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8-sig", errors="surrogateescape"), True
 
 
-def bad_bytes_message(text: str) -> str:
+def bad_bytes_message(text: str, fix: str = "save the file as UTF-8") -> str:
     """Describe the first undecodable byte kept in ``text``."""
     m = _SURROGATE.search(text)
     byte = ord(m.group()) - 0xDC00 if m else 0
     latin = bytes([byte]).decode("latin-1")
     return (
         f"not UTF-8: byte 0x{byte:02X} cannot be decoded (it would be '{latin}' in Latin-1/"
-        "Windows-1252); save the file as UTF-8"
+        f"Windows-1252); {fix}"
     )
 
 
@@ -459,7 +498,9 @@ def _read_json(file: str, text: str, bad_bytes: bool, errors: ErrorCollector) ->
 # --------------------------------------------------------------------------- Parquet
 
 
-def _read_parquet(file: str, data: bytes) -> SourceTable:
+def _read_parquet(file: str, data: bytes, errors: ErrorCollector) -> SourceTable:
+    """A Parquet file; row = the record's position (1, 2, ...). Binary columns (texts written
+    as bytes) are decoded as UTF-8, and refused, by row and column, where they are not."""
     import pyarrow.parquet as pq
 
     try:
@@ -469,7 +510,31 @@ def _read_parquet(file: str, data: bytes) -> SourceTable:
     if table.num_rows == 0:
         raise DatasetError("no data rows: the Parquet file is empty", file=file)
     records = table.to_pylist()
-    frame = pd.DataFrame(
-        {c: [_norm(r[c]) for r in records] for c in table.column_names}, dtype=object
-    )
+    columns = {
+        c: [_norm(_utf8(r[c], row, c, errors)) for row, r in enumerate(records, 1)]
+        for c in table.column_names
+    }
+    errors.raise_if_any()
+    frame = pd.DataFrame(columns, dtype=object)
     return SourceTable(file, "parquet", frame, list(range(1, len(records) + 1)), None)
+
+
+def _utf8(value: Any, row: int, column: str, errors: ErrorCollector) -> Any:
+    """``value`` with every ``bytes`` in it decoded as UTF-8 (never shown as ``b'...'``)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            errors.add(
+                bad_bytes_message(
+                    bytes(value).decode("utf-8", errors="surrogateescape"),
+                    "write the column as UTF-8 text (a string column)",
+                ),
+                row=row, field=column,
+            )
+            return ""
+    if isinstance(value, list):
+        return [_utf8(v, row, column, errors) for v in value]
+    if isinstance(value, dict):
+        return {k: _utf8(v, row, column, errors) for k, v in value.items()}
+    return value

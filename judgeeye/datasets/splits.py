@@ -1,19 +1,28 @@
 """Reproducible train / validation / test splits over the gold items.
 
-The same (ids, labels, ratios, seed) always gives the same split, whatever order the items
-come in: ids are sorted first and the random generator is seeded. Splits are stratified by gold
-label so every split sees every rating level in proportion; labels with too few items to share
-out are pooled and split together (all of them, when no label is large enough: a plain shuffle).
+The same (ids, labels, groups, ratios, seed) always gives the same split, whatever order the
+items come in: ids are sorted first and the random generator is seeded. Splits are stratified by
+gold label so every split sees every rating level in proportion; labels with too few items to
+share out are pooled and split together (all of them, when no label is large enough: a plain
+shuffle).
+
+Items that share a source (a SummEval article, a HANNA prompt, an MT-Bench question) are split
+by group: the whole group goes to one split, else a rater tuned on one summary of an article is
+tested on another summary of the same article. Groups are dealt with scikit-learn's
+StratifiedGroupKFold over as many folds as the ratios need (10 for 0.7/0.1/0.2), and whole folds
+then make up each split; this keeps the label strata as far as the grouping allows.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sklearn.model_selection import StratifiedGroupKFold
 
 DEFAULT_RATIOS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
@@ -75,19 +84,31 @@ def _deal(
 
 
 def assign_splits(
-    ids: Sequence[str], labels: Sequence[float] | None = None, rule: SplitRule | None = None
+    ids: Sequence[str],
+    labels: Sequence[float] | None = None,
+    rule: SplitRule | None = None,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, str]:
-    """external id -> split name, for the given gold items (ids must be unique)."""
+    """external id -> split name, for the given gold items (ids must be unique).
+
+    With ``groups`` (one per id), items of one group always share a split.
+    """
     rule = rule or SplitRule()
     labels = list(labels) if labels is not None else [0.0] * len(ids)
     if len(labels) != len(ids):
         raise ValueError("ids and labels must have the same length")
-    pairs = sorted(zip(map(str, ids), labels), key=lambda p: p[0])
-    for a, b in zip(pairs, pairs[1:]):
+    if groups is not None and len(groups) != len(ids):
+        raise ValueError("ids and groups must have the same length")
+    keys = list(map(str, groups)) if groups is not None else [""] * len(ids)
+    triples = sorted(zip(map(str, ids), labels, keys), key=lambda p: p[0])
+    for a, b in zip(triples, triples[1:]):
         if a[0] == b[0]:
             raise ValueError(f"duplicate id '{a[0]}'")
     names = list(rule.ratios)
     ratios = np.array([rule.ratios[n] for n in names], dtype=float)
+    if groups is not None:
+        return _assign_by_group(triples, names, ratios, rule)
+    pairs = [(i, label) for i, label, _ in triples]
     strata = _strata(pairs, rule)
     rng = np.random.default_rng(rule.seed)
     taken = np.zeros(len(names))
@@ -114,6 +135,67 @@ def _strata(pairs: list[tuple[str, float]], rule: SplitRule) -> list[list[str]]:
     if pooled:
         strata.append(pooled)
     return strata
+
+
+#: Most folds the group split uses: ratios are honoured to 1/20 of the groups.
+MAX_FOLDS = 20
+
+
+def _fold_count(ratios: np.ndarray, n_groups: int) -> int:
+    """The fewest folds whose whole numbers give every ratio exactly (else :data:`MAX_FOLDS`),
+    and never more folds than groups."""
+    for k in range(2, MAX_FOLDS + 1):
+        if np.allclose(ratios * k, np.round(ratios * k), atol=1e-6):
+            break
+    return max(1, min(k, n_groups))
+
+
+def _folds_per_split(names: list[str], ratios: np.ndarray, k: int) -> list[str]:
+    """The split of each of ``k`` folds: ratio * k folds each, remainders to the largest
+    fractions (so 3 groups at 0.7/0.1/0.2 make 2 train folds and 1 test fold)."""
+    exact = ratios * k
+    whole = np.floor(exact + 1e-9).astype(int)
+    for i in np.argsort(-(exact - whole), kind="stable")[: k - int(whole.sum())]:
+        whole[i] += 1
+    return [name for name, n in zip(names, whole) for _ in range(n)]
+
+
+def _assign_by_group(
+    triples: list[tuple[str, float, str]], names: list[str], ratios: np.ndarray, rule: SplitRule
+) -> dict[str, str]:
+    """Whole groups to splits (``triples``: (id, label, group), sorted by id)."""
+    ids = [i for i, _, _ in triples]
+    group_codes = np.unique([g for _, _, g in triples], return_inverse=True)[1].ravel()
+    n_groups = int(group_codes.max()) + 1 if ids else 0
+    k = _fold_count(ratios, n_groups)
+    fold_split = _folds_per_split(names, ratios, k)
+    if k == 1:
+        return dict.fromkeys(ids, fold_split[0])
+    classes = np.zeros(len(ids), dtype=int)
+    if rule.stratify:
+        pos = {ext: n for n, ext in enumerate(ids)}
+        for code, members in enumerate(_strata([(i, lab) for i, lab, _ in triples], rule)):
+            classes[[pos[m] for m in members]] = code
+        if np.bincount(classes).max() < k:  # no label has an item for every fold
+            classes[:] = 0
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=rule.seed)
+    result: dict[str, str] = {}
+    with warnings.catch_warnings():  # small labels are expected; they are shared out as they can
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        for fold, (_, members) in enumerate(folds.split(np.zeros(len(ids)), classes, group_codes)):
+            for m in members:
+                result[ids[m]] = fold_split[fold]
+    return result
+
+
+def groups_across_splits(
+    splits: Mapping[str, str], groups: Mapping[str, str]
+) -> dict[str, set[str]]:
+    """The groups whose items sit in more than one split: group -> the splits it is in."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for ext, split in splits.items():
+        seen[groups.get(ext, ext)].add(split)
+    return {g: s for g, s in seen.items() if len(s) > 1}
 
 
 def split_counts(splits: Iterable[str | None]) -> dict[str, int]:

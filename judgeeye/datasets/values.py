@@ -57,13 +57,25 @@ def parse_rating(
     return value
 
 
+#: Largest whole number a float holds exactly (2**53); beyond it 1e19 is not one integer.
+_EXACT_INT = 2**53
+
+
 def cell_text(value: Any) -> str | None:
-    """A cell as text: None stays None (key absent), JSON null -> '', nested -> JSON."""
+    """A cell as text: None stays None (key absent), JSON null -> '', nested -> JSON.
+
+    Numbers in JSON and Parquet are written as a person would: a whole-number float is an
+    integer (``1.0`` -> ``"1"``: an id column that pandas stored as float64 because of a gap
+    keeps the ids ``"1"``, ``"2"``...); any other float keeps its exact shortest form
+    (``1.5`` -> ``"1.5"``). Text cells are never reinterpreted: ``"1.0"`` in a CSV stays ``"1.0"``.
+    """
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) <= _EXACT_INT:
+            return str(int(value))
         return repr(value)
     if isinstance(value, (list, dict, tuple)):
         return json.dumps(value, ensure_ascii=False)

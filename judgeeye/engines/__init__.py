@@ -1,34 +1,44 @@
-"""LLM engines behind one interface: the embedded/any HF model (transformers) and any
-OpenAI-compatible server (vLLM, llama.cpp, hosted APIs)."""
+"""LLM engines behind one interface: the embedded/any HF model (transformers), any
+OpenAI-compatible server (vLLM, llama.cpp, hosted APIs) and vLLM in-process (``vllm``)."""
 
 from judgeeye.engines.base import (
     EMBEDDED_MODEL,
+    ENGINE_KINDS,
+    AnyEngineConfig,
     Completion,
     Engine,
     EngineConfig,
     EngineError,
     GenerationRequest,
     Messages,
+    OpenAIConfig,
     ReadoutUnsupported,
     ResultCallback,
     SamplingParams,
+    TransformersConfig,
+    VLLMConfig,
 )
 
 
 def make_engine(config: EngineConfig) -> Engine:
     """Build the engine a config describes (imports heavy dependencies only when needed)."""
-    if config.kind == "transformers":
+    if isinstance(config, TransformersConfig):
         from judgeeye.engines.transformers_engine import TransformersEngine
 
         return TransformersEngine(config)
-    if config.kind == "openai":
+    if isinstance(config, OpenAIConfig):
         from judgeeye.engines.openai_engine import OpenAIEngine
 
         return OpenAIEngine(config)
+    if isinstance(config, VLLMConfig):
+        from judgeeye.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(config)
     raise EngineError(f"unknown engine kind {config.kind!r}")
 
 
 __all__ = [
-    "EMBEDDED_MODEL", "Completion", "Engine", "EngineConfig", "EngineError", "GenerationRequest",
-    "Messages", "ReadoutUnsupported", "ResultCallback", "SamplingParams", "make_engine",
+    "EMBEDDED_MODEL", "ENGINE_KINDS", "AnyEngineConfig", "Completion", "Engine", "EngineConfig",
+    "EngineError", "GenerationRequest", "Messages", "OpenAIConfig", "ReadoutUnsupported",
+    "ResultCallback", "SamplingParams", "TransformersConfig", "VLLMConfig", "make_engine",
 ]

@@ -1,4 +1,4 @@
-"""Load the (model, tokenizer) pair an :class:`EngineConfig` names, with two caches.
+"""Load the (model, tokenizer) pair a :class:`TransformersConfig` names, with two caches.
 
 * **Disk cache for GGUF files.** transformers dequantizes a GGUF file on every load (~20-35 s
   for the embedded SmolLM2-135M on 2 CPU cores, tokenizer included). The first load converts it
@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from judgeeye.engines.base import EMBEDDED_MODEL, EngineConfig, EngineError
-from judgeeye.engines.transformers_options import engine_option
+from judgeeye.engines.base import EMBEDDED_MODEL, EngineError, TransformersConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -82,7 +81,7 @@ def embedded_gguf_path() -> Path:
 
 
 def resolve_source(model: str) -> ModelSource:
-    """Classify ``EngineConfig.model``."""
+    """Classify an engine config's ``model``."""
     if model == EMBEDDED_MODEL:
         path = embedded_gguf_path()
         return ModelSource("gguf", str(path), path.stem)
@@ -226,7 +225,7 @@ def _checkpoint_location(source: ModelSource) -> str:
     return source.location
 
 
-def _load_uncached(config: EngineConfig) -> tuple[Any, Any]:
+def _load_uncached(config: TransformersConfig) -> tuple[Any, Any]:
     import torch  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -259,7 +258,7 @@ def _load_uncached(config: EngineConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _apply_adapter(model: Any, config: EngineConfig) -> Any:
+def _apply_adapter(model: Any, config: TransformersConfig) -> Any:
     adapter = Path(config.adapter or "").expanduser()
     if not (adapter / "adapter_config.json").is_file():
         raise EngineError(f"no PEFT adapter (adapter_config.json) in {config.adapter!r}")
@@ -268,7 +267,7 @@ def _apply_adapter(model: Any, config: EngineConfig) -> Any:
     except ImportError as exc:  # pragma: no cover
         raise EngineError("adapters need the peft package") from exc
     peft_model = PeftModel.from_pretrained(model, str(adapter))
-    if engine_option(config, "merge_adapter", True):
+    if config.merge_adapter:
         # Merged LoRA weights: plain modules, same speed as the base model, compile-friendly.
         try:
             return peft_model.merge_and_unload()
@@ -281,16 +280,16 @@ _process_cache: OrderedDict[tuple[str, ...], tuple[Any, Any]] = OrderedDict()
 _lock = threading.RLock()
 
 
-def _cache_key(config: EngineConfig) -> tuple[str, ...]:
+def _cache_key(config: TransformersConfig) -> tuple[str, ...]:
     source = resolve_source(config.model)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     adapter = str(Path(config.adapter).expanduser().resolve()) if config.adapter else ""
-    merge = str(bool(engine_option(config, "merge_adapter", True))) if adapter else ""
+    merge = str(config.merge_adapter) if adapter else ""
     return (source.kind, source.location, adapter, merge, str(device), str(dtype))
 
 
-def load_model(config: EngineConfig) -> tuple[Any, Any]:
+def load_model(config: TransformersConfig) -> tuple[Any, Any]:
     """Return ``(model, tokenizer)`` for a config: eval mode, on its device and dtype, the
     tokenizer padding on the left. Loaded once per process per (model, adapter, device, dtype)."""
     key = _cache_key(config)
@@ -305,7 +304,7 @@ def load_model(config: EngineConfig) -> tuple[Any, Any]:
         return loaded
 
 
-def release_model(config: EngineConfig) -> None:
+def release_model(config: TransformersConfig) -> None:
     """Drop one config's model from the process cache (memory is freed once no engine holds it)."""
     with _lock:
         _process_cache.pop(_cache_key(config), None)

@@ -1,28 +1,29 @@
-"""The ``openai`` engine: any OpenAI-compatible chat-completions server.
+"""The ``openai`` engine: any OpenAI-compatible chat-completions server, through the ``openai`` SDK.
 
 Works with vLLM (``vllm serve MODEL --reasoning-parser deepseek_r1``), llama.cpp's servers
-(``python -m llama_cpp.server --model FILE.gguf``), and hosted APIs. It speaks the JSON protocol
-directly with :mod:`httpx` (no SDK models in between, so server-specific fields such as
-``reasoning_content`` are read as sent) on a private asyncio event loop that runs in a daemon
-thread; :meth:`OpenAIEngine.generate` stays synchronous, and ``on_result`` callbacks run in the
-caller's thread (so they may use the caller's database session).
+(``python -m llama_cpp.server --model FILE.gguf``), and hosted APIs. Requests go out through
+``openai.AsyncOpenAI`` on a private asyncio event loop that runs in a daemon thread;
+:meth:`OpenAIEngine.generate` stays synchronous, and ``on_result`` callbacks run in the caller's
+thread (so they may use the caller's database session) while the loop keeps the other requests
+going.
 
 Behaviour
 ---------
-* **Concurrency**: at most ``config.max_concurrency`` HTTP calls in flight (shared by every
-  ``generate`` call on the engine). Backoff sleeps do not hold a slot.
-* **Retries**: HTTP 408/409/425/429 and 5xx, timeouts (``config.timeout`` seconds for the whole
-  call, connect to last byte), connection errors, and malformed or truncated responses are retried
-  up to ``config.max_retries`` times with exponential backoff and jitter (delay for retry *r*,
-  counted from 0: ``min(backoff_max, backoff_base * 2**r)`` scaled by a random factor in
-  [0.5, 1]); a ``Retry-After`` / ``retry-after-ms`` header, when present, sets the delay instead
-  (capped at ``retry_after_max``). Other 4xx answers (bad request, auth, unknown model) are not
-  retried. A call that fails for good gives completions with ``finish_reason="error"`` whose
-  ``error`` says what went wrong and after how many tries; ``generate`` never raises for one
-  failed request (also not when the server is down: every request then comes back as error
-  completions, which the sampler reports). It raises :class:`EngineError` only for an unusable
-  configuration (no ``base_url``; ``api_key_env`` names a variable that is not set).
-* **n > 1**: asked for in one call (``"n": n``). A server that returns fewer choices (llama.cpp's
+* **Concurrency**: at most ``config.max_concurrency`` SDK calls in flight (an asyncio semaphore
+  shared by every ``generate`` call on the engine); one connection pool for the engine's life.
+* **Retries** are the SDK's: HTTP 408/409/429 and 5xx, timeouts (``config.timeout`` seconds to
+  connect and for each read of the answer) and connection errors (a truncated answer included)
+  are retried up to ``config.max_retries`` times. The delay is the server's ``Retry-After`` /
+  ``retry-after-ms`` when it sends one (the SDK gives up at once on more than 2 minutes), else
+  ``min(backoff_max, backoff_base * 2**r)`` minus up to 25% jitter for retry *r* (counted from
+  0), the SDK's rule with the config's numbers. An answer the SDK accepts but that is not a
+  chat completion (not JSON, cut off, no choices) is retried by the engine on the same budget
+  and rule. Other 4xx answers (bad request, auth, unknown model) are not retried. A call that
+  fails for good gives completions with ``finish_reason="error"`` whose ``error`` names the
+  server and says what went wrong after how many tries; ``generate`` never raises for one failed
+  request (also not when the server is down). It raises :class:`EngineError` only for an
+  unusable configuration (no ``base_url``; ``api_key_env`` names a variable that is not set).
+* **n > 1**: asked for in one call (``n``). A server that returns fewer choices (llama.cpp's
   Python server ignores ``n``) is asked again for the rest; once a server has answered ``n > 1``
   with a single choice, the engine sends the remaining (and all later) samples as parallel
   ``n=1`` calls so they spread over the server's slots. With a ``seed``, a follow-up call whose
@@ -37,53 +38,42 @@ Behaviour
   shared by all choices of a call, so every completion carries it). ``usage.completion_tokens``
   is the total over the call's choices; it is split evenly across them (remainder to the first
   choices) and ``meta["tokens_split"]`` is set when a call had several choices. No ``usage``
-  gives 0 and ``meta["usage_missing"] = True``.
+  gives 0 and ``meta["usage_missing"] = True``. ``meta["tries"]`` counts the HTTP tries.
 * **finish_reason**: the choice's (``stop``, ``length``, ``content_filter`` ...); missing -> stop.
 * **API key**: read at each ``generate`` call from the environment variable *named* by
-  ``config.api_key_env`` (``"EMPTY"`` when none is configured; local servers need no key). It is
-  never stored on the engine or in the config, never logged, and is scrubbed from error texts
-  (a server that echoes it back in an error body does not leak it).
+  ``config.api_key_env`` (``"EMPTY"`` when none is configured; local servers need no key) and
+  handed to an SDK client that lives for that call only. It is never stored on the engine or in
+  the config, never logged, and is scrubbed from error texts (a server that echoes it back in
+  an error body does not leak it).
 * **Model**: ``config.model`` is sent as ``model``; ``"embedded"``, ``"auto"`` or ``""`` leave the
   field out, so a single-model local server (vLLM, llama.cpp) uses the model it serves.
-
-Engine options in ``config.extra`` (everything else in ``extra`` is merged into the request
-body, e.g. ``{"top_k": 20, "chat_template_kwargs": {"enable_thinking": True}}``; it cannot
-override ``messages``, ``n``, ``temperature``, ``top_p``, the token limit or ``seed``):
-
-=====================  ======================================================================
-``backoff_base``        seconds, first retry delay before jitter (default 0.5)
-``backoff_max``         seconds, cap on one backoff delay (default 30)
-``retry_after_max``     seconds, cap on a server's ``Retry-After`` (default 300)
-``max_tokens_param``    body field for the token limit: ``max_tokens`` (default) or
-                        ``max_completion_tokens`` (newer hosted models)
-=====================  ======================================================================
+* **Request body**: ``messages``, ``n``, ``temperature``, ``top_p``, the token limit (field
+  ``config.max_tokens_param``) and ``seed`` come from the request and :class:`SamplingParams`;
+  ``config.extra_body`` adds server-specific fields (``top_k``, ``chat_template_kwargs`` ...).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
+import dataclasses
 import logging
-import math
 import os
 import queue
 import random
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import openai
 
 from judgeeye.engines.base import (
     EMBEDDED_MODEL,
     Completion,
     Engine,
-    EngineConfig,
     EngineError,
     GenerationRequest,
+    OpenAIConfig,
     ResultCallback,
     SamplingParams,
 )
@@ -91,26 +81,34 @@ from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKOFF_BASE = 0.5
-DEFAULT_BACKOFF_MAX = 30.0
-DEFAULT_RETRY_AFTER_MAX = 300.0
-#: keys of ``config.extra`` that configure the engine rather than the request body
-ENGINE_OPTIONS = frozenset({"backoff_base", "backoff_max", "retry_after_max", "max_tokens_param"})
 #: ``config.model`` values that mean "whatever the server serves" (no ``model`` field is sent)
 AUTO_MODELS = frozenset({"", "auto", EMBEDDED_MODEL})
 NO_KEY = "EMPTY"
-_RETRY_STATUS = frozenset({408, 409, 425, 429})
-_CORE_FIELDS = ("messages", "n", "temperature", "top_p", "seed", "stream")
+_RETRY_STATUS = frozenset({408, 409, 429})
 
 
-class _CallFailed(Exception):
-    """One HTTP call failed; ``retryable`` says whether trying again may help."""
+def backoff_delay(retry: int, base: float, cap: float) -> float:
+    """The SDK's backoff rule with our numbers: ``min(cap, base * 2**retry)`` minus 0-25% jitter."""
+    return min(cap, base * 2.0 ** min(retry, 1000)) * (1 - 0.25 * random.random())
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None):
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
+
+class _Client(openai.AsyncOpenAI):
+    """``AsyncOpenAI`` whose backoff between retries uses the config's numbers (the SDK's are
+    fixed: 0.5 s doubling to 8 s); a delay the server asks for is still the SDK's to honour.
+    Should a later SDK stop calling this hook, its own fixed backoff applies."""
+
+    backoff: tuple[float, float] = (0.5, 8.0)
+
+    def _calculate_retry_timeout(self, remaining_retries: int, options: Any,
+                                 response_headers: Any = None) -> float:
+        if response_headers is not None and any(h in response_headers for h in ("retry-after", "retry-after-ms")):
+            return super()._calculate_retry_timeout(remaining_retries, options, response_headers)
+        retry = options.get_max_retries(self.max_retries) - remaining_retries
+        return backoff_delay(retry, *self.backoff)
+
+
+class _Malformed(ValueError):
+    """The server answered 200 with something that is not a chat completion."""
 
 
 @dataclass
@@ -118,33 +116,6 @@ class _CallResult:
     completions: list[Completion]
     asked: int
     failed: bool = False
-
-
-def _parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            value = float(ms) / 1000.0
-            if math.isfinite(value) and value >= 0:
-                return value
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-        return value if math.isfinite(value) and value >= 0 else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _text_of(content: Any) -> str:
@@ -156,12 +127,11 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
+            text = part.get("text") if isinstance(part, dict) else getattr(part, "text", part)
+            if isinstance(text, str):
+                parts.append(text)
         return "".join(parts)
-    raise TypeError(f"message.content has unexpected type {type(content).__name__}")
+    raise _Malformed(f"message.content has unexpected type {type(content).__name__}")
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -178,19 +148,71 @@ def _tries(n: int) -> str:
     return f"{n} {'try' if n == 1 else 'tries'}"
 
 
+def _reasoning_field(message: Any) -> str | None:
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def completions_from(payload: Any, n: int) -> list[Completion]:
+    """The completions of one parsed answer (``openai.types.chat.ChatCompletion``), at most ``n``;
+    raises :class:`_Malformed` for an answer without usable choices."""
+    choices = getattr(payload, "choices", None)
+    if not choices:
+        error = getattr(payload, "error", None)
+        if error:
+            raise _Malformed(f"server answered with an error object: {str(error)[:300]}")
+        raise _Malformed("no choices in the response")
+    if not isinstance(choices, list) or any(getattr(c, "message", None) is None for c in choices):
+        raise _Malformed("a choice has no message object")
+    if all(_int_or_none(getattr(c, "index", None)) is not None for c in choices):
+        choices = sorted(choices, key=lambda c: c.index)
+    choices = choices[:n]
+
+    usage = getattr(payload, "usage", None)
+    prompt_tokens = _int_or_none(getattr(usage, "prompt_tokens", None))
+    total_completion = _int_or_none(getattr(usage, "completion_tokens", None))
+    k = len(choices)
+    if total_completion is not None:
+        base, rem = divmod(max(total_completion, 0), k)
+        per_choice = [base + (1 if j < rem else 0) for j in range(k)]
+    else:
+        per_choice = [0] * k
+    model = getattr(payload, "model", None)
+
+    out = []
+    for j, choice in enumerate(choices):
+        message = choice.message
+        content = _text_of(getattr(message, "content", None))
+        reasoning_field = _reasoning_field(message)
+        reasoning, answer = split_reasoning(content, reasoning_field)
+        text = f"<think>\n{reasoning_field.strip()}\n</think>\n\n{content}" if reasoning_field else content
+        finish = getattr(choice, "finish_reason", None)
+        meta: dict[str, Any] = {}
+        if isinstance(model, str):
+            meta["model"] = model
+        if total_completion is None:
+            meta["usage_missing"] = True
+        elif k > 1:
+            meta["tokens_split"] = True
+        out.append(Completion(
+            text=text, reasoning=reasoning, answer=answer, prompt_tokens=prompt_tokens or 0,
+            completion_tokens=per_choice[j], finish_reason=str(finish).lower() if finish else "stop",
+            meta=meta,
+        ))
+    return out
+
+
 class OpenAIEngine(Engine):
     """Chat completions from an OpenAI-compatible server (see the module docstring)."""
 
     supports_readout = False
+    config: OpenAIConfig
 
-    def __init__(
-        self,
-        config: EngineConfig,
-        *,
-        backoff_base: float | None = None,
-        backoff_max: float | None = None,
-    ) -> None:
-        if config.kind != "openai":
+    def __init__(self, config: OpenAIConfig) -> None:
+        if not isinstance(config, OpenAIConfig):
             raise EngineError(f"OpenAIEngine needs an engine config of kind 'openai', got {config.kind!r}")
         base_url = (config.base_url or "").strip()
         if not base_url:
@@ -201,37 +223,17 @@ class OpenAIEngine(Engine):
         if not base_url.startswith(("http://", "https://")):
             raise EngineError(f"base_url must start with http:// or https://, got {base_url!r}")
         self.config = config
-        extra = dict(config.extra)
-        self._backoff_base = self._option(backoff_base, extra, "backoff_base", DEFAULT_BACKOFF_BASE)
-        self._backoff_max = self._option(backoff_max, extra, "backoff_max", DEFAULT_BACKOFF_MAX)
-        self._retry_after_max = self._option(None, extra, "retry_after_max", DEFAULT_RETRY_AFTER_MAX)
-        self._max_tokens_param = str(extra.get("max_tokens_param") or "max_tokens")
-        if self._max_tokens_param not in ("max_tokens", "max_completion_tokens"):
-            raise EngineError(
-                "config.extra['max_tokens_param'] must be 'max_tokens' or 'max_completion_tokens'"
-            )
-        self._body_extra = {k: v for k, v in extra.items() if k not in ENGINE_OPTIONS}
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base_url = base_url.rstrip("/")
         self._host = base_url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-        self._model = None if config.model.strip() in AUTO_MODELS else config.model.strip()
+        model = config.model.strip()
+        self._model: str | openai.Omit = openai.omit if model in AUTO_MODELS else model
         #: set once the server has answered a call for n > 1 with a single choice
         self.server_ignores_n = False
         self._start_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._http: Any = None  # the SDK's async HTTP client: one connection pool, made in the loop
         self._semaphore: asyncio.Semaphore | None = None
-
-    @staticmethod
-    def _option(given: float | None, extra: dict[str, Any], key: str, default: float) -> float:
-        value = given if given is not None else extra.get(key, default)
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise EngineError(f"engine option {key} must be a number of seconds, got {value!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise EngineError(f"engine option {key} must be >= 0 seconds, got {value!r}")
-        return value
 
     def __repr__(self) -> str:
         return f"OpenAIEngine({self.config.label()})"
@@ -259,7 +261,7 @@ class OpenAIEngine(Engine):
         try:
             while True:
                 try:
-                    item = inbox.get(timeout=0.5)
+                    item = inbox.get(timeout=0.5)  # a timeout keeps the thread open to signals
                 except queue.Empty:
                     continue
                 if item is done:
@@ -279,14 +281,14 @@ class OpenAIEngine(Engine):
 
     def close(self) -> None:
         with self._start_lock:
-            loop, thread, client = self._loop, self._thread, self._client
-            self._loop = self._thread = self._client = None
+            loop, thread, http = self._loop, self._thread, self._http
+            self._loop = self._thread = self._http = None
             self._semaphore = None
         if loop is None:
             return
-        if client is not None and loop.is_running():
+        if http is not None and loop.is_running():
             try:
-                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5)
+                asyncio.run_coroutine_threadsafe(http.aclose(), loop).result(timeout=5)
             except Exception:  # noqa: BLE001 - closing must not fail
                 pass
         loop.call_soon_threadsafe(loop.stop)
@@ -333,17 +335,13 @@ class OpenAIEngine(Engine):
                 self._loop, self._thread = loop, thread
             return self._loop
 
-    def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            cap = self.config.max_concurrency
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.timeout),
-                limits=httpx.Limits(max_connections=cap, max_keepalive_connections=cap),
-                headers={"Accept": "application/json"},
-            )
+    def _clients(self, key: str) -> _ClientsByBudget:
+        """SDK clients for one ``generate`` call (the key lives as long as they do)."""
+        if self._http is None:
+            self._http = openai.DefaultAsyncHttpxClient()
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
-        return self._client
+        return _ClientsByBudget(self.config, self._base_url, key, self._http)
 
     async def _run(
         self,
@@ -352,24 +350,24 @@ class OpenAIEngine(Engine):
         key: str,
         inbox: queue.SimpleQueue[Any],
     ) -> None:
-        client = self._get_client()
+        clients = self._clients(key)
 
         async def one(i: int, req: GenerationRequest) -> None:
             try:
-                completions = await self._complete(client, req, params, key)
+                mine = params if req.seed is None else dataclasses.replace(params, seed=req.seed)
+                completions = await self._complete(clients, req, mine)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one request must never sink the call
                 log.exception("openai engine: unexpected failure on request %d", i)
-                message = self._redact(f"internal error: {type(exc).__name__}: {exc}", key)
+                message = clients.redact(f"internal error: {type(exc).__name__}: {exc}")
                 completions = [self._error(message, 0) for _ in range(req.n)]
             inbox.put((i, completions))
 
         await asyncio.gather(*(one(i, req) for i, req in enumerate(requests)))
 
-    async def _complete(
-        self, client: httpx.AsyncClient, req: GenerationRequest, params: SamplingParams, key: str
-    ) -> list[Completion]:
+    async def _complete(self, clients: _ClientsByBudget, req: GenerationRequest,
+                        params: SamplingParams) -> list[Completion]:
         """All ``req.n`` completions of one request (error completions for what failed)."""
         n = req.n
         collected: list[Completion] = []
@@ -378,10 +376,10 @@ class OpenAIEngine(Engine):
             if self.server_ignores_n and missing > 1:
                 offset = len(collected)
                 parts = await asyncio.gather(
-                    *(self._call(client, req.messages, params, key, 1, offset + j) for j in range(missing))
+                    *(self._call(clients, req.messages, params, 1, offset + j) for j in range(missing))
                 )
             else:
-                part = await self._call(client, req.messages, params, key, missing, len(collected))
+                part = await self._call(clients, req.messages, params, missing, len(collected))
                 if not part.failed and part.asked > 1 and len(part.completions) == 1:
                     if not self.server_ignores_n:
                         log.info(
@@ -403,190 +401,74 @@ class OpenAIEngine(Engine):
 
     async def _call(
         self,
-        client: httpx.AsyncClient,
+        clients: _ClientsByBudget,
         messages: list[dict[str, str]],
         params: SamplingParams,
-        key: str,
         n: int,
         seed_offset: int,
     ) -> _CallResult:
         """One logical call (asking for ``n`` choices) with retries; never raises for HTTP trouble."""
-        attempts = 1 + self.config.max_retries
+        max_retries = self.config.max_retries
+        used = 0  # HTTP tries so far
         assert self._semaphore is not None
-        failure: _CallFailed | None = None
-        tries = 0
-        for attempt in range(attempts):
-            tries = attempt + 1
-            async with self._semaphore:
-                try:
-                    completions = await self._call_once(client, messages, params, key, n, seed_offset)
-                except _CallFailed as exc:
-                    failure = exc
-                else:
-                    for c in completions:
-                        c.meta["tries"] = tries
-                    return _CallResult(completions, n)
-            if not failure.retryable or attempt == attempts - 1:
-                break
-            delay = self._delay(attempt, failure.retry_after)
-            log.warning(
-                "openai engine: %s: %s; retry %d/%d in %.2f s",
-                self._host, failure.message, attempt + 1, self.config.max_retries, delay,
-            )
-            await asyncio.sleep(delay)
-        assert failure is not None
-        if failure.retryable:
-            message = f"{failure.message}; gave up after {_tries(tries)} (max_retries={self.config.max_retries})"
+        while True:
+            client = clients.with_retries(max_retries - used)
+            try:
+                async with self._semaphore:
+                    raw = await client.chat.completions.with_raw_response.create(
+                        messages=messages,  # type: ignore[arg-type]
+                        model=self._model,  # type: ignore[arg-type]
+                        n=n if n != 1 else openai.omit,
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        seed=params.seed + seed_offset if params.seed is not None else openai.omit,
+                        extra_body=self.config.extra_body or None,
+                        **{self.config.max_tokens_param: params.max_tokens},
+                    )
+            except openai.APIError as exc:
+                tries = used + 1 + _retries_taken(exc)
+                return _CallResult([self._error(self._failure(clients, exc, tries), tries)], n, failed=True)
+            used += 1 + raw.retries_taken
+            try:
+                completions = completions_from(raw.parse(), n)
+            except (ValueError, TypeError, AttributeError, openai.APIResponseValidationError) as exc:
+                problem = clients.redact(f"malformed response: {_malformed_detail(exc, raw)}")
+                if used > max_retries:
+                    message = f"{problem}; gave up after {_tries(used)} (max_retries={max_retries})"
+                    return _CallResult([self._error(self._named(message), used)], n, failed=True)
+                delay = backoff_delay(used - 1, self.config.backoff_base, self.config.backoff_max)
+                log.warning("openai engine: %s: %s; retry in %.2f s", self._host, problem, delay)
+                await asyncio.sleep(delay)
+                continue
+            for c in completions:
+                c.meta["tries"] = used
+            return _CallResult(completions, n)
+
+    def _failure(self, clients: _ClientsByBudget, exc: openai.APIError, tries: int) -> str:
+        """What went wrong, for the error completion (named server, tries, no key)."""
+        retryable = True
+        if isinstance(exc, openai.APITimeoutError):
+            detail = f"timed out after {self.config.timeout:g} s"
+        elif isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__
+            detail = f"connection error ({type(cause).__name__}: {cause})" if cause else "connection error"
+        elif isinstance(exc, openai.APIStatusError):
+            retryable = exc.status_code in _RETRY_STATUS or exc.status_code >= 500
+            said = _status_detail(exc)
+            detail = f"HTTP {exc.status_code}" + (f": {said}" if said else "")
         else:
-            message = f"{failure.message} (not retried; {_tries(tries)})"
-        message = f"openai engine ({self._host}): {message}"
-        log.warning("%s", message)
-        return _CallResult([self._error(message, tries)], n, failed=True)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._retry_after_max)
-        delay = min(self._backoff_max, self._backoff_base * (2**attempt))
-        return delay * random.uniform(0.5, 1.0)
-
-    def _body(self, messages: list[dict[str, str]], params: SamplingParams, n: int, seed_offset: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            k: v for k, v in self._body_extra.items() if k not in _CORE_FIELDS
-            and k not in ("max_tokens", "max_completion_tokens")
-        }
-        if self._model is not None:
-            body["model"] = self._model
-        body["messages"] = messages
-        if n != 1:
-            body["n"] = n
-        body["temperature"] = params.temperature
-        body["top_p"] = params.top_p
-        body[self._max_tokens_param] = params.max_tokens
-        if params.seed is not None:
-            body["seed"] = params.seed + seed_offset
-        body["stream"] = False
-        return body
-
-    async def _call_once(
-        self,
-        client: httpx.AsyncClient,
-        messages: list[dict[str, str]],
-        params: SamplingParams,
-        key: str,
-        n: int,
-        seed_offset: int,
-    ) -> list[Completion]:
-        body = self._body(messages, params, n, seed_offset)
-        headers = {"Authorization": f"Bearer {key}"}
-        timeout = self.config.timeout
-        try:
-            async with asyncio.timeout(timeout):
-                response = await client.post(self._url, json=body, headers=headers)
-        except (TimeoutError, httpx.TimeoutException):
-            raise _CallFailed(f"timed out after {timeout:g} s", retryable=True) from None
-        except httpx.RequestError as exc:
-            detail = self._redact(f"{type(exc).__name__}: {exc}", key)
-            raise _CallFailed(f"connection error ({detail})", retryable=True) from None
-
-        status = response.status_code
-        if status >= 400:
-            retryable = status in _RETRY_STATUS or status >= 500
-            detail = self._redact(self._error_detail(response), key)
-            message = f"HTTP {status}" + (f": {detail}" if detail else "")
-            raise _CallFailed(
-                message, retryable=retryable,
-                retry_after=_parse_retry_after(response.headers) if retryable else None,
-            )
-        try:
-            payload = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            size = len(response.content)
-            raise _CallFailed(
-                f"malformed response: HTTP {status} with a body that is not JSON ({size} bytes"
-                f"{', truncated?' if size else ''})", retryable=True,
-            ) from None
-        try:
-            return self._completions(payload, n)
-        except _CallFailed:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise _CallFailed(
-                self._redact(f"malformed response: {exc}", key), retryable=True
-            ) from None
-
-    @staticmethod
-    def _error_detail(response: httpx.Response) -> str:
-        text = response.text if response.content else ""
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            err = data.get("error", data.get("detail", data.get("message")))
-            if isinstance(err, dict):
-                err = err.get("message", err)
-            if err is not None:
-                text = err if isinstance(err, str) else json.dumps(err)
-        text = " ".join(text.split())
-        return text[:300] + ("..." if len(text) > 300 else "")
-
-    def _completions(self, payload: Any, n: int) -> list[Completion]:
-        if not isinstance(payload, dict):
-            raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
-        if "choices" not in payload and payload.get("error"):
-            raise ValueError(f"server answered with an error object: {str(payload['error'])[:300]}")
-        choices = payload.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ValueError("no choices in the response")
-        for choice in choices:
-            if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
-                raise ValueError("a choice has no message object")
-        if all(_int_or_none(c.get("index")) is not None for c in choices):
-            choices = sorted(choices, key=lambda c: _int_or_none(c.get("index")) or 0)
-        choices = choices[:n]
-
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        prompt_tokens = _int_or_none(usage.get("prompt_tokens")) if usage else None
-        total_completion = _int_or_none(usage.get("completion_tokens")) if usage else None
-        k = len(choices)
-        if total_completion is not None:
-            base, rem = divmod(max(total_completion, 0), k)
-            per_choice = [base + (1 if j < rem else 0) for j in range(k)]
+            detail = f"{type(exc).__name__}: {exc}"
+        detail = clients.redact(detail)
+        max_retries = self.config.max_retries
+        if retryable and tries > max_retries:
+            message = f"{detail}; gave up after {_tries(tries)} (max_retries={max_retries})"
         else:
-            per_choice = [0] * k
+            message = f"{detail} (not retried; {_tries(tries)})"
+        log.warning("openai engine (%s): %s", self._host, message)
+        return self._named(message)
 
-        out = []
-        for j, choice in enumerate(choices):
-            message = choice["message"]
-            content = _text_of(message.get("content"))
-            reasoning_field = message.get("reasoning_content")
-            if not (isinstance(reasoning_field, str) and reasoning_field.strip()):
-                reasoning_field = message.get("reasoning")
-            if not isinstance(reasoning_field, str) or not reasoning_field.strip():
-                reasoning_field = None
-            reasoning, answer = split_reasoning(content, reasoning_field)
-            text = f"<think>\n{reasoning_field.strip()}\n</think>\n\n{content}" if reasoning_field else content
-            finish = choice.get("finish_reason")
-            finish = str(finish).lower() if finish else "stop"
-            meta: dict[str, Any] = {}
-            if isinstance(payload.get("model"), str):
-                meta["model"] = payload["model"]
-            if usage is None or total_completion is None:
-                meta["usage_missing"] = True
-            elif k > 1:
-                meta["tokens_split"] = True
-            out.append(
-                Completion(
-                    text=text,
-                    reasoning=reasoning,
-                    answer=answer,
-                    prompt_tokens=prompt_tokens or 0,
-                    completion_tokens=per_choice[j],
-                    finish_reason=finish,
-                    meta=meta,
-                )
-            )
-        return out
+    def _named(self, message: str) -> str:
+        return f"openai engine ({self._host}): {message}"
 
     @staticmethod
     def _error(message: str, tries: int) -> Completion:
@@ -595,8 +477,61 @@ class OpenAIEngine(Engine):
             meta={"tries": tries},
         )
 
-    @staticmethod
-    def _redact(text: str, key: str) -> str:
+
+class _ClientsByBudget:
+    """SDK clients of one ``generate`` call, one per retry budget (a call whose answer was
+    malformed goes on with the retries it has left)."""
+
+    def __init__(self, config: OpenAIConfig, base_url: str, key: str, http: Any) -> None:
+        self._config, self._base_url, self._key, self._http = config, base_url, key, http
+        self._by_budget: dict[int, _Client] = {}
+
+    def with_retries(self, max_retries: int) -> _Client:
+        client = self._by_budget.get(max_retries)
+        if client is None:
+            client = _Client(api_key=self._key, base_url=self._base_url, timeout=self._config.timeout,
+                             max_retries=max_retries, http_client=self._http)
+            client.backoff = (self._config.backoff_base, self._config.backoff_max)
+            self._by_budget[max_retries] = client
+        return client
+
+    def redact(self, text: str) -> str:
+        key = self._key
         if key and key != NO_KEY and len(key) >= 4:
             text = text.replace(key, "***")
         return text
+
+
+def _retries_taken(exc: openai.APIError) -> int:
+    """Retries the SDK made before raising (it numbers each try in a request header)."""
+    try:
+        return int(exc.request.headers.get("x-stainless-retry-count", "0"))
+    except (AttributeError, ValueError):
+        return 0
+
+
+def _status_detail(exc: openai.APIStatusError) -> str:
+    """The server's error message, on one line, at most 300 characters."""
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("message", body.get("detail", body.get("error", body)))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        text = err if isinstance(err, str) else str(err)
+    elif isinstance(body, str):
+        text = body
+    else:
+        try:
+            text = exc.response.text
+        except Exception:  # noqa: BLE001 - a body that cannot be read has no detail
+            text = ""
+    text = " ".join(text.split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _malformed_detail(exc: Exception, raw: Any) -> str:
+    if isinstance(exc, _Malformed):
+        return str(exc)
+    size = len(raw.content)
+    return (f"HTTP {raw.status_code} with a body that is not a chat completion ({size} bytes"
+            f"{', truncated?' if size else ''}: {type(exc).__name__})")

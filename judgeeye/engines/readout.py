@@ -8,6 +8,9 @@ tokenizers, so level 10 has no single next token, and a cue ending in a space ma
 digit (``"Rating: 3"`` → ``[..., ":", " 3"]``). :func:`level_token_ids` tokenizes ``cue + level``
 and takes what follows the cue's own tokens; anything other than exactly one token raises.
 
+The read-out reports the **raw** level probabilities (:func:`level_probabilities`), as TRACT's
+CoT-RAIL defines them, and :func:`cot_rail_score` is its expected score.
+
 After sampling, the k traces of an item share its prompt: :func:`read_shared_prompt` runs them
 on top of the prompt's keys/values, which the decoder kept from its prefill (else it prefills the
 prompt once here), and computes the vocabulary logits only at each trace's last position.
@@ -65,6 +68,20 @@ def level_token_ids(tokenizer: Any, levels: Sequence[int | str], cue: str) -> di
     return ids
 
 
+def level_probabilities(probs: Sequence[float], keys: Sequence[str]) -> dict[str, float]:
+    """The raw probability of each level's token, ``p(str(y) | [x, s])`` over the whole vocabulary,
+    as TRACT defines the CoT-RAIL predictor (Chiang et al., Eq. 3): not renormalised over the
+    levels, so they sum to at most 1 (the rest is on other tokens)."""
+    return {k: float(p) for k, p in zip(keys, probs, strict=True)}
+
+
+def cot_rail_score(dist: dict[str, float]) -> float:
+    """TRACT's CoT-RAIL prediction Σ_y p(str(y) | [x, s]) · y from raw level probabilities
+    (:func:`level_probabilities`). Mass on other tokens is not spread over the levels: it pulls
+    the score towards 0, as in the paper's definition."""
+    return float(sum(int(level) * float(p) for level, p in dist.items()))
+
+
 def renormalise(probs: Sequence[float], keys: Sequence[str]) -> dict[str, float]:
     """Level probabilities scaled to sum to 1 (uniform if they are all zero)."""
     total = float(sum(probs))
@@ -106,7 +123,7 @@ def read_shared_prompt(model: Any, prompt: Sequence[int], suffixes: Sequence[Seq
     picked = logits[torch.arange(n, device=logits.device),
                     torch.tensor([keep.index(i) for i in last], device=logits.device)].float()
     probs = torch.softmax(picked, dim=-1)[:, torch.as_tensor(list(level_ids), device=picked.device)]
-    return [renormalise(row, keys) for row in probs.cpu().tolist()]
+    return [level_probabilities(row, keys) for row in probs.cpu().tolist()]
 
 
 def read_each(model: Any, seqs: Sequence[Sequence[int]], level_ids: Sequence[int],
@@ -133,8 +150,9 @@ def read_each(model: Any, seqs: Sequence[Sequence[int]], level_ids: Sequence[int
                        logits_to_keep=1).logits[:, -1, :]
         probs = torch.softmax(logits.float(), dim=-1)[:, index].cpu().tolist()
         for r, i in enumerate(chunk):
-            out[i] = renormalise(probs[r], keys)
+            out[i] = level_probabilities(probs[r], keys)
     return out
 
 
-__all__ = ["level_token_ids", "read_each", "read_shared_prompt", "renormalise"]
+__all__ = ["cot_rail_score", "level_probabilities", "level_token_ids", "read_each",
+           "read_shared_prompt", "renormalise"]

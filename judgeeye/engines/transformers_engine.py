@@ -15,8 +15,8 @@ distribution but not the same random numbers, so a seed reproduces results on on
 device. Each batch's prompt keys/values are kept until the next batch, so the score read-out
 (:meth:`score_readout`) right after an item's traces does not prefill its prompt again.
 
-Engine options, read by :func:`judgeeye.engines.transformers_options.engine_option` (today from
-``config.extra``; any other key of ``extra`` goes to ``model.generate`` on the plain path):
+Engine options (:class:`TransformersConfig` fields; ``generate_kwargs`` go to ``model.generate``
+on the plain path):
 
 ====================  =========================================================================
 ``fast_decode``       ``True`` (default): the static decoder where supported; ``False``: always
@@ -44,12 +44,12 @@ from typing import Any
 from judgeeye.engines.base import (
     Completion,
     Engine,
-    EngineConfig,
     EngineError,
     GenerationRequest,
     Messages,
     ResultCallback,
     SamplingParams,
+    TransformersConfig,
 )
 from judgeeye.engines.chat_prompt import encode_text, eos_token_ids, pad_token_id, render_chat
 from judgeeye.engines.gpu import StaticDecoder, build_static_decoder
@@ -57,7 +57,6 @@ from judgeeye.engines.model_loader import load_model, prepare_tokenizer, release
 from judgeeye.engines.plain_decode import full_attention_only, plain_generate
 from judgeeye.engines.readout import level_token_ids, read_each, read_shared_prompt
 from judgeeye.engines.token_results import BatchStats, PromptCache, TokenResult
-from judgeeye.engines.transformers_options import engine_option, generate_kwargs, with_options
 from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -74,11 +73,12 @@ class TransformersEngine(Engine):
 
     supports_readout = True
 
-    def __init__(self, config: EngineConfig | None = None, *, model: Any = None,
+    def __init__(self, config: TransformersConfig | None = None, *, model: Any = None,
                  tokenizer: Any = None) -> None:
-        self.config = config or EngineConfig()
-        if self.config.kind != "transformers":
-            raise EngineError(f"TransformersEngine got a {self.config.kind!r} config")
+        config = config or TransformersConfig()
+        if not isinstance(config, TransformersConfig):
+            raise EngineError(f"TransformersEngine got a {config.kind!r} config")
+        self.config = config
         #: loaded here (shared through the process cache) rather than handed in
         self._owns_model = model is None
         if model is None:
@@ -90,7 +90,7 @@ class TransformersEngine(Engine):
         self.device = model.device
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = pad_token_id(model, tokenizer, self.eos_ids)
-        self._fast_wanted = bool(engine_option(self.config, "fast_decode", True))
+        self._fast_wanted = self.config.fast_decode
         self._decoder: StaticDecoder | None = None
         #: why the static decoder is off (unsupported release or model, or it failed)
         self._fast_failed: str | None = None
@@ -99,11 +99,14 @@ class TransformersEngine(Engine):
         self.stats: list[BatchStats] = []
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any = None, config: EngineConfig | None = None,
-                   **options: Any) -> TransformersEngine:
-        """An engine around an already loaded model (benchmarks, training callbacks)."""
-        return cls(with_options(config or EngineConfig(), **options), model=model,
-                   tokenizer=tokenizer)
+    def from_model(cls, model: Any, tokenizer: Any = None, config: TransformersConfig | None = None,
+                   **fields: Any) -> TransformersEngine:
+        """An engine around an already loaded model (benchmarks, training callbacks); ``fields``
+        override config fields."""
+        cfg = config or TransformersConfig()
+        if fields:
+            cfg = TransformersConfig.model_validate({**cfg.model_dump(), **fields})
+        return cls(cfg, model=model, tokenizer=tokenizer)
 
     # ------------------------------------------------------------------------------ paths
     @property
@@ -121,17 +124,17 @@ class TransformersEngine(Engine):
             return None
         if self._decoder is None:
             on_cuda = self.device.type == "cuda"
-            graphs = bool(engine_option(self.config, "cuda_graphs", on_cuda))
+            cfg = self.config
+            graphs = on_cuda if cfg.cuda_graphs is None else cfg.cuda_graphs
             self._decoder, self._fast_failed = build_static_decoder(
                 self.model, pad_id=self.pad_id, eos=self.eos_ids,
-                compile=bool(engine_option(self.config, "compile", on_cuda)), cuda_graphs=graphs,
-                sync_every=int(engine_option(self.config, "sync_every", 16)),
+                compile=on_cuda if cfg.compile is None else cfg.compile, cuda_graphs=graphs,
+                sync_every=cfg.sync_every,
                 # without graphs every batch has a shape of its own: keep only the last one
-                max_slots=int(engine_option(self.config, "max_graphs", 4)) if graphs else 1,
-                fuse=bool(engine_option(self.config, "fuse_projections",
-                                        graphs and self._owns_model)),
-                decode_attention=str(engine_option(self.config, "decode_attention", "auto")),
-                compile_mode=engine_option(self.config, "compile_mode"))
+                max_slots=cfg.max_graphs if graphs else 1,
+                fuse=(graphs and self._owns_model if cfg.fuse_projections is None
+                      else cfg.fuse_projections),
+                decode_attention=cfg.decode_attention, compile_mode=cfg.compile_mode)
             if self._decoder is not None and self._decoder.fused_groups and self._owns_model:
                 # Its modules changed: later load_model() calls get a pristine copy.
                 release_model(self.config)
@@ -171,7 +174,7 @@ class TransformersEngine(Engine):
                     self._decoder = None
             results, stats, cache = plain_generate(
                 self.model, prompts, params, pad_id=self.pad_id, eos_ids=self.eos_ids,
-                generate_kwargs=generate_kwargs(self.config), ignore_eos=ignore_eos)
+                generate_kwargs=self.config.generate_kwargs, ignore_eos=ignore_eos)
             self.stats.append(stats)
             if cache is not None:
                 self._prompt_caches = {tuple(prompts[0]): cache}
@@ -292,8 +295,9 @@ class TransformersEngine(Engine):
         level_ids = level_token_ids(self.tokenizer, levels, cue)
         keys = list(level_ids)
         index = [level_ids[k] for k in keys]
-        if all(m == messages[0] for m in messages) and full_attention_only(self.model):
-            # The k traces of one item: its prompt once (from the sampling batch when it is
+        if (len(messages) > 1 and all(m == messages[0] for m in messages)
+                and full_attention_only(self.model)):
+            # The k > 1 traces of one item: its prompt once (from the sampling batch when it is
             # still there), the traces on top.
             prefix = self.encode_messages(messages[0])
             suffixes = [encode_text(self.tokenizer, t + cue) for t in traces]
@@ -314,7 +318,7 @@ class TransformersEngine(Engine):
         if self._decoder is not None:
             self._decoder.close()
             self._decoder = None
-        if self.model is not None and engine_option(self.config, "keep_loaded") is False:
+        if self.model is not None and not self.config.keep_loaded:
             release_model(self.config)
         self.model = None
         self.tokenizer = None
@@ -328,4 +332,4 @@ class TransformersEngine(Engine):
 
 
 __all__ = ["BatchStats", "StaticDecoder", "TokenResult", "TransformersEngine",
-           "encode_text", "engine_option", "eos_token_ids", "render_chat"]
+           "encode_text", "eos_token_ids", "render_chat"]

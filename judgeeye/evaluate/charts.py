@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,9 @@ from plotly.subplots import make_subplots
 
 from judgeeye.evaluate.compare import Comparison, GroupComparison, significance_mark
 from judgeeye.sampling import RunStats
+
+if TYPE_CHECKING:
+    from judgeeye.evaluate.dashboard import Reliability
 
 METRIC_TITLES = {"tau": "Kendall τ", "icc3": "ICC(3,1)", "mse": "MSE"}
 
@@ -94,22 +99,25 @@ def by_gold_chart(by_gold: pd.DataFrame, levels: list[int]) -> go.Figure:
     return fig
 
 
-def reliability_chart(rows: pd.DataFrame) -> go.Figure:
-    """Inter-rater ICC(3,1) among the raters of each codebook version."""
-    fig = go.Figure(go.Bar(x=[f"v{v}" for v in rows["codebook"]], y=rows["ICC(3,1)"],
-                           text=[f"M={m}" for m in rows["raters"]], textposition="outside"))
+def reliability_chart(rows: Sequence[Reliability]) -> go.Figure:
+    """Inter-rater ICC(3,1) among the raters of each codebook version (versions with a value)."""
+    fig = go.Figure(go.Bar(x=[f"v{r.codebook_version}" for r in rows],
+                           y=[r.icc.icc3 if r.icc else math.nan for r in rows],
+                           text=[f"M={len(r.run_ids)}" for r in rows], textposition="outside"))
     fig.update_layout(title="Inter-rater reliability among LLM raters by codebook version",
                       xaxis_title="codebook version", yaxis_title="ICC(3,1)", height=380)
     return fig
 
 
 def acceptance_chart(stats: RunStats, title: str = "Acceptance rate per gold level") -> go.Figure:
-    levels = pd.DataFrame([{"gold": f"{lv.level:g}", "rate": lv.rate, "items": lv.items} for lv in stats.per_level])
-    fig = go.Figure(go.Bar(x=levels.get("gold", []), y=levels.get("rate", []),
-                           customdata=levels[["items"]].to_numpy() if len(levels) else None,
+    """Share of candidates accepted per gold level, on a 0–100% axis (callers show a sentence
+    instead when the run has no candidates: see ``report.sampling_note``)."""
+    levels = pd.DataFrame([{"gold": f"{lv.level:g}", "rate": lv.rate, "items": lv.items} for lv in stats.per_level],
+                          columns=["gold", "rate", "items"])
+    fig = go.Figure(go.Bar(x=levels["gold"], y=levels["rate"], customdata=levels[["items"]].to_numpy(),
                            hovertemplate="gold %{x}: %{y:.1%} over %{customdata[0]} items<extra></extra>"))
     fig.update_layout(title=_safe(title), xaxis_title="gold label", yaxis_title="acceptance rate",
-                      yaxis_tickformat=".0%", height=360)
+                      yaxis_tickformat=".0%", yaxis_range=[0, 1], xaxis_type="category", height=360)
     return fig
 
 
@@ -131,7 +139,7 @@ def annotators_chart(progress: pd.DataFrame) -> go.Figure:
     for column in ("submitted", "skipped", "none_fits", "edited"):
         if column in progress:
             fig.add_trace(go.Bar(x=names, y=progress[column], name=column.replace("_", " ")))
-    fig.update_layout(barmode="group", title="Annotators' progress", height=360)
+    fig.update_layout(barmode="group", title="Annotators' progress", yaxis_title="reviews", height=360)
     return fig
 
 

@@ -135,7 +135,8 @@ class Comparison:
             a, b = self.metrics_a[metric], self.metrics_b[metric]
             out.append({"metric": metric, "A": a, "B": b, "B - A": b - a, "test": test.name,
                         "p": test.p_value, "ci_lo": test.ci[0], "ci_hi": test.ci[1], "n": test.n,
-                        "excluded": test.n_excluded, "mark": significance_mark(test.p_value)})
+                        "excluded": test.n_excluded, "degenerate": test.n_degenerate or 0,
+                        "mark": significance_mark(test.p_value)})
         return out
 
 
@@ -191,8 +192,8 @@ def compare_groups(session: Session, runs_a: list[int], runs_b: list[int], *, n_
     per_rater = []
     for a, b in zip(runs_a, runs_b):
         ma, mb = _pair_metrics(gold, aligned.column(a)), _pair_metrics(gold, aligned.column(b))
-        per_rater.append({"run A": a, "run B": b, **{f"{k} A": ma[k] for k in ("tau", "icc3", "mse")},
-                          **{f"{k} B": mb[k] for k in ("tau", "icc3", "mse")}})
+        per_rater.append({"run A": a, "run B": b, **{f"{k} A": ma[k] for k in ("tau", "icc3", "mse", "n")},
+                          **{f"{k} B": mb[k] for k in ("tau", "icc3", "mse", "n")}})  # n: items rated
     tests = {
         metric: paired_t_test_across_raters([r[f"{metric} A"] for r in per_rater],
                                             [r[f"{metric} B"] for r in per_rater], alternative=alt)

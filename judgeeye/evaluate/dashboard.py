@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from judgeeye.display import snippet
 from judgeeye.engines import EngineConfig
 from judgeeye.evaluate import cache
 from judgeeye.evaluate.compare import (
@@ -29,14 +30,17 @@ from judgeeye.evaluate.compare import (
     compare_runs,
 )
 from judgeeye.evaluate.summary import prediction_fingerprints, summaries
+from judgeeye.jobs import ACTIVE, run_status
 from judgeeye.metrics import InterRaterICC, TestResult, confusion_matrix, inter_rater_icc3, round_to_levels
-from judgeeye.sampling import LevelStats, RunStats, run_stats
+from judgeeye.sampling import RunStats, run_stats
+from judgeeye.sampling.runs import ACCEPTANCE_LABELS
 from judgeeye.store import Candidate, Codebook, Item, Job, Prediction, Project, RaterRun, SamplingRun
 
 N_BOOT = 1000
+UNPARSED_SHOWN = 3  # answers without a rating shown when a run has no rating at all
 RUN_COLUMNS = ["run", "name", "rater", "readout", "codebook", "split", "status", "predictions",
                "parse failures", "n", "tau", "tau_lo", "tau_hi", "icc3", "icc3_lo", "icc3_hi",
-               "mse", "mse_lo", "mse_hi", "created"]
+               "mse", "mse_lo", "mse_hi", "tau_degenerate", "icc3_degenerate", "created"]
 
 
 # ----------------------------------------------------------------------------- rater runs
@@ -52,6 +56,8 @@ class RunInfo:
     split: str
     limit: int | None
     status: str
+    predictions: int = 0  # predictions written so far
+    rated: int = 0  # ... of which carry a rating (the others could not be parsed)
 
     @property
     def key(self) -> str:
@@ -62,19 +68,43 @@ class RunInfo:
     def items_key(self) -> tuple[str, int | None]:
         return (self.split, self.limit)
 
+    @property
+    def measurable(self) -> bool:
+        """Finished, with the two ratings τ and ICC(3,1) need at the least: fit to compare."""
+        return self.status == "completed" and self.rated >= 2
+
+    def title(self) -> str:
+        """The run by number and name (charts, headings)."""
+        return f"Run {self.id} · {self.name}"
+
     def label(self) -> str:
-        return f"Run {self.id} · {self.name} · {self.status}"
+        """The run with what it is doing now (selectors)."""
+        return f"{self.title()} · {self.status}"
 
 
-def _status(run_status: str, job_status: str | None) -> str:
-    """A run whose worker died stays 'running' in its own row; its job says 'failed'."""
-    if run_status == "running" and job_status in ("failed", "cancelled"):
-        return job_status
-    return run_status
+def comparable(a: RunInfo, b: RunInfo) -> bool:
+    """Two different runs that rated the same items (same split and limit, both complete) and
+    have ratings to compare."""
+    return a.id != b.id and a.items_key == b.items_key and a.measurable and b.measurable
+
+
+def why_not_measurable(run: RunInfo) -> str:
+    """Why a run cannot enter a comparison, in words ("" when it can)."""
+    if run.status in ACTIVE:
+        return f"run {run.id} is still {run.status}"
+    if run.predictions == 0:
+        return f"run {run.id} has no predictions"
+    if run.rated == 0:
+        return f"all {run.predictions:,} answers of run {run.id} were unparsed"
+    if run.status != "completed":
+        return f"run {run.id} is {run.status} ({run.predictions:,} prediction{'' if run.predictions == 1 else 's'})"
+    if run.rated < 2:
+        return f"run {run.id} has a single parsed rating"
+    return ""
 
 
 def list_runs(session: Session, project_id: int) -> list[RunInfo]:
-    """The project's rater runs, newest last, in one query."""
+    """The project's rater runs, newest last, with their prediction counts (two queries)."""
     rows = session.execute(
         select(RaterRun, Codebook.version, Job.status)
         .join(Codebook, Codebook.id == RaterRun.codebook_id)
@@ -82,6 +112,12 @@ def list_runs(session: Session, project_id: int) -> list[RunInfo]:
         .where(RaterRun.project_id == project_id)
         .order_by(RaterRun.id)
     ).all()
+    counts = {run_id: (int(n), int(rated)) for run_id, n, rated in session.execute(
+        select(Prediction.rater_run_id, func.count(), func.count(Prediction.rating))
+        .join(RaterRun, RaterRun.id == Prediction.rater_run_id)
+        .where(RaterRun.project_id == project_id)
+        .group_by(Prediction.rater_run_id)
+    ).all()}
     out = []
     for run, version, job_status in rows:
         rater = run.rater or {}
@@ -89,15 +125,17 @@ def list_runs(session: Session, project_id: int) -> list[RunInfo]:
             label = EngineConfig.model_validate(rater.get("engine", {})).label()
         except ValueError:
             label = "?"
+        n, rated = counts.get(run.id, (0, 0))
         out.append(RunInfo(id=run.id, name=run.name, rater=label, readout=str(rater.get("readout", "parsed")),
                            codebook_version=int(version), split=run.split, limit=rater.get("limit"),
-                           status=_status(run.status, job_status)))
+                           status=run_status(run.status, job_status), predictions=n, rated=rated))
     return out
 
 
-def run_table(session: Session, project_id: int) -> pd.DataFrame:
-    """One row per rater run: τ, ICC(3,1), MSE with 95% bootstrap intervals, parse failures, n."""
-    runs = list_runs(session, project_id)
+def run_table(session: Session, project_id: int, runs: list[RunInfo] | None = None) -> pd.DataFrame:
+    """One row per rater run: τ, ICC(3,1), MSE with 95% bootstrap intervals, parse failures, n
+    (``runs``: the project's :func:`list_runs`, when the caller has them already)."""
+    runs = list_runs(session, project_id) if runs is None else runs
     sums = summaries(session, [r.id for r in runs])
     created = dict(session.execute(select(RaterRun.id, RaterRun.created_at)
                                    .where(RaterRun.project_id == project_id)).all())
@@ -109,7 +147,8 @@ def run_table(session: Session, project_id: int) -> pd.DataFrame:
                      "predictions": s.n_predictions, "parse failures": s.parse_failures, "n": s.n,
                      "tau": s.tau, "tau_lo": s.tau_lo, "tau_hi": s.tau_hi, "icc3": s.icc3,
                      "icc3_lo": s.icc3_lo, "icc3_hi": s.icc3_hi, "mse": s.mse, "mse_lo": s.mse_lo,
-                     "mse_hi": s.mse_hi, "created": created.get(r.id)})
+                     "mse_hi": s.mse_hi, "tau_degenerate": s.tau_degenerate,
+                     "icc3_degenerate": s.icc3_degenerate, "created": created.get(r.id)})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -122,8 +161,25 @@ class RunDetail:
     levels: list[int]
     confusion: np.ndarray  # rows = gold level, columns = predicted level (rounded)
     by_gold: pd.DataFrame  # gold, items, rated, parse failures, mean, sd
-    worst: pd.DataFrame  # item, gold, rating, error, reasoning, answer, text
+    worst: pd.DataFrame  # item (its id), gold, rating, error, reasoning, answer, text, title (its opening words)
     gold_rounded: int = 0  # gold labels between levels (median of an even number of raters)
+    n_predictions: int = 0
+    n_rated: int = 0  # predictions with a rating and a gold label: what the charts count
+    unparsed: pd.DataFrame = field(default_factory=pd.DataFrame)  # item, answer: a few without a rating
+
+    @property
+    def note(self) -> str:
+        """Why the run has nothing to chart ("" when it has)."""
+        if self.n_predictions == 0:
+            return f"Rater run {self.run_id} has no predictions yet."
+        if self.n_rated == 0:
+            n = self.n_predictions
+            answers = "the only answer" if n == 1 else f"all {n:,} answers"
+            return (f"{answers.capitalize()} of this run {'was' if n == 1 else 'were'} unparsed: no rating could be "
+                    "read from the end of the answer (a <rating>N</rating> tag or “Rating: N”), so there is "
+                    "nothing to compare with the gold labels. More max tokens, or the argmax / expected "
+                    "read-out of a local model, may give ratings.")
+        return ""
 
 
 def run_detail(session: Session, run_id: int, *, worst: int = 10) -> RunDetail:
@@ -170,12 +226,21 @@ def run_detail(session: Session, run_id: int, *, worst: int = 10) -> RunDetail:
     ).all()
     worst_df = pd.DataFrame(
         [{"item": e, "gold": float(g), "rating": float(r), "error": float(d), "reasoning": reasoning or "",
-          "answer": answer or "", "text": "\n\n".join(f"{k}: {v}" for k, v in (fields or {}).items())}
+          "answer": answer or "", "text": "\n\n".join(f"{k}: {v}" for k, v in (fields or {}).items()),
+          "title": snippet(" ".join(str(v) for v in (fields or {}).values()))}
          for e, g, r, d, reasoning, answer, fields in bad],
-        columns=["item", "gold", "rating", "error", "reasoning", "answer", "text"])
+        columns=["item", "gold", "rating", "error", "reasoning", "answer", "text", "title"])
+    n_predictions = session.scalar(select(func.count()).select_from(Prediction).where(mine)) or 0
+    unparsed = pd.DataFrame(session.execute(
+        select(Item.external_id, Prediction.answer)
+        .join(Item, Item.id == Prediction.item_id)
+        .where(mine, Prediction.rating.is_(None))
+        .order_by(Item.id).limit(UNPARSED_SHOWN)
+    ).all(), columns=["item", "answer"])
     return RunDetail(run_id=run_id, levels=levels, confusion=conf,
                      by_gold=pd.DataFrame(rows, columns=["gold", "items", "rated", "parse failures", "mean rating", "sd"]),
-                     worst=worst_df, gold_rounded=off_level)
+                     worst=worst_df, gold_rounded=off_level, n_predictions=int(n_predictions),
+                     n_rated=int(counts.sum()) if len(counts) else 0, unparsed=unparsed)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -195,7 +260,8 @@ def _floats(d: dict[str, Any]) -> dict[str, float]:
 
 def _run_fingerprint(session: Session, run_ids: list[int]) -> dict[str, Any]:
     fps = prediction_fingerprints(session, run_ids)
-    return {"runs": [[r, *fps[r][:2]] for r in run_ids], "n_boot": N_BOOT}
+    # version 2: tests count their undefined (degenerate) resamples
+    return {"runs": [[r, *fps[r][:2]] for r in run_ids], "n_boot": N_BOOT, "version": 2}
 
 
 def comparison(session: Session, run_a: int, run_b: int) -> Comparison:
@@ -249,7 +315,7 @@ def version_pairs(runs: list[RunInfo], version_a: int, version_b: int) -> tuple[
     def pick(version: int) -> dict[tuple[str, tuple[str, int | None]], RunInfo]:
         out: dict[tuple[str, tuple[str, int | None]], RunInfo] = {}
         for r in runs:
-            if r.codebook_version == version and r.status == "completed":
+            if r.codebook_version == version and r.measurable:
                 out[(r.key, r.items_key)] = r
         return out
 
@@ -270,43 +336,46 @@ class Reliability:
 
 
 def reliability_by_version(session: Session, runs: list[RunInfo]) -> list[Reliability]:
-    """For each codebook version, ICC among its completed runs over the same items (the largest
-    such group), cached by the runs' prediction fingerprints."""
+    """For each codebook version, ICC among its completed runs with ratings over the same items
+    (the largest such group), cached by the runs' prediction fingerprints. A completed run
+    without ratings to compare (all answers unparsed) is left out and named in the note."""
     groups: dict[tuple[int, tuple[str, int | None]], list[RunInfo]] = defaultdict(list)
+    left_out: dict[int, list[str]] = defaultdict(list)
     for r in runs:
-        if r.status == "completed":
+        if r.measurable:
             groups[(r.codebook_version, r.items_key)].append(r)
+        elif r.status == "completed":
+            left_out[r.codebook_version].append(why_not_measurable(r))
     best: dict[int, list[RunInfo]] = {}
     for (version, _), members in sorted(groups.items(), key=lambda kv: kv[0][0]):
         if len(members) > len(best.get(version, [])):
             best[version] = members
     out = []
-    for version, members in sorted(best.items()):
+    for version in sorted(set(best) | set(left_out)):
+        members = best.get(version, [])
         ids = [r.id for r in members]
         raters = [r.key for r in members]
+        notes = [f"left out: {why}" for why in left_out.get(version, [])]
         if len(ids) < 2:
-            out.append(Reliability(version, ids, raters, None, "needs at least two completed runs on the same items"))
+            notes.insert(0, "needs at least two completed runs with ratings on the same items")
+            out.append(Reliability(version, ids, raters, None, "; ".join(notes)))
             continue
         try:
             icc = cache.cached(session, "icc:" + ",".join(map(str, ids)), _run_fingerprint(session, ids),
                                lambda ids=ids: inter_rater_icc3(align_runs(session, ids).ratings), asdict, _icc)
-            out.append(Reliability(version, ids, raters, icc))
+            out.append(Reliability(version, ids, raters, icc, "; ".join(notes)))
         except ItemMismatchError as exc:
-            out.append(Reliability(version, ids, raters, None, str(exc)))
+            out.append(Reliability(version, ids, raters, None, "; ".join([str(exc), *notes])))
     return out
 
 
 # ----------------------------------------------------------------------------- sampling
 def _stats_payload(stats: RunStats) -> dict[str, Any]:
-    return asdict(stats)
+    return stats.to_payload()
 
 
 def _stats_decode(d: dict[str, Any]) -> RunStats:
-    d = dict(d)
-    d["per_level"] = [LevelStats(**lv) for lv in d["per_level"]]
-    d["per_annotator"] = {k: (int(v[0]), int(v[1])) for k, v in d["per_annotator"].items()}
-    d["utilization"] = [float(u) for u in d["utilization"]]
-    return RunStats(**d)
+    return RunStats.from_payload(d)
 
 
 @dataclass
@@ -328,13 +397,15 @@ def sampling_overview(session: Session, project_id: int) -> list[SamplingRow]:
         # candidates are append-only and go when their run goes: the newest id (one index probe)
         # and the run's status say whether the cached statistics still hold
         max_id = session.scalar(select(func.max(Candidate.id)).where(Candidate.run_id == run_id)) or 0
-        stats = cache.cached(session, f"sampling_run:{run_id}:stats", {"max_id": int(max_id), "status": status},
+        # ":stats2": statistics per acceptance mode (older cached payloads lack them)
+        stats = cache.cached(session, f"sampling_run:{run_id}:stats2", {"max_id": int(max_id), "status": status},
                              lambda run_id=run_id: run_stats(session, run_id), _stats_payload, _stats_decode)
         try:
             label = EngineConfig.model_validate(engine).label()
         except ValueError:
             label = "?"
-        out.append(SamplingRow(run_id, f"Sampling run {run_id} · {label} · k={k} · {status}", stats))
+        mode = ACCEPTANCE_LABELS.get(stats.acceptance, stats.acceptance)
+        out.append(SamplingRow(run_id, f"Sampling run {run_id} · {label} · k={k} · {mode} · {status}", stats))
     return out
 
 

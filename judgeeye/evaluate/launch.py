@@ -74,8 +74,10 @@ def cli_command(project: str, spec: RaterSpec, split: str, codebook_version: int
         args += ["--codebook", str(codebook_version)]
     if spec.limit:
         args += ["--limit", str(spec.limit)]
-    if spec.engine.adapter:
-        args += ["--adapter", spec.engine.adapter]
-    if spec.engine.api_key_env:
-        args += ["--api-key-env", spec.engine.api_key_env]
-    return shlex.join(args)
+    if spec.seed is not None:
+        args += ["--seed", str(spec.seed)]
+    engine, default = spec.engine, type(spec.engine)(model=spec.engine.model)
+    for name, option in (("batch_size", "--batch-size"), ("max_concurrency", "--concurrency")):
+        if name in type(engine).model_fields and getattr(engine, name) != getattr(default, name):
+            args += [option, str(getattr(engine, name))]
+    return shlex.join(args + engine.cli_options())

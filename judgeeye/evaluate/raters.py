@@ -9,6 +9,7 @@ exactly as it started.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,11 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import current_version, get_version
-from judgeeye.engines import EngineConfig
+from judgeeye.engines import AnyEngineConfig, EngineConfig
 from judgeeye.store import Codebook, Item, Project, RaterRun
 
 Readout = Literal["parsed", "argmax", "expected"]
 READOUTS: tuple[str, ...] = ("parsed", "argmax", "expected")
+READOUT_LABELS: dict[str, str] = {"parsed": "parsed (the rating it wrote)", "argmax": "argmax (most probable level)",
+                                  "expected": "expected (CoT-RAIL)"}
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 
@@ -29,15 +32,20 @@ class RaterSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    readout: Readout = "parsed"
-    #: the paper rates with temperature 1.0 and top-p 0.95 (section 4.3)
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(1024, ge=1)
-    seed: int | None = None
-    #: rate only the first N items of the split (in item order)
-    limit: int | None = Field(None, ge=1)
+    engine: AnyEngineConfig = Field(default_factory=EngineConfig, title="Engine",
+                                    description="The model that rates, and how it runs.")
+    readout: Readout = Field("parsed", title="Read-out", json_schema_extra={"labels": READOUT_LABELS},
+                             description="parsed: the rating the model wrote; argmax or expected: TRACT's score "
+                                         "read-out after the trace (local models only).")
+    temperature: float = Field(1.0, ge=0, title="Temperature", json_schema_extra={"step": 0.1},
+                               description="Sampling temperature (the paper rates with 1.0, section 4.3).")
+    top_p: float = Field(0.95, gt=0, le=1, title="Top-p", json_schema_extra={"step": 0.05},
+                         description="Nucleus sampling (the paper rates with 0.95, section 4.3).")
+    max_tokens: int = Field(1024, ge=1, title="Max tokens", description="Tokens per rating.")
+    seed: int | None = Field(None, title="Seed", json_schema_extra={"none": "none", "advanced": True},
+                             description="Seed of the ratings, for engines that take one.")
+    limit: int | None = Field(None, ge=1, title="Only the first N items", json_schema_extra={"none": "all"},
+                              description="Rate only the first N items of the split (in item order).")
 
     def check(self) -> None:
         """Score read-outs need token probabilities, which only local engines have."""
@@ -77,13 +85,8 @@ def parse_rater(text: str, **defaults: object) -> tuple[RaterSpec, int | None, s
             head, adapter=merged.get("adapter"), api_key_env=merged.get("api_key_env"),
             batch_size=_int(merged.get("batch_size"), "batch_size"),
             max_concurrency=_int(merged.get("concurrency"), "concurrency"))
-        spec = RaterSpec(
-            engine=engine, readout=str(merged.get("readout", "parsed")),  # type: ignore[arg-type]
-            temperature=_float(merged.get("temperature", 1.0), "temperature"),
-            top_p=_float(merged.get("top_p", 0.95), "top_p"),
-            max_tokens=_int(merged.get("max_tokens", 1024), "max_tokens"),
-            seed=_int(merged.get("seed"), "seed"), limit=_int(merged.get("limit"), "limit"),
-        )
+        spec = RaterSpec(engine=engine, **{key: convert(merged[key], key) for key, convert in _SPEC_KEYS.items()
+                                           if merged.get(key) not in (None, "")})
     except ValueError as exc:
         raise ValueError(f"rater {text!r}: {exc}") from None
     spec.check()
@@ -93,6 +96,10 @@ def parse_rater(text: str, **defaults: object) -> tuple[RaterSpec, int | None, s
         raise ValueError(f"rater {text!r}: {exc}") from None
     name = merged.get("name")
     return spec, codebook, (str(name) if name else None)
+
+
+def _str(value: object, key: str) -> str:
+    return str(value)
 
 
 def _int(value: object, key: str = "value") -> int | None:
@@ -109,6 +116,12 @@ def _float(value: object, key: str) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"{key}={value!r} is not a number") from None
+
+
+#: the spec's fields a rater's keys (or the command's options) may set, and how each is read;
+#: the ones not given keep RaterSpec's defaults
+_SPEC_KEYS: dict[str, Callable[[object, str], object]] = {"readout": _str, "temperature": _float, "top_p": _float, "max_tokens": _int, "seed": _int,
+              "limit": _int}
 
 
 def create_rater_run(

@@ -8,7 +8,7 @@ moment (kill -9 included) finishes with exactly one prediction per item, none lo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -17,9 +17,12 @@ from sqlalchemy.orm import Session
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, GenerationRequest, SamplingParams, make_engine
+from judgeeye.engines.base import Messages
+from judgeeye.engines.readout import cot_rail_score
+from judgeeye.engines.transformers_engine import render_chat
 from judgeeye.evaluate.raters import RaterSpec, rater_spec, run_items_stmt
 from judgeeye.jobs import JobCancelled, JobContext, take_run
-from judgeeye.ratings import answer_cue, argmax_score, expected_score, parse_rating
+from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.store import Codebook, Prediction, Project, RaterRun, StoreBusyError, session_scope, write_with_retry
 
 #: passes in a row that write nothing before a run gives up (failed requests are retried)
@@ -71,12 +74,57 @@ def _load(run_id: int) -> tuple[RaterRun, RaterSpec, CodebookSpec, list[Pending]
     return run, spec, codebook, pending, len(done)
 
 
-def _trace(completion: Completion, cut: int | None) -> str:
-    """The completion as written, up to (not including) its final rating statement."""
+def readout_trace(prompt_text: str, completion: Completion, cut: int | None) -> str:
+    """What the score read-out appends to the prompt before the answer cue: the completion as the
+    model wrote it, up to (not including) its final rating statement (``answer[:cut]``).
+
+    Reasoning goes back between ``<think>`` tags. When the chat template itself opened ``<think>``
+    at the end of the prompt (DeepSeek-R1 distills), only the closing tag is written: the prompt
+    already holds the opening one, and the read-out must see the text the model saw, once. (A
+    completion cut off while thinking there has no tags at all: all of it is reasoning.) This is
+    the layout the training examples have (:meth:`judgeeye.training.data.ChatLayout.completion_head`).
+    """
     answer = completion.answer[:cut] if cut is not None else completion.answer
+    if prompt_text.rstrip().endswith("<think>"):
+        reasoning = completion.reasoning
+        if not reasoning and "</think>" not in (completion.text or ""):
+            reasoning, answer = answer, ""
+        return f"{reasoning}\n</think>\n\n{answer}"
     if completion.reasoning:
         return f"<think>\n{completion.reasoning}\n</think>\n\n{answer}"
     return answer
+
+
+@dataclass
+class Rated:
+    """One completion's rating under a read-out; ``rating`` is None for an unparsed answer
+    under the ``parsed`` read-out (counted as a parse failure, left out of the metrics)."""
+
+    rating: float | None
+    parse_ok: bool
+    dist: dict[str, float] | None = None
+
+
+def rate_completions(engine: Engine, codebook: CodebookSpec, readout: str,
+                     prompts: Sequence[tuple[Messages, str]], completions: Sequence[Completion]) -> list[Rated]:
+    """Ratings of ``completions`` (one per ``(messages, prompt text)``) under ``readout``:
+    ``parsed`` (the rating written at the end of the answer), or the score read-out after the
+    trace (``argmax``: the most probable level; ``expected``: TRACT's CoT-RAIL Σ p(y)·y over the
+    raw level probabilities). Rater runs and training validation both rate through here, so a
+    checkpoint is chosen the way the test split judges it."""
+    parses = [parse_rating(c.answer, codebook.scale_min, codebook.scale_max, prompt=text)
+              for (_, text), c in zip(prompts, completions, strict=True)]
+    if readout == "parsed":
+        return [Rated(float(p.value) if p.ok else None, p.ok) for p in parses]
+    tokenizer = getattr(engine, "tokenizer", None)
+    traces = []
+    for (messages, _), c, p in zip(prompts, completions, parses):
+        rendered = render_chat(tokenizer, messages) if tokenizer is not None else ""
+        traces.append(readout_trace(rendered, c, p.start if p.ok else None))
+    levels = list(range(codebook.scale_min, codebook.scale_max + 1))
+    dists = engine.score_readout([m for m, _ in prompts], traces, levels, answer_cue(codebook.output_format))
+    return [Rated(float(argmax_score(d)) if readout == "argmax" else cot_rail_score(d), p.ok, d)
+            for d, p in zip(dists, parses)]
 
 
 def insert_ignoring_duplicates(session: Session, rows: list[dict]) -> None:
@@ -99,20 +147,12 @@ class PredictionWriter:
     def __init__(self, run_id: int, spec: RaterSpec, codebook: CodebookSpec, engine: Engine,
                  log: Callable[[str], None] | None = None) -> None:
         self.run_id, self.spec, self.codebook, self.engine, self.log = run_id, spec, codebook, engine, log
-        self.levels = list(range(codebook.scale_min, codebook.scale_max + 1))
-        self.cue = answer_cue(codebook.output_format)
 
     def row(self, pending: Pending, completion: Completion) -> dict:
-        parse = parse_rating(completion.answer, self.codebook.scale_min, self.codebook.scale_max,
-                             prompt=pending.prompt_text)
-        rating: float | None = float(parse.value) if parse.ok else None
-        dist = None
-        if self.spec.readout != "parsed":
-            trace = _trace(completion, parse.start if parse.ok else None)
-            dist = self.engine.score_readout([pending.messages], [trace], self.levels, self.cue)[0]
-            rating = float(argmax_score(dist)) if self.spec.readout == "argmax" else float(expected_score(dist))
+        rated = rate_completions(self.engine, self.codebook, self.spec.readout,
+                                 [(pending.messages, pending.prompt_text)], [completion])[0]
         return dict(rater_run_id=self.run_id, item_id=pending.item_id, reasoning=completion.reasoning,
-                    answer=completion.answer, rating=rating, score_dist=dist, parse_ok=parse.ok,
+                    answer=completion.answer, rating=rated.rating, score_dist=rated.dist, parse_ok=rated.parse_ok,
                     completion_tokens=completion.completion_tokens)
 
     def write(self, pending: Pending, completion: Completion, progress: Progress) -> bool:
@@ -130,8 +170,7 @@ class PredictionWriter:
 
 def _chunk_size(engine: Engine) -> int:
     """Requests per generate() call: a few engine batches, small enough to cancel promptly."""
-    config = engine.config
-    return 4 * (config.max_concurrency if config.kind == "openai" else config.batch_size)
+    return 4 * engine.config.concurrency()
 
 
 def execute_rater_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | None = None) -> str:

@@ -20,7 +20,7 @@ from judgeeye.metrics import agreement_report
 from judgeeye.store import Item, Prediction
 
 #: bump when what a summary holds changes: older cache entries are recomputed
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 N_BOOT = 1000
 SEED = 0
 
@@ -31,6 +31,8 @@ class RunSummary:
 
     ``n`` counts items with a rating (they enter every metric); ``n_missing`` counts predictions
     without one (parse failures under the parsed read-out), which the metrics exclude.
+    ``tau_degenerate`` / ``icc3_degenerate``: bootstrap resamples (of ``N_BOOT``) where τ / ICC
+    is undefined (constant ratings), left out of that interval.
     """
 
     run_id: int
@@ -50,6 +52,8 @@ class RunSummary:
     spearman: float
     pearson: float
     exact: float
+    tau_degenerate: int
+    icc3_degenerate: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +99,8 @@ def compute_summary(session: Session, run_id: int, *, n_boot: int = N_BOOT, seed
         n_missing=report.n_missing, tau=report.tau, tau_lo=report.tau_ci[0], tau_hi=report.tau_ci[1],
         icc3=report.icc3, icc3_lo=report.icc3_ci[0], icc3_hi=report.icc3_ci[1], mse=report.mse,
         mse_lo=report.mse_ci[0], mse_hi=report.mse_ci[1], spearman=report.spearman,
-        pearson=report.pearson, exact=report.exact,
+        pearson=report.pearson, exact=report.exact, tau_degenerate=report.tau_degenerate,
+        icc3_degenerate=report.icc3_degenerate,
     )
 
 

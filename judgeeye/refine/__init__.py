@@ -1,17 +1,33 @@
 """Codebook refinement from inferred traces (paper section 3.2): instruction refinement, critique
 extraction, embeddings, clustering, the critique map, rubric refinement, and measured comparison
-of codebook versions."""
+of codebook versions.
 
-from judgeeye.refine.cluster import Clustering, choose_k, cluster_level
-from judgeeye.refine.critiques import MapPoint, critique_jobs, map_points, parse_critiques
-from judgeeye.refine.embed import EMBEDDED, embed_texts, embedded_model_dir
-from judgeeye.refine.llm import BadAnswer, RefinementError
-from judgeeye.refine.project2d import project_2d
-from judgeeye.refine.settings import MODES, ORIGINS, RefineSettings
-from judgeeye.refine.traces import TraceRow, TraceSet, TraceSourceError, load_trace_set, select_per_level
+The names below are imported on first use (PEP 562): scikit-learn, model2vec and onnxruntime load
+only when clustering or embedding runs, not when a page or the CLI merely imports the package.
+"""
 
-__all__ = [
-    "EMBEDDED", "MODES", "ORIGINS", "BadAnswer", "Clustering", "MapPoint", "RefineSettings", "RefinementError",
-    "TraceRow", "TraceSet", "TraceSourceError", "choose_k", "cluster_level", "critique_jobs", "embed_texts",
-    "embedded_model_dir", "load_trace_set", "map_points", "parse_critiques", "project_2d", "select_per_level",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Clustering": "cluster", "choose_k": "cluster", "cluster_level": "cluster",
+    "MapPoint": "critiques", "critique_jobs": "critiques", "map_points": "critiques", "parse_critiques": "critiques",
+    "DEFAULT_EMBEDDER": "embed", "EMBEDDED": "embed", "embed_texts": "embed", "embedded_model_dir": "embed",
+    "BadAnswer": "llm", "RefinementError": "llm",
+    "project_2d": "project2d",
+    "MODES": "settings", "ORIGINS": "settings", "RefineSettings": "settings",
+    "TraceRow": "traces", "TraceSet": "traces", "TraceSourceError": "traces", "load_trace_set": "traces",
+    "select_per_level": "traces",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'judgeeye.refine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"judgeeye.refine.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

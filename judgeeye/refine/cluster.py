@@ -3,7 +3,10 @@
 Not every critique is typical of its level (a good story may still have a flaw), so the critiques
 of a level are clustered and the ones nearest each centroid (highest cosine similarity) stand for
 the cluster (paper section 3.2). The number of clusters is given, or chosen by the silhouette
-score over 2..k_max.
+score over 2..k_max, computed on a seeded sample of at most :data:`SILHOUETTE_SAMPLE` points
+(scikit-learn's ``sample_size``; the score is quadratic in the points). ``algorithm`` picks
+scikit-learn's KMeans (the default) or MiniBatchKMeans; ``bench/critique_clustering.py``
+measures both on real critiques (speed, and agreement with KMeans' clusters).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
+from threadpoolctl import threadpool_limits
 
 #: silhouette on at most this many points (it is quadratic in n)
-SILHOUETTE_SAMPLE = 2000
+SILHOUETTE_SAMPLE = 1000
+ALGORITHMS = ("kmeans", "minibatch")
 
 
 @dataclass
@@ -47,23 +52,33 @@ class Clustering:
         return len(self.clusters)
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
+def _kmeans(x: np.ndarray, k: int, seed: int, algorithm: str = "kmeans") -> np.ndarray:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown clustering {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    # one thread (OpenMP and BLAS): a level's few thousand points are too few to share, and
+    # threads that wait on each other at every iteration made the search 4-15x slower on a busy
+    # 2-core machine
+    with threadpool_limits(limits=1):
+        if algorithm == "minibatch":
+            return MiniBatchKMeans(n_clusters=k, n_init=3, batch_size=1024, random_state=seed).fit_predict(x)
+        return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
 
 
 def _silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:
     sample = SILHOUETTE_SAMPLE if len(x) > SILHOUETTE_SAMPLE else None
-    return float(silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed))
+    with threadpool_limits(limits=1):
+        return float(silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed))
 
 
-def choose_k(x: np.ndarray, *, k_max: int = 8, seed: int = 0) -> tuple[int, dict[int, float], np.ndarray | None]:
+def choose_k(x: np.ndarray, *, k_max: int = 8, seed: int = 0,
+             algorithm: str = "kmeans") -> tuple[int, dict[int, float], np.ndarray | None]:
     """The k in 2..k_max with the best silhouette (k=1 when the points allow no split)."""
     distinct = len(np.unique(np.round(x, 6), axis=0))
     upper = min(k_max, distinct, len(x) - 1)
     scores: dict[int, float] = {}
     best: tuple[float, int, np.ndarray] | None = None
     for k in range(2, upper + 1):
-        labels = _kmeans(x, k, seed)
+        labels = _kmeans(x, k, seed, algorithm)
         if len(set(labels.tolist())) < 2:
             continue
         scores[k] = _silhouette(x, labels, seed)
@@ -89,7 +104,7 @@ def representatives(x: np.ndarray, labels: np.ndarray, *, per_cluster: int = 1) 
 
 
 def cluster_level(x: np.ndarray, k: int | None = None, *, k_max: int = 8, per_cluster: int = 1,
-                  seed: int = 0) -> Clustering:
+                  seed: int = 0, algorithm: str = "kmeans") -> Clustering:
     """Cluster one level's unit vectors: k given (clipped to the points), or by silhouette."""
     n = len(x)
     if n == 0:
@@ -102,10 +117,10 @@ def cluster_level(x: np.ndarray, k: int | None = None, *, k_max: int = 8, per_cl
             raise ValueError(f"the number of clusters must be at least 1, got {k}")
         distinct = len(np.unique(np.round(x, 6), axis=0))
         k_used = min(k, n, distinct)
-        labels = _kmeans(x, k_used, seed) if k_used > 1 else np.zeros(n, dtype=int)
+        labels = _kmeans(x, k_used, seed, algorithm) if k_used > 1 else np.zeros(n, dtype=int)
         chosen = "given" if k_used == k else f"given {k}, clipped to {k_used} distinct points"
     else:
-        k_used, scores, found = choose_k(x, k_max=k_max, seed=seed)
+        k_used, scores, found = choose_k(x, k_max=k_max, seed=seed, algorithm=algorithm)
         labels = found if found is not None else np.zeros(n, dtype=int)
         chosen = "silhouette" if found is not None else "too few points"
     labels = np.asarray(labels, dtype=int)

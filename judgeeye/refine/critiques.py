@@ -19,7 +19,7 @@ from judgeeye.codebook import CodebookSpec
 from judgeeye.engines import Completion, Engine, GenerationRequest, SamplingParams
 from judgeeye.refine.prompts import critique_prompt
 from judgeeye.refine.traces import TraceRow
-from judgeeye.store import Candidate, Critique, Item, session_scope
+from judgeeye.store import Candidate, Critique, CritiqueMap, Item, session_scope
 
 _BULLET = re.compile(r"^\s*(?:[-*•+·–—]+|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+")
 _TAG = re.compile(r"</?(?:analysis|instruction|critiques?|codebook|answer|think)>", re.I)
@@ -169,13 +169,21 @@ class MapPoint:
 
 
 def map_points(session: Session, job_id: int) -> list[MapPoint]:
+    """Every critique of a refinement with its stored place on the map (columns only: the
+    embeddings are not read)."""
     rows = session.execute(
-        select(Critique, Candidate.item_id, Item.external_id)
+        select(Critique.id, Critique.level, Critique.text, Critique.cluster, Critique.representative, Critique.x,
+               Critique.y, Critique.candidate_id, Candidate.item_id, Item.external_id)
         .outerjoin(Candidate, Candidate.id == Critique.candidate_id)
         .outerjoin(Item, Item.id == Candidate.item_id)
         .where(Critique.job_id == job_id).order_by(Critique.level, Critique.id)).all()
-    return [MapPoint(c.id, c.level, c.text, c.cluster, bool(c.representative), c.x, c.y, c.candidate_id,
-                     item_id, external_id) for c, item_id, external_id in rows]
+    return [MapPoint(cid, level, text, cluster, bool(rep), x, y, cand, item_id, external_id)
+            for cid, level, text, cluster, rep, x, y, cand, item_id, external_id in rows]
+
+
+def stored_map(session: Session, job_id: int) -> CritiqueMap | None:
+    """How the refinement's map was made; None until its coordinates are all stored."""
+    return session.scalars(select(CritiqueMap).where(CritiqueMap.job_id == job_id)).first()
 
 
 def critique_jobs(session: Session, project_id: int) -> list[tuple[int, int]]:

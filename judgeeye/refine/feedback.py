@@ -25,6 +25,7 @@ from judgeeye.codebook import (
     create_version,
     get_version,
     render_codebook,
+    render_guidelines,
     to_spec,
 )
 from judgeeye.engines import EngineConfig, SamplingParams, make_engine
@@ -113,7 +114,7 @@ def run_tau(run_id: int) -> float:
 
 def revision_answer(block: str, base: CodebookSpec) -> CodebookSpec:
     parsed = parse_full_rubric(block, base, "the revised rubric")
-    if parsed.instructions == base.instructions and parsed.rubric == base.rubric:
+    if render_guidelines(parsed) == render_guidelines(base):
         raise BadAnswer("the answer leaves the codebook unchanged")
     return parsed
 

@@ -1,9 +1,14 @@
 """Instruction and rubric refinement (paper section 3.2), and writing the refined version.
 
 * Instructions: N_inst traces per level go into the Appendix D instruction prompt; only the
-  instructions of the answer's ``<codebook>`` are kept, the rubric stays as it was.
+  instructions of the answer's ``<codebook>`` are kept (what it writes before its rubric stays
+  before the rubric, what it writes after stays after), the rubric stays as it was.
 * Rubric: the representative critiques go into the Appendix D rubric prompt; only the rubric of
-  the answer is kept (every level of the original must be there), the instructions stay.
+  the answer is kept (every level of the original must be there, with any lead-in and notes it
+  writes around them), the instructions stay.
+
+What was not refined is kept byte for byte: the answer is cut into its parts
+(:func:`judgeeye.codebook.split_codebook_text`) and only the refined part replaces the base's.
 * Both: instructions first, then the rubric of the instruction-refined codebook, as in the paper.
 
 The refined codebook becomes a new version in one transaction, with its parent, origin and every
@@ -20,10 +25,13 @@ from sqlalchemy.orm import Session
 
 from judgeeye.codebook import (
     CodebookParseError,
+    CodebookParts,
     CodebookSpec,
     create_version,
     parse_codebook_text,
+    split_codebook_text,
 )
+from judgeeye.codebook.render import output_format_keys, paragraphs
 from judgeeye.engines import Engine, SamplingParams
 from judgeeye.refine import prompts
 from judgeeye.refine.llm import Attempt, BadAnswer, ask, supports_prefill
@@ -35,19 +43,43 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def instruction_answer(block: str, base: CodebookSpec) -> str:
-    """The new instructions in a ``<codebook>`` block (its rubric, if any, is ignored)."""
+def _kept(new: str, old: str) -> str:
+    """``old`` byte for byte when ``new`` only re-wraps or re-spaces it, else ``new``."""
+    return old if _norm(new) == _norm(old) else new
+
+
+def _answer_parts(block: str, base: CodebookSpec) -> CodebookParts:
     try:
-        instructions = parse_codebook_text(block, base.scale_min, base.scale_max, base).instructions
+        return split_codebook_text(block, base.scale_min, base.scale_max)
+    except CodebookParseError as exc:
+        raise BadAnswer(f"the answer has no rubric: {exc}") from None
+
+
+def instruction_answer(block: str, base: CodebookSpec) -> CodebookSpec:
+    """``base`` with the instructions of a ``<codebook>`` block: the text before its rubric stays
+    before the rubric, the text after it after; the rubric (lead-in, levels, notes) and the
+    output format are ``base``'s, byte for byte."""
+    skip = output_format_keys(base)
+    try:
+        parts = split_codebook_text(block, base.scale_min, base.scale_max)
     except CodebookParseError:  # no rubric written back: the whole block is the instructions
-        drop = {_norm(base.rendered_output_format()), _norm(base.output_format)}
-        parts = [p.strip() for p in block.strip().split("\n\n")]
-        instructions = "\n\n".join(p for p in parts if p and _norm(p) not in drop)
-    if not instructions.strip():
+        before = "\n\n".join(p for p in paragraphs(block) if _norm(p) not in skip)
+        after_parts: list[str] = []
+    else:
+        before = parts.before
+        if parts.intro and _norm(parts.intro) != _norm(base.rubric_intro):
+            before = f"{before}\n\n{parts.intro}".strip()  # written inside the rubric's lead-in
+        skip |= {_norm(p) for p in paragraphs(base.rubric_notes)}
+        after_parts = [p for p in parts.after if _norm(p) not in skip]
+    after = "\n\n".join(after_parts)
+    if not before.strip():  # the rubric first: the instructions it wrote after it are all there are
+        before, after = after, ""
+    if not before.strip():
         raise BadAnswer("the <codebook> section has no instructions")
-    if _norm(instructions) == _norm(base.instructions):
+    before, after = _kept(before, base.instructions), _kept(after, base.instructions_after)
+    if before == base.instructions and after == base.instructions_after:
         raise BadAnswer("the answer leaves the instructions unchanged")
-    return instructions.strip()
+    return CodebookSpec.model_validate({**base.model_dump(), "instructions": before, "instructions_after": after})
 
 
 def parse_full_rubric(block: str, base: CodebookSpec, what: str = "the rubric") -> CodebookSpec:
@@ -63,12 +95,24 @@ def parse_full_rubric(block: str, base: CodebookSpec, what: str = "the rubric") 
 
 
 def rubric_answer(block: str, base: CodebookSpec) -> CodebookSpec:
-    """``base`` with the rubric of a ``<codebook>`` block (its instructions are ignored)."""
-    parsed = parse_full_rubric(block, base)
-    if parsed.levels == base.levels and all(_norm(parsed.level_text(lv) or "") == _norm(base.level_text(lv) or "")
-                                            for lv in base.levels):
+    """``base`` with the rubric of a ``<codebook>`` block: its levels, the lead-in between its
+    rating-scale header and the first level, and its notes after the levels. The instructions
+    (before and after the rubric) and the output format are ``base``'s, byte for byte, and so is
+    every part of the rubric the answer only re-spaced."""
+    parts = _answer_parts(block, base)
+    written = {lv.level: lv.text for lv in parts.rubric}
+    missing = [lv for lv in base.levels if lv not in written]
+    if missing:
+        raise BadAnswer(f"the rubric lacks level(s) {', '.join(map(str, missing))}")
+    echoes = output_format_keys(base) | {_norm(p) for p in paragraphs(base.instructions)
+                                         + paragraphs(base.instructions_after)}
+    levels = [{"level": lv, "text": _kept(text, base.level_text(lv) or "")} for lv, text in sorted(written.items())]
+    intro = _kept(parts.intro, base.rubric_intro)
+    notes = _kept("\n\n".join(p for p in parts.after if _norm(p) not in echoes), base.rubric_notes)
+    if levels == base.rubric_json() and intro == base.rubric_intro and notes == base.rubric_notes:
         raise BadAnswer("the answer leaves the rubric unchanged")
-    return CodebookSpec.model_validate({**base.model_dump(), "rubric": [lv.model_dump() for lv in parsed.rubric]})
+    return CodebookSpec.model_validate({**base.model_dump(), "rubric": levels, "rubric_intro": intro,
+                                        "rubric_notes": notes})
 
 
 @dataclass
@@ -100,10 +144,8 @@ def refine_instructions(engine: Engine, base: CodebookSpec, traces: dict[int, li
         raise ValueError("instruction refinement needs at least one trace")
     prompt = prompts.instruction_prompt(base, [(t.level, t.text) for t in chosen], max_chars)
     start = _prefill(engine, prefill, prompts.instruction_prefill(base))
-    instructions, tried = ask(engine, prompt, lambda block: instruction_answer(block, base),
-                              step="instruction refinement", params=params, attempts=attempts,
-                              prefill=start, log=log)
-    spec = CodebookSpec.model_validate({**base.model_dump(), "instructions": instructions})
+    spec, tried = ask(engine, prompt, lambda block: instruction_answer(block, base),
+                      step="instruction refinement", params=params, attempts=attempts, prefill=start, log=log)
     inputs = {"trace_ids": [t.candidate_id for t in chosen], "item_ids": [t.item_id for t in chosen],
               "per_level": {str(lv): len(ts) for lv, ts in sorted(traces.items())}}
     return StepResult(spec, prompt, start, tried, inputs)

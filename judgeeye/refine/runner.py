@@ -23,7 +23,7 @@ from judgeeye.refine.prompts import CRITIQUE_PROMPT
 from judgeeye.refine.refiner import refine_instructions, refine_rubric, write_refined_version
 from judgeeye.refine.representatives import group_critiques
 from judgeeye.refine.settings import RefineSettings
-from judgeeye.refine.traces import TraceSourceError, load_trace_set, select_per_level
+from judgeeye.refine.traces import TraceSourceError, check_runs, load_trace_set, select_per_level
 from judgeeye.store import Codebook, Job, Project, session_scope
 
 KIND = "refine"
@@ -46,6 +46,7 @@ def launch_refinement(project_id: int, settings: RefineSettings, *, actor: Actor
                 else current_version(session, project_id))
         if base is None:
             raise LookupError(f"project {project_id} has no codebook to refine; import one first")
+        check_runs(session, project_id, settings.runs)  # a wrong run is refused now, not in the job
         params = {"settings": settings.model_dump(mode="json"), "base_version": base.version, "resume_from": []}
         job_id = create_job(session, KIND, params, project_id=project_id).id
     if start:
@@ -109,7 +110,7 @@ def refine(project_id: int, settings: RefineSettings, *, job_id: int, base_versi
         base_row = get_version(session, project_id, base_version)
         base = to_spec(base_row, project)
         base_id = base_row.id
-        traces = load_trace_set(session, project_id, settings.splits)
+        traces = load_trace_set(session, project_id, settings.splits, settings.runs)
         if resume_from:
             moved = adopt_critiques(session, resume_from, job_id)
             if moved:
@@ -123,6 +124,8 @@ def refine(project_id: int, settings: RefineSettings, *, job_id: int, base_versi
         "job_id": job_id, "mode": settings.mode, "base_version": base_version,
         "engine": settings.engine.model_dump(mode="json"),
         "settings": settings.model_dump(mode="json", exclude={"engine"}), "dataset": traces.describe(),
+        # the sampling runs the traces were read from (asked for, and those that gave a trace)
+        "runs": settings.runs, "runs_used": sorted({t.run_id for t in traces.rows if t.run_id is not None}),
     }
     # a resumed refinement samples afresh (the same seeds would give back the answers refused before)
     seed = settings.seed + 1000 * len(resume_from or [])

@@ -3,7 +3,8 @@
 A :class:`TraceRow` is one item with its settled trace. Rows come from the review export
 (``judgeeye.review.export.reason_rows``: human-selected, edited or adjudicated traces, else the
 first accepted one), the same source training reads. Only the train split is read by default: the test
-split is held out for measuring codebooks, and refinement never reads it.
+split is held out for measuring codebooks, and refinement never reads it. The traces come from every
+sampling run of the project, or from the runs the user chose (recorded with the refined version).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class TraceRow:
     candidate_id: int | None = None
     external_id: str = ""
     provenance: str = ""
+    run_id: int | None = None
 
 
 @dataclass
@@ -46,6 +48,8 @@ class TraceSet:
     source: str
     splits: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
+    #: the sampling runs asked for (None: every run of the project)
+    runs: list[int] | None = None
 
     def levels(self) -> list[int]:
         return sorted({r.level for r in self.rows})
@@ -54,8 +58,13 @@ class TraceSet:
         counts: dict[int, int] = defaultdict(int)
         for r in self.rows:
             counts[r.level] += 1
-        return {"source": self.source, "splits": self.splits, "rows": len(self.rows),
-                "per_level": {str(k): v for k, v in sorted(counts.items())}, "skipped": dict(self.skipped)}
+        per_run: dict[int, int] = defaultdict(int)
+        for r in self.rows:
+            if r.run_id is not None:
+                per_run[r.run_id] += 1
+        return {"source": self.source, "splits": self.splits, "runs": self.runs, "rows": len(self.rows),
+                "per_level": {str(k): v for k, v in sorted(counts.items())},
+                "per_run": {str(k): v for k, v in sorted(per_run.items())}, "skipped": dict(self.skipped)}
 
 
 def trace_text(trace: str | None, answer: str | None) -> str:
@@ -83,7 +92,8 @@ def check_splits(splits: Sequence[str]) -> list[str]:
     return splits
 
 
-def rows_from_dicts(records: Iterable[dict[str, Any]], source: str, splits: list[str]) -> TraceSet:
+def rows_from_dicts(records: Iterable[dict[str, Any]], source: str, splits: list[str],
+                    runs: list[int] | None = None) -> TraceSet:
     """TraceRows from export-style dicts (item_id, fields, gold, trace, answer, candidate_id)."""
     rows: list[TraceRow] = []
     skipped: dict[str, int] = defaultdict(int)
@@ -99,18 +109,41 @@ def rows_from_dicts(records: Iterable[dict[str, Any]], source: str, splits: list
         rows.append(TraceRow(item_id=int(rec["item_id"]), fields=dict(rec.get("fields") or {}), level=level,
                              text=text, candidate_id=rec.get("candidate_id"),
                              external_id=str(rec.get("external_id") or rec["item_id"]),
-                             provenance=str(rec.get("provenance") or "")))
-    return TraceSet(rows, source, splits, dict(skipped))
+                             provenance=str(rec.get("provenance") or ""), run_id=rec.get("run_id")))
+    return TraceSet(rows, source, splits, dict(skipped), runs)
 
 
-def load_trace_set(session: Session, project_id: int, splits: Sequence[str] = ("train",)) -> TraceSet:
+def check_runs(session: Session, project_id: int, runs: Sequence[int] | None) -> list[int] | None:
+    """The chosen sampling runs, each one of the project's (None: every run)."""
+    if runs is None:
+        return None
+    from sqlalchemy import select
+
+    from judgeeye.store import SamplingRun
+
+    chosen = sorted(set(int(r) for r in runs))
+    if not chosen:
+        raise TraceSourceError("choose at least one sampling run to read traces from (or all runs)")
+    own = set(session.scalars(select(SamplingRun.id).where(SamplingRun.project_id == project_id)).all())
+    bad = [r for r in chosen if r not in own]
+    if bad:
+        raise TraceSourceError(f"project {project_id} has no sampling run {', '.join(map(str, bad))}; "
+                               f"its runs: {', '.join(map(str, sorted(own))) or 'none yet'}")
+    return chosen
+
+
+def load_trace_set(session: Session, project_id: int, splits: Sequence[str] = ("train",),
+                   runs: Sequence[int] | None = None) -> TraceSet:
     """D_reason of a project for refinement: the review export, which gives reviewed traces and,
-    for items nobody reviewed, the first accepted candidate."""
+    for items nobody reviewed, the first accepted candidate; from every sampling run, or from
+    ``runs`` only."""
     from judgeeye.review.export import reason_rows
 
     chosen = check_splits(splits)
-    records, _summary = reason_rows(session, project_id, splits=chosen)
-    return rows_from_dicts(records, "reasoning dataset (review export)", chosen)
+    picked = check_runs(session, project_id, runs)
+    records, _summary = reason_rows(session, project_id, splits=chosen, runs=picked)
+    where = "every sampling run" if picked is None else f"sampling run(s) {', '.join(map(str, picked))}"
+    return rows_from_dicts(records, f"reasoning dataset (review export) from {where}", chosen, picked)
 
 
 def select_per_level(rows: Sequence[TraceRow], n: int, *, seed: int = 0, purpose: str = "",
@@ -127,4 +160,31 @@ def select_per_level(rows: Sequence[TraceRow], n: int, *, seed: int = 0, purpose
         pool = by_level[level]
         rng = random.Random(f"{seed}:{purpose}:{level}")
         out[level] = pool if len(pool) <= n else sorted(rng.sample(pool, n), key=lambda r: r.item_id)
+    return out
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    """A sampling run a refinement can read traces from, as a user picks it."""
+
+    run_id: int
+    label: str
+
+
+def sampling_runs(session: Session, project_id: int) -> list[RunChoice]:
+    """The project's sampling runs, newest first, each with its model, k and accepted traces."""
+    from sqlalchemy import func, select
+
+    from judgeeye.store import Candidate, SamplingRun
+
+    accepted = dict(session.execute(
+        select(Candidate.run_id, func.count()).join(SamplingRun, SamplingRun.id == Candidate.run_id)
+        .where(SamplingRun.project_id == project_id, Candidate.accepted.is_(True))
+        .group_by(Candidate.run_id)).all())
+    out = []
+    for run in session.scalars(select(SamplingRun).where(SamplingRun.project_id == project_id)
+                               .order_by(SamplingRun.id.desc())).all():
+        model = str((run.engine or {}).get("model") or (run.engine or {}).get("kind") or "model")
+        out.append(RunChoice(run.id, f"run {run.id} · {model} · k={run.k} · {accepted.get(run.id, 0)} accepted "
+                                     f"· {run.status}"))
     return out

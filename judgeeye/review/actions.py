@@ -9,7 +9,7 @@ Each selection records the codebook version in force when it was made.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,31 +18,14 @@ from sqlalchemy.orm import Session
 from judgeeye.auth import Actor
 from judgeeye.codebook import word_ops
 from judgeeye.review.errors import ReviewError
+from judgeeye.review.events import SNAPSHOT_FIELDS, record, snapshot
 from judgeeye.review.queue import ensure_assigned, member_round, now_utc, renew_lease
 from judgeeye.review.rounds import shown_candidates
 from judgeeye.review.traces import split_trace
 from judgeeye.store import Candidate, Project, ReviewRound, Selection, SelectionEvent
 
 UNDOABLE = ("choose", "none_fits", "edit_draft", "edit_submit", "skip")
-SNAPSHOT_FIELDS = ("state", "verdict", "candidate_id", "edited_text", "edit_diff", "codebook_id")
 MAX_EDIT_CHARS = 100_000
-
-
-def snapshot(selection: Selection) -> dict[str, Any]:
-    return {name: getattr(selection, name) for name in SNAPSHOT_FIELDS}
-
-
-def record(
-    session: Session, selection: Selection, annotator_id: int, action: str, round_id: int,
-    before: dict[str, Any] | None, now: datetime, **extra: Any,
-) -> SelectionEvent:
-    event = SelectionEvent(
-        selection_id=selection.id, annotator_id=annotator_id, action=action, created_at=now,
-        payload={"round_id": round_id, "item_id": selection.item_id, "before": before,
-                 "after": snapshot(selection), **extra},
-    )
-    session.add(event)
-    return event
 
 
 def _codebook_in_force(session: Session, rnd: ReviewRound) -> int | None:

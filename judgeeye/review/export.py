@@ -8,6 +8,13 @@ Which trace an item gets, in order:
 3. no review: its first accepted candidate (``first-accepted``, or ``post-hoc`` for a post hoc
    explanation), as the paper does without human review.
 
+Every row names the sampling run its trace came from (``run_id``) and the acceptance mode that
+gave its rating (``acceptance_mode``: "written" by the trace, or "forced_cue": read after the
+answer cue), so runs and modes can be compared. ``runs`` restricts the export to some sampling
+runs: only their candidates, and only reviews and adjudications of their rounds (or of their
+candidates), count; an item reviewed on another run falls back to its first accepted candidate
+here.
+
 Items with no trace are left out and counted. Formats: JSONL, Parquet, a Hugging Face
 ``datasets.Dataset`` saved to disk, and CSV for spreadsheets (cells that a spreadsheet would run
 as a formula are prefixed with an apostrophe).
@@ -18,7 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +39,14 @@ from judgeeye.review.errors import ReviewError
 from judgeeye.review.labels import NONE, outcome_key
 from judgeeye.review.traces import split_trace
 from judgeeye.spreadsheet import spreadsheet_safe, write_csv  # noqa: F401 - spreadsheet_safe re-exported
-from judgeeye.store import Annotator, Candidate, Codebook, Item, Project, SamplingRun, Selection
+from judgeeye.store import Annotator, Candidate, Codebook, Item, Project, ReviewRound, SamplingRun, Selection
 
 FORMATS = ("jsonl", "parquet", "hf", "csv")
 DEFAULT_FORMATS = ("jsonl", "parquet", "hf")
 PROVENANCES = ("human-selected", "human-edited", "adjudicated", "first-accepted", "post-hoc")
 FILES = {"jsonl": "d_reason.jsonl", "parquet": "d_reason.parquet", "hf": "d_reason_hf", "csv": "d_reason.csv"}
 COLUMNS = ["item_id", "external_id", "split", "fields", "gold", "ratings", "codebook_version", "trace",
-           "answer", "provenance", "candidate_id", "run_id", "reviewers", "n_reviews"]
+           "answer", "provenance", "candidate_id", "run_id", "acceptance_mode", "reviewers", "n_reviews"]
 
 
 @dataclass
@@ -49,6 +56,10 @@ class ExportSummary:
     provenance: dict[str, int] = field(default_factory=dict)
     no_trace: int = 0
     rejected: int = 0
+    #: the sampling runs exported (None: all of the project's)
+    runs: list[int] | None = None
+    #: rows per acceptance mode of their rating
+    acceptance_modes: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,27 +81,33 @@ def _majority(selections: list[Selection]) -> Selection:
     return tied[0]
 
 
-def reason_rows(session: Session, project_id: int, *, splits: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], ExportSummary]:
-    """The D_reason rows of a project's gold items (optionally only some splits)."""
+def reason_rows(
+    session: Session, project_id: int, *, splits: Sequence[str] | None = None, runs: Sequence[int] | None = None,
+) -> tuple[list[dict[str, Any]], ExportSummary]:
+    """The D_reason rows of a project's gold items (optionally only some splits, and only the
+    traces of some sampling runs)."""
     project = session.get(Project, project_id)
     if project is None:
         raise ReviewError(f"no project {project_id}")
+    run_set = _check_runs(session, project_id, runs)
     stmt = select(Item).where(Item.project_id == project_id, Item.gold_status == "gold",
                               Item.gold.is_not(None)).order_by(Item.id)
     if splits:
         stmt = stmt.where(Item.split.in_(list(splits)))
     items = list(session.scalars(stmt).all())
     ids = [i.id for i in items]
-    settled = latest_adjudications(session, ids)
+    in_runs = _run_filter(session, project_id, run_set)
+    settled = {i: a for i, a in latest_adjudications(session, ids).items() if in_runs(a.round_id, a.candidate_id)}
     reviews: dict[int, list[Selection]] = defaultdict(list)
     for s in session.scalars(select(Selection).where(Selection.item_id.in_(ids), Selection.state == "submitted")).all():
-        reviews[s.item_id].append(s)
+        if in_runs(s.round_id, s.candidate_id):
+            reviews[s.item_id].append(s)
     names = dict(session.execute(select(Annotator.id, Annotator.name)).all())
     versions = dict(session.execute(select(Codebook.id, Codebook.version).where(Codebook.project_id == project_id)).all())
     run_codebook = dict(session.execute(select(SamplingRun.id, SamplingRun.codebook_id).where(SamplingRun.project_id == project_id)).all())
-    first = _first_accepted(session, ids)
+    first = _first_accepted(session, ids, run_set)
     field_names = list(project.text_fields or []) or sorted({k for i in items for k in (i.fields or {})})
-    summary = ExportSummary(project_id=project_id)
+    summary = ExportSummary(project_id=project_id, runs=sorted(run_set) if run_set is not None else None)
     scale = (project.scale_min, project.scale_max)
     rows: list[dict[str, Any]] = []
     for item in items:
@@ -134,12 +151,45 @@ def reason_rows(session: Session, project_id: int, *, splits: Sequence[str] | No
             "trace": text if text is not None else split_trace(candidate, scale)[0],
             "answer": candidate.answer or "",
             "provenance": provenance, "candidate_id": candidate.id, "run_id": candidate.run_id,
+            "acceptance_mode": candidate.acceptance_mode,
             "reviewers": sorted(names.get(s.annotator_id, f"#{s.annotator_id}") for s in sels),
             "n_reviews": len(sels),
         })
     summary.rows = len(rows)
     summary.provenance = dict(Counter(r["provenance"] for r in rows))
+    summary.acceptance_modes = dict(Counter(r["acceptance_mode"] or "none" for r in rows))
     return rows, summary
+
+
+def _check_runs(session: Session, project_id: int, runs: Sequence[int] | None) -> set[int] | None:
+    """The requested sampling runs, each checked to be one of the project's."""
+    if runs is None:
+        return None
+    wanted = {int(r) for r in runs}
+    known = set(session.scalars(select(SamplingRun.id).where(SamplingRun.project_id == project_id,
+                                                             SamplingRun.id.in_(wanted))).all())
+    missing = sorted(wanted - known)
+    if missing:
+        raise ReviewError(f"no sampling run {', '.join(map(str, missing))} in project {project_id}")
+    return wanted
+
+
+def _run_filter(session: Session, project_id: int, run_set: set[int] | None) -> Callable[[int | None, int | None], bool]:
+    """Whether a review or adjudication (its round, its candidate) belongs to the exported runs:
+    by its round's sampling run, else by its candidate's."""
+    if run_set is None:
+        return lambda round_id, candidate_id: True
+    round_run = dict(session.execute(select(ReviewRound.id, ReviewRound.run_id)
+                                     .where(ReviewRound.project_id == project_id)).all())
+
+    def belongs(round_id: int | None, candidate_id: int | None) -> bool:
+        if round_id is not None and round_id in round_run:
+            return round_run[round_id] in run_set
+        if candidate_id is None:
+            return False
+        return session.scalar(select(Candidate.run_id).where(Candidate.id == candidate_id)) in run_set
+
+    return belongs
 
 
 def _text(value: Any) -> str | None:
@@ -153,14 +203,16 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def _first_accepted(session: Session, item_ids: list[int]) -> dict[int, Candidate]:
-    """Each item's first accepted gold-target candidate (earliest run, lowest sample index)."""
+def _first_accepted(session: Session, item_ids: list[int], runs: set[int] | None = None) -> dict[int, Candidate]:
+    """Each item's first accepted gold-target candidate (earliest run, lowest sample index),
+    among the given runs' candidates."""
     out: dict[int, Candidate] = {}
-    for cand in session.scalars(
-        select(Candidate)
-        .where(Candidate.item_id.in_(item_ids), Candidate.accepted.is_(True), Candidate.target == "gold")
-        .order_by(Candidate.item_id, Candidate.run_id, Candidate.sample_index)
-    ).all():
+    stmt = (select(Candidate)
+            .where(Candidate.item_id.in_(item_ids), Candidate.accepted.is_(True), Candidate.target == "gold")
+            .order_by(Candidate.item_id, Candidate.run_id, Candidate.sample_index))
+    if runs is not None:
+        stmt = stmt.where(Candidate.run_id.in_(runs))
+    for cand in session.scalars(stmt).all():
         out.setdefault(cand.item_id, cand)
     return out
 
@@ -219,7 +271,7 @@ def _schema(rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
         ("ratings", pa.list_(pa.struct([("annotator", pa.string()), ("rating", pa.float64())]))),
         ("codebook_version", pa.int64()), ("trace", pa.string()), ("answer", pa.string()),
         ("provenance", pa.string()), ("candidate_id", pa.int64()), ("run_id", pa.int64()),
-        ("reviewers", pa.list_(pa.string())), ("n_reviews", pa.int64()),
+        ("acceptance_mode", pa.string()), ("reviewers", pa.list_(pa.string())), ("n_reviews", pa.int64()),
     ])
 
 
@@ -241,11 +293,12 @@ def export_reasoning(
     formats: Sequence[str] = DEFAULT_FORMATS,
     *,
     splits: Sequence[str] | None = None,
+    runs: Sequence[int] | None = None,
 ) -> ExportSummary:
     """Write D_reason in the given formats under ``out_dir`` plus ``manifest.json``."""
     require(actor, "export")
     formats = parse_formats(formats)
-    rows, summary = reason_rows(session, project_id, splits=splits)
+    rows, summary = reason_rows(session, project_id, splits=splits, runs=runs)
     out = Path(out_dir)
     summary.files = write_rows(rows, out, formats)
     manifest = {**summary.to_dict(), "columns": COLUMNS, "provenances": list(PROVENANCES)}

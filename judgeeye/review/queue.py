@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth import AccessDenied, Actor, require
 from judgeeye.review.errors import ReviewError
+from judgeeye.review.events import record, snapshot
 from judgeeye.review.rounds import get_round
 from judgeeye.store import ReviewAssignment, ReviewRound, ReviewTask, Selection
 
@@ -133,8 +134,6 @@ def next_item(session: Session, actor: Actor, round_id: int, *, now: datetime | 
 
 
 def _hand_out(session: Session, rnd: ReviewRound, annotator_id: int, item_id: int, now: datetime) -> None:
-    from judgeeye.review.actions import record, snapshot  # the event log lives with the actions
-
     selection = session.scalar(select(Selection).where(
         Selection.item_id == item_id, Selection.annotator_id == annotator_id))
     session.add(ReviewAssignment(round_id=rnd.id, item_id=item_id, annotator_id=annotator_id,

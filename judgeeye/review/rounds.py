@@ -17,11 +17,13 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from judgeeye.auth import Actor, require
+from judgeeye.jobs import run_status
 from judgeeye.review.errors import ReviewError
 from judgeeye.store import (
     Annotator,
     Candidate,
     Item,
+    Job,
     ReviewAssignment,
     ReviewRound,
     ReviewTask,
@@ -257,6 +259,7 @@ def reviewable_runs(session: Session, project_id: int) -> list[ReviewableRun]:
             .group_by(Candidate.run_id)
         ).all()
     }
-    runs = session.scalars(select(SamplingRun).where(SamplingRun.project_id == project_id)
-                           .order_by(SamplingRun.id.desc())).all()
-    return [ReviewableRun(r.id, r.status, r.k, *stats.get(r.id, (0, 0))) for r in runs]
+    runs = session.execute(select(SamplingRun, Job.status).outerjoin(Job, Job.id == SamplingRun.job_id)
+                           .where(SamplingRun.project_id == project_id).order_by(SamplingRun.id.desc())).all()
+    return [ReviewableRun(r.id, run_status(r.status, job_status), r.k, *stats.get(r.id, (0, 0)))
+            for r, job_status in runs]

@@ -244,3 +244,29 @@ def choice_agreement(session: Session, project_id: int) -> dict[str, object]:
         "none_label": NONE,
         "note": AGREEMENT_NOTE,
     }
+
+
+def _when(moment: datetime | None) -> str:
+    return "—" if moment is None or pd.isna(moment) else f"{aware(moment):%Y-%m-%d %H:%M} UTC"
+
+
+def progress_view(progress: pd.DataFrame) -> pd.DataFrame:
+    """:func:`annotator_progress` as people read it: column names in words, pace rounded, "—"
+    where there is no pace or activity yet."""
+    view = progress.rename(columns={"none_fits": "none fits", "pace_per_hour": "pace (items/h)",
+                                    "last_active": "last active"})
+    view["pace (items/h)"] = ["—" if pd.isna(v) else f"{v:,.0f}" for v in progress["pace_per_hour"]]
+    view["last active"] = [_when(v) for v in progress["last_active"]]
+    return view
+
+
+def agreement_rows(agreement: dict[str, object]) -> pd.DataFrame:
+    """:func:`choice_agreement` as a two-column table in words (measure, value)."""
+    pa, kappa = float(agreement["percent_agreement"]), float(agreement["fleiss_kappa"])  # type: ignore[arg-type]
+    on = f" (on {agreement['fleiss_items']} items with {agreement['raters_per_item']} reviewers each)"
+    return pd.DataFrame([
+        {"measure": "Items reviewed by two or more people", "value": f"{agreement['n_items']:,}"},
+        {"measure": "Reviews submitted", "value": f"{agreement['n_reviews']:,}"},
+        {"measure": "Percent agreement", "value": "—" if math.isnan(pa) else f"{pa:.0%}"},
+        {"measure": "Fleiss' κ", "value": "—" if math.isnan(kappa) else f"{kappa:.2f}{on}"},
+    ], columns=["measure", "value"])

@@ -1,7 +1,9 @@
 """Everything the Review screen shows for one item, read in one transaction.
 
 Model and sample identity stay out of it: traces are numbered 1..n in the annotator's own
-shuffled order and carry only their text (and, for the actions, their candidate id).
+shuffled order and carry their text, their candidate id (for the actions) and the acceptance mode
+that gave their rating ("written" by the trace itself, or "forced_cue": read after the answer cue
+was appended to a trace that wrote none), so the page can tell a forced rating from a written one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class TraceView:
     candidate_id: int
     reasoning: str
     answer: str
+    #: "written", "forced_cue", or None (the trace has no rating: shown with unaccepted traces)
+    acceptance_mode: str | None = None
 
 
 @dataclass
@@ -61,7 +65,8 @@ def item_view(session: Session, actor: Actor, round_id: int, item_id: int) -> It
     assert project is not None
     ordered = display_order(shown_candidates(session, rnd, item_id), actor.id, item_id)
     scale = (project.scale_min, project.scale_max)
-    traces = [TraceView(n, c.id, *split_trace(c, scale)) for n, c in enumerate(ordered, start=1)]
+    traces = [TraceView(n, c.id, *split_trace(c, scale), acceptance_mode=c.acceptance_mode)
+              for n, c in enumerate(ordered, start=1)]
     names = list(project.text_fields or []) or sorted(item.fields or {})
     selection = my_selection(session, actor, item_id)
     codebook = session.get(Codebook, project.current_codebook_id) if project.current_codebook_id else None

@@ -21,8 +21,8 @@ import re
 import socket
 import statistics
 import time
-from math import comb
 from dataclasses import asdict, dataclass
+from math import comb
 from typing import Any
 
 from sqlalchemy import select
@@ -92,15 +92,10 @@ def _round(x: float) -> int:
 # ---------------------------------------------------------------------------- recording
 
 
-def _width(config: EngineConfig) -> int:
-    """Sequences an engine works on at once (batch size, or requests in flight)."""
-    return int(getattr(config, "max_concurrency" if config.kind == "openai" else "batch_size", 1))
-
-
 def engine_key(config: EngineConfig) -> str:
     """The stats-cache key of one engine's throughput on this host."""
     where = "/".join(str(getattr(config, name, "")) for name in ("device", "dtype"))
-    return f"throughput:{config.label()}|x{_width(config)}/{where}@{socket.gethostname()}"
+    return f"throughput:{config.label()}|x{config.concurrency()}/{where}@{socket.gethostname()}"
 
 
 def _stored(session: Session, config: EngineConfig) -> dict[str, Any]:
@@ -333,7 +328,7 @@ def estimate_or_calibrate(project_id: int, config: EngineConfig, settings: Sampl
         codebook = (get_version(session, project_id, codebook_version) if codebook_version
                     else current_version(session, project_id))
         spec = to_spec(codebook, session.get(Project, project_id))
-    rows = min(settings.k * max(1, estimate.items), _width(config))
+    rows = min(settings.k * max(1, estimate.items), config.concurrency())
     calibrate(config, messages or [], rows=rows, levels=list(range(spec.scale_min, spec.scale_max + 1)),
               cue=answer_cue(spec.output_format))
     with session_scope() as session:
@@ -352,7 +347,7 @@ def calibrate_in_subprocess(project: str, config: EngineConfig, settings: Sampli
     from judgeeye.sampling.launch import cli_command
 
     args = shlex.split(cli_command(project, config, settings, codebook_version))[1:]
-    args += ["--concurrency" if config.kind == "openai" else "--batch-size", str(_width(config))]
+    args += ["--concurrency" if config.kind == "openai" else "--batch-size", str(config.concurrency())]
     try:
         done = subprocess.run([sys.executable, "-m", "judgeeye.cli", *args, "--dry-run"],
                               capture_output=True, text=True, timeout=timeout,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from judgeeye.auth.roles import Actor, require
 from judgeeye.engines import EngineConfig
 from judgeeye.jobs import current_job, queue_run_job, start_job
-from judgeeye.sampling.runs import SamplingSettings, create_run
+from judgeeye.sampling.runs import SamplingSettings, create_run, preset_settings
 from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
 
 
@@ -52,32 +52,36 @@ def latest_job(session: Session, run_id: int) -> Job | None:
     return current_job(session, session.get(SamplingRun, run_id))
 
 
-def cli_command(project: str, engine: EngineConfig, settings: SamplingSettings, codebook_version: int | None) -> str:
-    """The `judgeeye sample` command that starts the same run (shown on the Sample page)."""
-    args = ["judgeeye", "sample", "--project", project, "--engine", engine.spec(), "--k", str(settings.k),
-            "--temperature", f"{settings.temperature:g}", "--top-p", f"{settings.top_p:g}",
-            "--max-tokens", str(settings.max_tokens)]
+def cli_command(project: str, engine: EngineConfig, settings: SamplingSettings, codebook_version: int | None,
+                preset: str = "paper") -> str:
+    """The `judgeeye sample` command that starts the same run (shown on the Sample page): the
+    preset, then every setting that differs from it."""
+    base = preset_settings(preset)
+    args = ["judgeeye", "sample", "--project", project, "--engine", engine.spec(), "--preset", preset.replace(" ", "-")]
     if codebook_version:
         args += ["--codebook", str(codebook_version)]
-    for split in settings.splits:
-        args += ["--split", split]
-    if settings.limit:
-        args += ["--limit", str(settings.limit)]
+    for name, flag in (("k", "--k"), ("temperature", "--temperature"), ("top_p", "--top-p"),
+                       ("max_tokens", "--max-tokens"), ("targets", "--targets"), ("order", "--order"),
+                       ("seed", "--seed")):
+        value = getattr(settings, name)
+        if value != getattr(base, name) and value is not None:
+            args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if settings.acceptance != base.acceptance:
+        args += ["--acceptance", settings.acceptance.replace("_", "-")]
+    if settings.splits != base.splits:
+        for split in settings.splits:
+            args += ["--split", split]
+    if settings.limit != base.limit:
+        args += ["--limit", str(settings.limit or 0)]
     if settings.adaptive:
         args += ["--adaptive", f"{settings.round_size},{settings.target_accepted}"]
-    if settings.targets != "gold":
-        args += ["--targets", settings.targets]
     if not settings.readout:
         args.append("--no-readout")
     if settings.mode == "post_hoc":
         args.append("--post-hoc")
     if settings.verifier is not None:
         args += ["--verifier", settings.verifier.spec()]
-    if engine.api_key_env:
-        args += ["--api-key-env", engine.api_key_env]
-    if engine.adapter:
-        args += ["--adapter", engine.adapter]
-    return shlex.join(args)
+    return shlex.join(args + engine.cli_options())
 
 
 @dataclass

@@ -6,19 +6,35 @@ busy (:func:`judgeeye.store.write_with_retry`). Resuming recomputes what is miss
 store, so a run killed at any moment finishes with exactly k candidates per item (fixed mode),
 none lost and none duplicated. Requests that keep failing (a server down or answering errors)
 end the run "incomplete" with the engine's last error; resuming retries only those samples.
+
+Acceptance (``SamplingSettings.acceptance``): a candidate's rating is the one its trace wrote
+(parsed from the end of the answer: mode "written", the paper's protocol); in "forced_cue" mode a
+trace that wrote none (it hit the token budget, or ended without a valid, unambiguous rating)
+gets the answer cue appended and is rated by the argmax of the rating-token distribution right
+after the cue (the score read-out; the distribution is stored with the candidate). Each
+candidate records the mode that gave its rating; without one it is never accepted.
+
+Seeds: each request's seed is derived from the run's seed, the item's external id and its first
+sample index (:func:`sample_seed`), so it does not depend on batching or on what a resume left
+to do. The openai engine sends it per request; the transformers engine draws one random stream
+per ``generate`` call, seeded from the seeds of the call's requests: a run repeated from scratch
+with the same seed gives the same candidates, a resumed one may differ where it resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text, to_spec
 from judgeeye.engines import Completion, Engine, EngineConfig, GenerationRequest, SamplingParams, make_engine
+from judgeeye.engines.transformers_engine import render_chat
+from judgeeye.evaluate.runner import readout_trace
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.sampling.estimate import record_throughput
@@ -42,6 +58,7 @@ class ItemState:
     """What the store holds for one item of the run."""
 
     item_id: int
+    external_id: str
     fields: dict[str, str]
     messages: list[dict[str, str]]
     prompt_text: str
@@ -103,7 +120,7 @@ def _load(run_id: int) -> tuple[SamplingRun, CodebookSpec, SamplingSettings, lis
             messages = (explain_messages(spec, item.fields, int(targets["gold"])) if post_hoc
                         else render_prompt(spec, item.fields))
             states[item.id] = ItemState(
-                item_id=item.id, fields=item.fields, messages=messages,
+                item_id=item.id, external_id=item.external_id, fields=item.fields, messages=messages,
                 prompt_text=render_prompt_text(spec, item.fields), targets=targets,
             )
         rows = s.execute(
@@ -122,12 +139,27 @@ def _load(run_id: int) -> tuple[SamplingRun, CodebookSpec, SamplingSettings, lis
     return run, spec, settings, list(states.values())
 
 
-def _rating_trace(completion: Completion, cut: int | None) -> str:
-    """The completion as the model wrote it, up to (not including) its final rating."""
-    answer = completion.answer[:cut] if cut is not None else completion.answer
-    if completion.reasoning:
-        return f"<think>\n{completion.reasoning}\n</think>\n\n{answer}"
-    return answer
+def sample_seed(run_seed: int, external_id: str, sample_index: int) -> int:
+    """The seed of one sample: fixed by the run's seed, the item and the sample index (under
+    2**31, which every server accepts)."""
+    digest = hashlib.sha256(f"{run_seed}\x00{external_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 2048) + sample_index
+
+
+def _call_seed(seeds: Sequence[int | None]) -> int:
+    """One seed for a ``generate`` call, from its requests' seeds (engines with one random stream)."""
+    return int.from_bytes(hashlib.sha256(repr(list(seeds)).encode()).digest()[:8], "big") % 2**63
+
+
+def _contiguous(slots: Sequence[int]) -> list[list[int]]:
+    """Sample indices in runs of consecutive ones (one request each: seed + j is sample j's seed)."""
+    runs: list[list[int]] = []
+    for slot in sorted(slots):
+        if runs and slot == runs[-1][-1] + 1:
+            runs[-1].append(slot)
+        else:
+            runs.append([slot])
+    return runs
 
 
 class CandidateWriter:
@@ -144,6 +176,8 @@ class CandidateWriter:
         self.levels = list(range(spec.scale_min, spec.scale_max + 1))
         self.cue = answer_cue(spec.output_format)
         self.readout = settings.readout and engine.supports_readout
+        if settings.acceptance == "forced_cue" and not self.readout:
+            raise ValueError(f"forced cue needs the score read-out, which {engine.config.label()} does not give")
 
     def write(self, state: ItemState, slots: Sequence[int], completions: list[Completion], progress: Progress) -> None:
         good = [(slot, c) for slot, c in zip(slots, completions) if c.finish_reason != "error"]
@@ -173,6 +207,7 @@ class CandidateWriter:
             dict(run_id=self.run_id, item_id=state.item_id, target="gold", target_label=gold, sample_index=slot,
                  kind="post_hoc", reasoning=explanation, answer=verdict.answer, predicted=rating,
                  parse_ok=rating is not None, score_dist=None, accepted=accepted,
+                 acceptance_mode="written" if rating is not None else None,
                  prompt_tokens=c.prompt_tokens + verdict.prompt_tokens,
                  completion_tokens=c.completion_tokens + verdict.completion_tokens, finish_reason=c.finish_reason)
             for (slot, c), (explanation, verdict, rating, accepted) in zip(good, checked)
@@ -184,17 +219,26 @@ class CandidateWriter:
                   for _, c in good]
         dists: list[dict[str, float] | None] = [None] * len(good)
         if self.readout and good:
-            traces = [_rating_trace(c, p.start if p.ok else None) for (_, c), p in zip(good, parses)]
+            # after the written rating's statement (its distribution), else after the whole trace
+            tokenizer = getattr(self.engine, "tokenizer", None)
+            rendered = render_chat(tokenizer, state.messages) if tokenizer is not None else ""
+            traces = [readout_trace(rendered, c, p.start if p.ok else None) for (_, c), p in zip(good, parses)]
             dists = list(self.engine.score_readout([state.messages] * len(good), traces, self.levels, self.cue))
         gold = state.targets.get("gold")
+        forced = self.settings.acceptance == "forced_cue"
         for (slot, c), parse, dist in zip(good, parses, dists):
-            predicted = float(parse.value) if parse.ok else (float(argmax_score(dist)) if dist else None)
+            if parse.ok:
+                predicted, mode = float(parse.value), "written"
+            elif forced and dist:
+                predicted, mode = float(argmax_score(dist)), "forced_cue"
+            else:
+                predicted, mode = None, None
             accepted = predicted is not None and gold is not None and predicted == gold
             rows.append(dict(
                 run_id=self.run_id, item_id=state.item_id, target="gold", target_label=gold,
                 sample_index=slot, kind="sampled", reasoning=c.reasoning, answer=c.answer,
-                predicted=predicted, parse_ok=parse.ok, score_dist=dist, accepted=accepted,
-                prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                predicted=predicted, parse_ok=parse.ok, score_dist=dist, acceptance_mode=mode,
+                accepted=accepted, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
                 finish_reason=c.finish_reason,
             ))
         return rows
@@ -202,8 +246,7 @@ class CandidateWriter:
 
 def _chunk_size(engine: Engine) -> int:
     """Sequences per generate() call: several engine batches, small enough to cancel promptly."""
-    config = engine.config
-    return 4 * (config.max_concurrency if config.kind == "openai" else config.batch_size)
+    return 4 * engine.config.concurrency()
 
 
 def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | None = None) -> str:
@@ -212,14 +255,15 @@ def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | 
     own_engine = engine is None
     engine = engine or make_engine(EngineConfig.model_validate(run.engine))
     params = SamplingParams(temperature=settings.temperature, top_p=settings.top_p,
-                            max_tokens=settings.max_tokens, seed=None)
+                            max_tokens=settings.max_tokens, seed=settings.seed)
     verifier = make_engine(settings.verifier) if settings.verifier else None
-    verify_params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
+    verify_params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens, seed=settings.seed)
     log = ctx.log if ctx else (lambda msg: None)
     writer = CandidateWriter(run_id, spec, settings, engine, verifier, verify_params, log=ctx.log if ctx else None)
     total = sum(settings.k - len(st.done) for st in states)
     progress = Progress(n_items=len(states), finished={st.item_id for st in states if not next_slots(st, settings)})
-    log(f"run {run_id}: {len(states)} items, k={settings.k}, engine {engine.config.label()}, "
+    log(f"run {run_id}: {len(states)} items, k={settings.k}, engine {engine.config.label()}, seed {settings.seed}, "
+        f"acceptance {settings.acceptance}, "
         f"at most {total} samples to go" + (f", adaptive rounds of {settings.round_size} until {settings.target_accepted} accepted" if settings.adaptive else ""))
     status = "failed"  # until the loop ends by itself
     try:
@@ -280,15 +324,19 @@ def _generate(
     """One generate() call over a chunk of items; each request is written as it finishes."""
     if ctx:
         ctx.check_cancel()
-    requests = [GenerationRequest(messages=st.messages, n=len(slots)) for st, slots in chunk]
+    parts = [(st, run) for st, slots in chunk for run in _contiguous(slots)]
+    seed = params.seed or 0  # a run's seed is drawn at creation when none was given
+    requests = [GenerationRequest(messages=st.messages, n=len(run), seed=sample_seed(seed, st.external_id, run[0]))
+                for st, run in parts]
+    call_params = replace(params, seed=_call_seed([r.seed for r in requests]))
 
     def on_result(i: int, completions: list[Completion]) -> None:
-        st, slots = chunk[i]
-        writer.write(st, slots, completions, progress)
+        st, run = parts[i]
+        writer.write(st, run, completions, progress)
         if ctx:
             ctx.progress(progress.fraction, progress.text())
 
-    engine.generate(requests, params, on_result=on_result)
+    engine.generate(requests, call_params, on_result=on_result)
 
 
 def run_sampling_job(ctx: JobContext) -> None:

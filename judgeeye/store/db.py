@@ -1,7 +1,10 @@
-"""Engines, sessions and schema upgrades.
+"""Engines, sessions and schema upgrades; where the store lives.
 
-SQLite (a file under ``./judgeeye-data/``) by default, in WAL mode with a busy timeout so the
-app, CLI and job workers can write side by side; any SQLAlchemy URL through ``JUDGEEYE_DB``.
+One store per user by default: a SQLite file in the user's data folder (platformdirs, e.g.
+``~/.local/share/judgeeye/judgeeye.db`` on Linux), never in the current folder, so every command
+sees the same projects wherever it is run. ``JUDGEEYE_DATA_DIR`` moves the folder, ``JUDGEEYE_DB``
+names any SQLAlchemy URL. SQLite runs in WAL mode with a busy timeout so the app, CLI and job
+workers can write side by side.
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import platformdirs
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+APP_NAME = "judgeeye"
 DATA_DIR_ENV = "JUDGEEYE_DATA_DIR"
 DB_URL_ENV = "JUDGEEYE_DB"
+STORE_FILE = "judgeeye.db"
+#: the data folder's name in the current directory before the store moved to the user data dir
+LEGACY_DATA_DIR = "judgeeye-data"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: lowers (or raises) SQLite's busy timeout, e.g. for tests of a locked database
 BUSY_TIMEOUT_ENV = "JUDGEEYE_DB_BUSY_TIMEOUT_MS"
@@ -25,17 +33,97 @@ BUSY_TIMEOUT_ENV = "JUDGEEYE_DB_BUSY_TIMEOUT_MS"
 _READONLY_OPTION = "judgeeye_readonly"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+#: whether opening a missing SQLite store creates it (see allow_store_creation)
+_create_missing = True
+
+
+class StoreNotFound(LookupError):
+    """No store where JudgeEye looked, and what is running must not create one there."""
+
+    def __init__(self, url: str) -> None:
+        self.location = store_location(url)
+        message = (f"no JudgeEye store at {self.location} ({store_source()}). Create one with "
+                   "`judgeeye import FILE ...` or `judgeeye app` (it starts with the sample project), "
+                   f"or set {DB_URL_ENV} or {DATA_DIR_ENV} to an existing store.")
+        legacy = legacy_store()
+        if legacy is not None:
+            message += (f" A store of an earlier version is at {legacy}: "
+                        f"set {DATA_DIR_ENV}={legacy.parent} to keep using it.")
+        super().__init__(message)
+
+
+def data_dir_path() -> Path:
+    """Where the data folder is (``$JUDGEEYE_DATA_DIR``, else the user's data folder), without
+    creating it: finding out where the store is must not make one."""
+    configured = os.environ.get(DATA_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
 
 
 def data_dir() -> Path:
-    """Folder for the default database, job logs, caches and adapters."""
-    path = Path(os.environ.get(DATA_DIR_ENV, "judgeeye-data")).resolve()
+    """Folder for the default database, job logs, uploads, caches and adapters, created for
+    whoever is about to write there."""
+    path = data_dir_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def database_url() -> str:
-    return os.environ.get(DB_URL_ENV) or f"sqlite:///{data_dir() / 'judgeeye.db'}"
+    return os.environ.get(DB_URL_ENV) or f"sqlite:///{data_dir_path() / STORE_FILE}"
+
+
+def sqlite_file(url: str | None = None) -> Path | None:
+    """The SQLite file behind ``url`` (default: this process's store); None for other databases."""
+    parsed = make_url(url or database_url())
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def store_location(url: str | None = None) -> str:
+    """Where the store lives, for people: the SQLite file's path, else the URL without password."""
+    url = url or database_url()
+    path = sqlite_file(url)
+    return str(path) if path is not None else redact_url(url)
+
+
+def store_source() -> str:
+    """What chose the store: the variable that names it, or the per-user default."""
+    if os.environ.get(DB_URL_ENV):
+        return f"from {DB_URL_ENV}"
+    if os.environ.get(DATA_DIR_ENV, "").strip():
+        return f"from {DATA_DIR_ENV}"
+    return "the default location"
+
+
+def store_exists(url: str | None = None) -> bool:
+    """Whether the store is there to open. A SQLite store is its file. A server database is
+    created by whoever set ``JUDGEEYE_DB`` (the schema in it is created on first use), so it
+    counts as there."""
+    path = sqlite_file(url)
+    return path is None or path.exists()
+
+
+def legacy_store() -> Path | None:
+    """A store left by an earlier version in ``./judgeeye-data`` of the current folder, when no
+    variable chooses the store and the default store is missing (worth pointing out)."""
+    if os.environ.get(DB_URL_ENV) or os.environ.get(DATA_DIR_ENV, "").strip() or store_exists():
+        return None
+    path = (Path.cwd() / LEGACY_DATA_DIR / STORE_FILE).resolve()
+    return path if path.exists() else None
+
+
+def allow_store_creation(allowed: bool) -> bool:
+    """Decide whether opening a missing SQLite store in this process creates it (by default it
+    does, as the app, job workers and library callers expect); returns the previous setting.
+    The CLI lets only the commands that work on an empty store create one, so a read-only
+    command run against the wrong place says where it looked instead of leaving a store there."""
+    global _create_missing
+    previous, _create_missing = _create_missing, allowed
+    return previous
 
 
 def redact_url(url: str) -> str:
@@ -78,9 +166,11 @@ def get_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             is_sqlite = url.startswith("sqlite")
-            database = make_url(url).database
-            if is_sqlite and database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_file(url)
+            if path is not None and not path.exists():
+                if not _create_missing:
+                    raise StoreNotFound(url)
+                path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
                 url,
                 pool_pre_ping=not is_sqlite,

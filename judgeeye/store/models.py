@@ -102,6 +102,11 @@ class Codebook(Base):
     instructions: Mapped[str] = mapped_column(Text)
     rubric: Mapped[list[Any]] = mapped_column(default=list)
     output_format: Mapped[str] = mapped_column(Text)
+    #: rubric text that is no level: a lead-in after the "Rating scale:" header, notes after the levels
+    rubric_intro: Mapped[str] = mapped_column(Text, default="", server_default="")
+    rubric_notes: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: instructions written after the rubric (kept there, not moved before it)
+    instructions_after: Mapped[str] = mapped_column(Text, default="", server_default="")
     origin: Mapped[str] = mapped_column(String(60), default="original")
     author: Mapped[str | None] = mapped_column(String(200), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -189,6 +194,9 @@ class Candidate(Base):
     predicted: Mapped[float | None] = mapped_column(Float, nullable=True)
     parse_ok: Mapped[bool] = mapped_column(Boolean, default=False)
     score_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # which acceptance mode gave ``predicted``: "written" (the trace wrote it, parsed) or
+    # "forced_cue" (read after the answer cue appended to a trace that wrote none); None: no rating
+    acceptance_mode: Mapped[str | None] = mapped_column(String(20), nullable=True)
     accepted: Mapped[bool] = mapped_column(Boolean, default=False)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -249,6 +257,27 @@ class Critique(Base):
     representative: Mapped[bool] = mapped_column(Boolean, default=False)
     x: Mapped[float | None] = mapped_column(Float, nullable=True)
     y: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CritiqueMap(Base):
+    """How a refinement's critiques were embedded and laid out on the critique map.
+
+    The coordinates themselves live on the critique rows (``x``, ``y``); this row says they are
+    complete and what made them, so the map is read from the store and never computed in a page."""
+
+    __tablename__ = "critique_map"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), unique=True)
+    embedder: Mapped[str] = mapped_column(String(300))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    #: "tsne", "umap" or "pca"
+    method: Mapped[str] = mapped_column(String(20))
+    #: PCA components the layout started from (None: the embeddings themselves)
+    pca_components: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    points: Mapped[int] = mapped_column(Integer)
+    #: seconds per stage: embed, cluster, project
+    seconds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TrainingRun(Base):

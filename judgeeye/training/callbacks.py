@@ -5,9 +5,10 @@
   curves live. Rows are unique per (run, step, name); a step replayed after a resume overwrites
   its row.
 * :class:`Validation` rates the validation split with the model being trained every
-  ``eval_steps`` (generation, then the written rating or the score read-out), computes Kendall τ
-  against gold, logs it, saves the adapter whenever τ improves (the best checkpoint), and stops
-  training when τ has not improved for ``patience`` steps (paper section 4.3: 100).
+  ``eval_steps`` under the run's rating protocol (the test's: sampling settings and read-out),
+  computes Kendall τ against gold, logs it with n and the parse failures, saves the adapter
+  whenever τ improves (the best checkpoint), and stops training when τ has not improved for
+  ``patience`` steps (the paper's rule, section 4.3; the steps come from the plan).
 * :class:`JobControl` reports progress to the job and, when the job is cancelled, asks the
   Trainer to save a checkpoint and stop at the end of the current step.
 
@@ -27,7 +28,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from judgeeye.codebook import CodebookSpec, render_prompt, render_prompt_text
-from judgeeye.ratings import answer_cue, argmax_score, expected_score, parse_rating, split_reasoning
+from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
 
@@ -112,93 +113,84 @@ class ValItem:
 
 @dataclass
 class ValResult:
+    """Validation τ and MSE over the items with a rating (``n``); ``parse_failures`` counts the
+    answers without a parsable rating (left out under the parsed read-out, like the test)."""
+
     tau: float | None
     mse: float | None
+    items: int
     n: int
-    rated: int
-    parsed: int
+    parse_failures: int
     predictions: list[float | None] = field(default_factory=list)
 
 
 class ValidationRater:
-    """Rates items with a model in memory (the one being trained) through the transformers engine."""
+    """Rates the validation items with the model in memory (the one being trained) under the run's
+    rating protocol, the one the test split is rated with (:class:`judgeeye.training.config.
+    RatingProtocol`): the same sampling settings and the same read-out
+    (:func:`judgeeye.evaluate.runner.rate_completions`). Every validation draws from the same seed
+    (the training RNG is restored afterwards), so checkpoints are compared on equal terms."""
 
-    def __init__(self, spec: CodebookSpec, items: Sequence[ValItem], *, readout: str, max_tokens: int,
-                 batch_size: int = 8, seed: int = 0) -> None:
+    def __init__(self, spec: CodebookSpec, items: Sequence[ValItem], *, readout: str, temperature: float,
+                 top_p: float, max_tokens: int, batch_size: int = 8, seed: int = 0) -> None:
         self.spec, self.items = spec, list(items)
-        self.readout, self.max_tokens, self.batch_size, self.seed = readout, max_tokens, batch_size, seed
-        self.levels = list(range(spec.scale_min, spec.scale_max + 1))
-        self.cue = answer_cue(spec.output_format)
+        self.readout, self.batch_size, self.seed = readout, batch_size, seed
+        self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
 
     def rate(self, model: Any, tokenizer: Any, should_stop: Callable[[], bool] | None = None) -> ValResult | None:
-        """Greedy generation in batches of different prompts, then the read-out; None when
+        """Generation in batches of different prompts, then the read-out; None when
         ``should_stop`` interrupted it."""
-        from judgeeye.engines import EngineConfig, SamplingParams
+        import torch
+
+        from judgeeye.engines import Completion, SamplingParams, TransformersConfig
         from judgeeye.engines.transformers_engine import TransformersEngine
+        from judgeeye.evaluate.runner import rate_completions
         from judgeeye.metrics import kendall_tau, mse
 
         was_training = model.training
         model.eval()
         engine = TransformersEngine.from_model(
-            model, tokenizer, EngineConfig(batch_size=self.batch_size, extra={"use_cache": True}), fast_decode=False)
-        params = SamplingParams(temperature=0.0, max_tokens=max(1, self.max_tokens), seed=self.seed)
+            model, tokenizer, TransformersConfig(batch_size=self.batch_size, generate_kwargs={"use_cache": True}),
+            fast_decode=False)
+        params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                                seed=self.seed)
         preds: list[float | None] = []
-        parsed = 0
+        failures = 0
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         try:
-            for start in range(0, len(self.items), self.batch_size):
-                if should_stop is not None and should_stop():
-                    return None
-                chunk = self.items[start:start + self.batch_size]
-                messages = [render_prompt(self.spec, it.fields) for it in chunk]
-                if self.max_tokens == 0:  # no trace: the rating right after the prompt and the cue
-                    dists = engine.score_readout(messages, [""] * len(chunk), self.levels, self.cue)
-                    preds += [self._from_dist(d) for d in dists]
-                    continue
-                results = engine.generate_tokens([engine.encode_messages(m) for m in messages], params)
-                values: list[float | None] = [None] * len(chunk)
-                need: list[tuple[int, str]] = []
-                for i, (it, result) in enumerate(zip(chunk, results)):
-                    ids = result.ids[:-1] if result.finish_reason == "stop" and result.ids else result.ids
-                    reasoning, answer = split_reasoning(tokenizer.decode(ids, skip_special_tokens=True))
-                    parse = parse_rating(answer, self.spec.scale_min, self.spec.scale_max,
-                                         prompt=render_prompt_text(self.spec, it.fields))
-                    parsed += int(parse.ok)
-                    if self.readout == "parsed" and parse.ok:
-                        values[i] = float(parse.value)
-                    else:
-                        need.append((i, _trace(reasoning, answer, parse.start if parse.ok else None)))
-                if need:
-                    dists = engine.score_readout([messages[i] for i, _ in need], [t for _, t in need],
-                                                 self.levels, self.cue)
-                    for (i, _), dist in zip(need, dists):
-                        values[i] = self._from_dist(dist)
-                preds += values
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed)
+                for start in range(0, len(self.items), self.batch_size):
+                    if should_stop is not None and should_stop():
+                        return None
+                    chunk = self.items[start:start + self.batch_size]
+                    messages = [render_prompt(self.spec, it.fields) for it in chunk]
+                    encoded = [engine.encode_messages(m) for m in messages]
+                    completions = []
+                    for ids, result in zip(encoded, engine.generate_tokens(encoded, params)):
+                        out = result.ids[:-1] if result.finish_reason == "stop" and result.ids else result.ids
+                        text = tokenizer.decode(out, skip_special_tokens=True)
+                        reasoning, answer = split_reasoning(text)
+                        completions.append(Completion(text, reasoning, answer, prompt_tokens=len(ids),
+                                                      completion_tokens=len(result.ids),
+                                                      finish_reason=result.finish_reason))
+                    prompts = [(m, render_prompt_text(self.spec, it.fields)) for m, it in zip(messages, chunk)]
+                    for rated in rate_completions(engine, self.spec, self.readout, prompts, completions):
+                        failures += int(not rated.parse_ok)
+                        preds.append(rated.rating)
         finally:
             engine.model = None  # the engine must not release a model it does not own
             if was_training:
                 model.train()
-        gold = [it.gold for it in self.items]
-        pairs = [(g, p) for g, p in zip(gold, preds) if p is not None]
+        pairs = [(it.gold, p) for it, p in zip(self.items, preds) if p is not None]
         tau = m = None
         if len(pairs) >= 2:
             g, p = zip(*pairs)
             t = kendall_tau(list(g), list(p))
             tau = None if t is None or not math.isfinite(t) else float(t)
             m = float(mse(list(g), list(p)))
-        return ValResult(tau=tau, mse=m, n=len(self.items), rated=len(pairs), parsed=parsed, predictions=preds)
-
-    def _from_dist(self, dist: dict[str, float]) -> float:
-        if self.readout == "expected":
-            return float(expected_score(dist))
-        return float(argmax_score(dist))
-
-
-def _trace(reasoning: str, answer: str, cut: int | None) -> str:
-    """The completion up to (not including) its final rating statement (as the evaluator reads it)."""
-    answer = answer[:cut] if cut is not None else answer
-    if reasoning:
-        return f"<think>\n{reasoning}\n</think>\n\n{answer}"
-    return answer
+        return ValResult(tau=tau, mse=m, items=len(self.items), n=len(pairs), parse_failures=failures,
+                         predictions=preds)
 
 
 @dataclass
@@ -245,22 +237,20 @@ class Validation(TrainerCallback):
         result = self.rater.rate(model, self.tokenizer, self.should_stop)
         if result is None:
             return None
-        values = {f"{self.prefix}val_rated": result.rated / max(result.n, 1),
-                  f"{self.prefix}val_parsed": result.parsed / max(result.n, 1)}
+        values = {f"{self.prefix}val_n": result.n, f"{self.prefix}val_parse_failures": result.parse_failures}
         if result.tau is not None:
             values[f"{self.prefix}val_tau"] = result.tau
         if result.mse is not None:
             values[f"{self.prefix}val_mse"] = result.mse
         write_metrics(self.run_id, step, values)
         shown = f"{result.tau:.3f}" if result.tau is not None else "undefined (constant or too few ratings)"
-        self.log(f"step {step}: validation τ {shown} on {result.rated}/{result.n} items "
-                 f"({result.parsed} wrote a parsable rating)")
+        self.log(f"step {step}: validation τ {shown} on n = {result.n} of {result.items} items "
+                 f"({result.parse_failures} parse failure{'s' if result.parse_failures != 1 else ''})")
         if result.tau is not None and (self.best.tau is None or result.tau > self.best.tau):
             self.best = BestState(result.tau, step)
             self._save_best(model)
             self.on_best(self.best)
         return result
-
 
     def _save_best(self, model: Any) -> None:
         """Write the adapter beside the best folder, then swap it in: a job killed while saving

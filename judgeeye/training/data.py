@@ -210,12 +210,20 @@ def build_examples(
     return BuildReport(examples, excluded)
 
 
-def to_dataset(examples: Sequence[Example]):  # type: ignore[no-untyped-def]
-    """A ``datasets.Dataset`` with ``input_ids`` and ``labels`` (TRL takes it as tokenized)."""
+def to_dataset(examples: Sequence[Example], *, rating_mask: bool = False):  # type: ignore[no-untyped-def]
+    """A ``datasets.Dataset`` with ``input_ids`` and ``labels`` (TRL takes it as tokenized).
+
+    ``rating_mask``: also a per-token column that is 1 at the rating token (``rating_pos``) and 0
+    elsewhere. Being aligned with ``input_ids``, it survives packing and padding exactly as the
+    tokens do, so TRACT's loss reads the rating where the data put it.
+    """
     from datasets import Dataset
 
-    return Dataset.from_dict({"input_ids": [e.input_ids for e in examples],
-                              "labels": [e.labels for e in examples]})
+    data: dict[str, list[list[int]]] = {"input_ids": [e.input_ids for e in examples],
+                                        "labels": [e.labels for e in examples]}
+    if rating_mask:
+        data["rating_mask"] = [[int(t == e.rating_pos) for t in range(len(e.input_ids))] for e in examples]
+    return Dataset.from_dict(data)
 
 
 def data_version(rows: Sequence[ReasonRow], codebook_version: int | None, mode: str) -> str:

@@ -10,13 +10,17 @@ restarted job continues where the last one stopped:
   model**, TRACT Algorithm 1). Stage 2 covers every gold training item, also those without a
   trace in D_reason (TRACT's D_self is built from D_train).
 
-Within a stage, the Trainer saves a checkpoint every ``eval_steps`` and when the job is stopped;
-a resumed stage continues from the newest checkpoint (optimizer, scheduler and RNG included).
+Each stage is planned from the rows it keeps (:mod:`judgeeye.training.plan`: optimiser steps,
+warm-up, validation interval, patience), and refused when the plan cannot train meaningfully
+unless forced; the plan is kept in ``state.json``, so a resumed stage keeps its schedule. Within a
+stage, the Trainer saves a checkpoint at every validation and when the job is stopped; a resumed
+stage continues from the newest checkpoint (optimizer, scheduler and RNG included).
 The best validation checkpoint becomes the run's adapter (``run-<id>/adapter``). Then the
 adapter and the base model rate the test split through :mod:`judgeeye.evaluate` (one rater run
 each; the base run is reused by later runs with the same rater settings), and their comparison
 (τ, ICC(3,1), MSE; one-sided bootstrap for τ and ICC, paired t-test on MSE) is stored as metric
-rows ``test_*``, ``base_*`` and ``p_*``.
+rows ``test_*``, ``base_*`` and ``p_*``, with each side's n and parse failures. Validation and
+test are rated under one protocol (``TrainingConfig.protocol``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from functools import partial
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -56,8 +61,8 @@ from judgeeye.training.data import (
     data_version,
     load_reason_rows,
     rows_to_json,
-    to_dataset,
 )
+from judgeeye.training.plan import StagePlan, TrainingPlan, plan_stage
 
 TEST_METRICS = ("tau", "icc3", "mse")
 
@@ -236,7 +241,7 @@ def _collect() -> None:
 def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[ReasonRow]) -> Path | None:
     """Train one stage to its end (early stopping or the step budget); returns the folder of the
     adapter to keep (the best validation checkpoint), None when stopped by a cancel."""
-    from judgeeye.training.trainer import build_trainer, latest_checkpoint, load_base
+    from judgeeye.training.trainer import build_trainer, latest_checkpoint, load_base, prepare_dataset
 
     cfg = r.config
     info = r.state.stage(stage)
@@ -263,6 +268,18 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
 
         rating = RatingTokens.from_tokenizer(tokenizer, list(range(r.spec.scale_min, r.spec.scale_max + 1)),
                                              answer_cue(r.spec.output_format))
+    dataset = prepare_dataset(cfg, report.examples)
+    if "plan" in info:  # a resumed stage keeps the schedule it started with
+        plan = StagePlan(**info["plan"])
+    else:
+        plan = plan_stage(cfg, len(dataset), len(r.val_items), stage=stage)
+        if latest_checkpoint(out) is None:  # (a stage begun before plans were kept is not refused now)
+            TrainingPlan(cfg.mode, cfg.preset, [plan], packing=False).check(cfg.force)
+        info["plan"] = asdict(plan)
+        r.state.save()
+    r.log(f"{stage}: plan: {plan.rows} {'packed sequences' if cfg.packing else 'rows'}, {plan.steps_per_epoch} "
+          f"steps per epoch, {plan.optimizer_steps} optimizer steps at most, warm-up {plan.warmup_steps}, "
+          f"validation every {plan.eval_steps} steps ({plan.evaluations} validations), patience {plan.patience} steps")
     best = BestState(info.get("best_tau"), info.get("best_step"))
 
     def on_best(b: BestState) -> None:
@@ -271,10 +288,8 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
         if stage in ("main", "stage2"):
             _set_status(r.run_id, "running", best_step=b.step, best_metric=b.tau)
 
-    rater = ValidationRater(r.spec, [ValItem(i.id, dict(i.fields or {}), float(i.gold)) for i in r.val_items],
-                            readout=cfg.readout_for(cfg.val_readout), max_tokens=cfg.val_max_tokens,
-                            batch_size=cfg.val_batch_size, seed=cfg.seed)
-    validation = Validation(r.run_id, rater, tokenizer, eval_steps=cfg.eval_steps, patience=cfg.patience,
+    rater = validation_rater(cfg, r.spec, [ValItem(i.id, dict(i.fields or {}), float(i.gold)) for i in r.val_items])
+    validation = Validation(r.run_id, rater, tokenizer, eval_steps=plan.eval_steps, patience=plan.patience,
                             best_dir=out / "best", best=best, on_best=on_best, prefix=prefix,
                             should_stop=r.cancelled, log_fn=r.log)
 
@@ -289,7 +304,7 @@ def _train_stage(r: _Run, stage: str, index: int, n_stages: int, rows: list[Reas
         r.log("no validation items: no early stopping; the last step's adapter is kept")
     if r.cancelled():  # stopped while loading: nothing trained in this job, nothing to save
         return None
-    trainer = build_trainer(cfg, model, tokenizer, to_dataset(report.examples), out, device, callbacks, rating=rating)
+    trainer = build_trainer(cfg, model, tokenizer, dataset, out, device, callbacks, plan, rating=rating)
     resume = latest_checkpoint(out)
     if resume:
         r.log(f"{stage}: resuming from {resume}")
@@ -327,7 +342,7 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     """D_self: one trace per gold training item sampled from the stage-1 model, paired with the
     gold label (the rating it wrote is discarded). Resumable: traces already written are kept.
     None when stopped by a cancel."""
-    from judgeeye.engines import EngineConfig, GenerationRequest, SamplingParams, make_engine
+    from judgeeye.engines import GenerationRequest, SamplingParams, TransformersConfig, make_engine
     from judgeeye.codebook import render_prompt, render_prompt_text
     from judgeeye.ratings import parse_rating, trace_text
 
@@ -343,8 +358,8 @@ def _self_trace_rows(r: _Run, stage1_adapter: Path) -> list[ReasonRow] | None:
     todo = [i for i in items if i.id not in done]
     if todo and is_main_process():
         r.log(f"stage 2 data: sampling {len(todo)} traces from the stage-1 model ({len(done)} already written)")
-        engine = make_engine(EngineConfig(model=cfg.base_model, adapter=str(stage1_adapter), device=cfg.device,
-                                          batch_size=cfg.val_batch_size, extra={"keep_loaded": False}))
+        engine = make_engine(TransformersConfig(model=cfg.base_model, adapter=str(stage1_adapter), device=cfg.device,
+                                                batch_size=cfg.val_batch_size, keep_loaded=False))
         params = SamplingParams(temperature=cfg.self_trace_temperature, max_tokens=cfg.self_trace_max_tokens,
                                 top_p=1.0, seed=cfg.seed)
         try:
@@ -391,28 +406,44 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+# ================================================================================ one rating protocol
+
+
+def validation_rater(cfg: TrainingConfig, spec: CodebookSpec, items: list[ValItem]) -> ValidationRater:
+    """The validation split's rater: the run's rating protocol, as :func:`split_rater_spec` rates."""
+    p = cfg.protocol
+    return ValidationRater(spec, items, readout=cfg.readout, temperature=p.temperature, top_p=p.top_p,
+                           max_tokens=p.max_tokens, batch_size=cfg.val_batch_size, seed=cfg.seed)
+
+
+def split_rater_spec(cfg: TrainingConfig, adapter_dir: str | None):  # type: ignore[no-untyped-def]
+    """The test split's rater (the base model, or it with ``adapter_dir``): the run's rating
+    protocol, as :func:`validation_rater` rates."""
+    from judgeeye.engines import TransformersConfig
+    from judgeeye.evaluate.raters import RaterSpec
+
+    p = cfg.protocol
+    engine = TransformersConfig(model=cfg.base_model, adapter=adapter_dir, device=cfg.device,
+                                batch_size=cfg.val_batch_size, keep_loaded=False)
+    return RaterSpec(engine=engine, readout=cfg.readout, temperature=p.temperature, top_p=p.top_p,
+                     max_tokens=p.max_tokens, seed=cfg.seed, limit=cfg.test_limit)
+
+
 # ================================================================================ test evaluation
 
 
 def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
     """Adapter against the base model on the test split (judgeeye.evaluate); None when cancelled."""
-    from judgeeye.engines import EngineConfig
     from judgeeye.evaluate.compare import compare_runs
-    from judgeeye.evaluate.raters import RaterSpec, create_rater_run
+    from judgeeye.evaluate.raters import create_rater_run
     from judgeeye.evaluate.runner import execute_rater_run
+    from judgeeye.evaluate.summary import summaries
 
     cfg = r.config
     if r.n_test == 0:
         r.log("no gold items in the test split: test evaluation skipped")
         return {}
-    readout = cfg.readout_for(cfg.test_readout)
-
-    def spec(adapter_dir: str | None) -> RaterSpec:
-        engine = EngineConfig(model=cfg.base_model, adapter=adapter_dir, device=cfg.device,
-                              batch_size=cfg.val_batch_size, extra={"keep_loaded": False})
-        return RaterSpec(engine=engine, readout=readout, temperature=cfg.test_temperature, top_p=cfg.test_top_p,
-                         max_tokens=cfg.test_max_tokens, seed=cfg.seed, limit=cfg.test_limit)
-
+    readout, spec = cfg.readout, partial(split_rater_spec, cfg)
     ev = r.state.data.setdefault("evaluation", {})
     with session_scope() as s:
         if "base_run" not in ev:
@@ -442,9 +473,15 @@ def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
             raise RuntimeError(f"rater run {ev[key]} ended {status}; resume the training run to retry")
     with session_scope() as s:
         cmp = compare_runs(s, ev["base_run"], ev["adapter_run"], n_boot=cfg.n_boot, seed=cfg.seed)
+        sums = summaries(s, [ev["base_run"], ev["adapter_run"]])
         step = s.scalar(select(TrainingMetric.step).where(TrainingMetric.run_id == r.run_id)
                         .order_by(TrainingMetric.step.desc()).limit(1)) or 0
-    values: dict[str, float] = {"test_n": float(cmp.n_items)}
+    # n: items whose rating enters the metrics; parse failures: answers without a parsable rating
+    # (left out under the parsed read-out), reported with every τ rather than dropped silently
+    values: dict[str, float] = {"test_items": float(cmp.n_items),
+                                "test_n": float(cmp.metrics_b["n"]), "base_n": float(cmp.metrics_a["n"]),
+                                "test_parse_failures": float(sums[ev["adapter_run"]].parse_failures),
+                                "base_parse_failures": float(sums[ev["base_run"]].parse_failures)}
     for m in TEST_METRICS:
         values[f"test_{m}"] = cmp.metrics_b[m]
         values[f"base_{m}"] = cmp.metrics_a[m]
@@ -461,4 +498,4 @@ def _evaluate_test(r: _Run, adapter: Path) -> dict[str, float] | None:
     return values
 
 
-__all__ = ["execute_training", "run_training_job"]
+__all__ = ["execute_training", "run_training_job", "split_rater_spec", "validation_rater"]

@@ -2,32 +2,34 @@
 
 For one example with completion tokens c_1..c_m (trace, answer cue, rating token y*, the rest)::
 
-    loss = CE + λ · (Σ_y p(y) · y − y*)²
+    loss = CE + λ · (Σ_y p(str(y) | [x, s]) · y − y*)²
 
 * **CE** is the usual next-token cross-entropy over every completion token (the rating token
   included, as in TRACT's ``−log p([s, y*] | x)``), summed and divided by the number of
   completion tokens in the batch (under gradient accumulation: in the whole accumulated batch,
   as transformers' Trainer passes ``num_items_in_batch``).
-* **p(y)** is read at the **rating token**: the position ``r`` whose label is a rating-level
-  token right after the answer cue (``<rating>``; see :mod:`judgeeye.training.data`). Its
-  distribution comes from the logits at ``r − 1`` (the model predicts token r there), **over
-  the rating-level tokens only**: ``p(y) = softmax(logits[r−1, ids])``, which equals the full
-  softmax renormalised over the levels (TRACT reads ``p(str(y) | [x, s])`` for y in the scale;
-  the mass on other tokens is dropped, exactly as the engines' CoT-RAIL read-out does).
+* **p(str(y) | [x, s])** is read at the **rating token**, from the logits one position before
+  it (the model predicts that token there), and it is the **raw** probability of the level's
+  token: the softmax over the whole vocabulary, taken at the level tokens, *not* renormalised
+  over the levels. That is how TRACT defines the CoT-RAIL predictor (Eq. 3) inside the loss
+  (Eq. 4); mass on other tokens pulls the expected score towards 0 and is penalised. The
+  engines' CoT-RAIL read-out (:mod:`judgeeye.engines.readout`) uses the same raw probabilities.
 * The squared error is averaged over the examples of the micro-batch (divided by the number of
   accumulation steps when training, so accumulated gradients average over the whole batch).
 
-The rating position is found from the labels alone: in every maximal span of supervised labels
-(one completion, also inside packed sequences) it is the last position whose label is a level
-token preceded by the cue tokens. y* is that level's value, i.e. the gold label written in the
-completion.
+**Where the rating is.** :mod:`judgeeye.training.data` knows the rating token's index exactly
+(``Example.rating_pos``: the completion is tokenized as trace + cue, then the level token). It
+travels to the loss as the per-token ``rating_mask`` column, which packing and padding move with
+the tokens (:class:`RatingCollator`); y* is the level whose token sits there. Searching the labels
+for the cue's tokens instead fails for SentencePiece tokenizers (Llama-2, Mistral), which
+tokenize the cue differently on its own than after a trace, and would leave the RAFT term at 0 —
+plain SFT under TRACT's name. So a TRACT batch without a rating position is an error.
 
-Two implementations with one result: :func:`cot_raft_loss` on full logits (a reference, also
-usable as a ``compute_loss_func(outputs, labels, num_items_in_batch)``), and
+Two implementations with one result: :func:`cot_raft_loss` on full logits (a reference), and
 :class:`TractTrainer.compute_loss`, which keeps TRL's fused LM head (log-probabilities in chunks,
 no (batch × length × vocab) logits) and projects only the hidden states at the rating positions
-onto the level tokens' rows of the output head. TRL 1.16 deprecates ``compute_loss_func`` (it
-costs an extra forward pass), hence the subclass.
+onto the output head (through the head's own forward; models that scale or soft-cap their logits
+after the head, e.g. Gemma-2, are not covered by that shortcut).
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ from typing import Any
 IGNORE = -100
 
 
+class MissingRatingError(ValueError):
+    """A TRACT batch (or row) without its rating position: the RAFT term cannot be computed."""
+
+
 @dataclass(frozen=True)
 class RatingTokens:
-    """The answer cue's token ids and the rating levels with their token ids (ascending)."""
+    """The rating levels (ascending) and their token ids right after the answer cue."""
 
-    cue_ids: tuple[int, ...]
     level_ids: tuple[int, ...]
     levels: tuple[int, ...]
 
@@ -51,56 +56,49 @@ class RatingTokens:
         from judgeeye.engines.readout import level_token_ids
 
         ids = level_token_ids(tokenizer, levels, cue)
-        cue_ids = tuple(tokenizer(cue, add_special_tokens=False)["input_ids"]) if cue else ()
-        return cls(cue_ids, tuple(ids[str(lv)] for lv in levels), tuple(int(lv) for lv in levels))
+        return cls(tuple(ids[str(lv)] for lv in levels), tuple(int(lv) for lv in levels))
 
 
-def rating_positions(labels: Any, rating: RatingTokens) -> tuple[Any, Any, Any]:
-    """(rows, positions, gold values) of the rating token of every completion in ``labels``.
+def rating_targets(rating_mask: Any, labels: Any, rating: RatingTokens) -> tuple[Any, Any, Any]:
+    """(rows, positions, gold values) of the rating tokens that ``rating_mask`` marks.
 
-    ``labels`` is (batch, length), unshifted, -100 outside completions. A completion without a
-    rating token (cut, or labels-only of another format) contributes nothing.
+    Raises :class:`MissingRatingError` when the batch has none, or when a marked position does
+    not hold a level token in ``labels`` (data and tokens out of step).
     """
     import torch
 
-    lab = labels.detach().cpu()
-    level_of = {tid: float(v) for tid, v in zip(rating.level_ids, rating.levels)}
-    cue = list(rating.cue_ids)
-    rows, cols, gold = [], [], []
-    for b in range(lab.shape[0]):
-        seq = lab[b].tolist()
-        last: int | None = None
-        for t, tok in enumerate(seq):
-            if tok == IGNORE:
-                if last is not None:
-                    rows.append(b), cols.append(last), gold.append(level_of[seq[last]])
-                    last = None
-                continue
-            if tok in level_of and t >= len(cue) and seq[t - len(cue):t] == cue:
-                last = t
-        if last is not None:
-            rows.append(b), cols.append(last), gold.append(level_of[seq[last]])
-    device = labels.device
-    return (torch.tensor(rows, dtype=torch.long, device=device),
-            torch.tensor(cols, dtype=torch.long, device=device),
-            torch.tensor(gold, dtype=torch.float32, device=device))
+    rows, cols = torch.nonzero(rating_mask.to(labels.device), as_tuple=True)
+    if rows.numel() == 0:
+        raise MissingRatingError(
+            "TRACT: this batch has no rating position, so the CoT-RAFT term cannot be computed "
+            "(the rows must come from judgeeye.training.data with rating_mask=True)")
+    tokens = labels[rows, cols]
+    ids = torch.tensor(rating.level_ids, device=labels.device)
+    match = tokens[:, None] == ids[None, :]
+    if not bool(match.any(dim=1).all()):
+        bad = sorted({int(t) for t, ok in zip(tokens.tolist(), match.any(dim=1).tolist()) if not ok})
+        raise MissingRatingError(f"TRACT: marked rating positions hold tokens {bad}, which are not rating levels "
+                                 f"(level tokens: {list(rating.level_ids)})")
+    values = torch.tensor(rating.levels, dtype=torch.float32, device=labels.device)
+    return rows, cols, match.float() @ values
 
 
-def expected_from_logits(level_logits: Any, rating: RatingTokens) -> Any:
-    """Σ_y p(y)·y with p the softmax over the level logits (renormalised over the levels)."""
+def expected_from_logits(logits: Any, rating: RatingTokens) -> Any:
+    """Σ_y p(y)·y with p the softmax over the whole vocabulary of ``logits`` (n, vocab), taken at
+    the level tokens: TRACT's raw level probabilities (see the module docstring)."""
     import torch
 
-    values = torch.tensor(rating.levels, dtype=torch.float32, device=level_logits.device)
-    probs = torch.softmax(level_logits.float(), dim=-1)
+    values = torch.tensor(rating.levels, dtype=torch.float32, device=logits.device)
+    ids = torch.tensor(rating.level_ids, device=logits.device)
+    probs = torch.softmax(logits.float(), dim=-1)[:, ids]
     return probs @ values
 
 
-def cot_raft_loss(logits: Any, labels: Any, rating: RatingTokens, lam: float = 1.0,
+def cot_raft_loss(logits: Any, labels: Any, rating_mask: Any, rating: RatingTokens, lam: float = 1.0,
                   num_items_in_batch: Any = None, accumulation_steps: int = 1) -> tuple[Any, dict[str, float]]:
-    """The CoT-RAFT loss from full logits (batch, length, vocab) and unshifted labels.
-
-    Returns (loss, parts) where parts has "ce" (mean per token) and "raft" (mean squared error).
-    """
+    """The CoT-RAFT loss from full logits (batch, length, vocab), unshifted labels and the
+    rating mask. Returns (loss, parts) where parts has "ce" (mean per token) and "raft" (mean
+    squared error)."""
     import torch
     import torch.nn.functional as F
 
@@ -111,30 +109,43 @@ def cot_raft_loss(logits: Any, labels: Any, rating: RatingTokens, lam: float = 1
     n_tokens = (shift_labels != IGNORE).sum()
     denom = num_items_in_batch if num_items_in_batch is not None else n_tokens.clamp(min=1)
     ce = ce_sum / torch.as_tensor(denom, device=ce_sum.device)
-    rows, cols, gold = rating_positions(labels, rating)
-    if rows.numel():
-        ids = torch.tensor(rating.level_ids, device=logits.device)
-        level_logits = logits[rows.to(logits.device), (cols - 1).to(logits.device)][:, ids]
-        sq = (expected_from_logits(level_logits, rating) - gold.to(logits.device)) ** 2
-        raft = sq.mean()
-    else:
-        raft = ce_sum * 0.0
+    rows, cols, gold = rating_targets(rating_mask, labels, rating)
+    level_logits = logits[rows.to(logits.device), (cols - 1).to(logits.device)]
+    raft = ((expected_from_logits(level_logits, rating) - gold.to(logits.device)) ** 2).mean()
     loss = ce + lam * raft / max(1, accumulation_steps)
     parts = {"ce": float(ce_sum.detach() / n_tokens.clamp(min=1)), "raft": float(raft.detach())}
     return loss, parts
 
 
-class TractLoss:
-    """CoT-RAFT as a ``compute_loss_func(outputs, labels, num_items_in_batch)`` (full logits)."""
+class RatingCollator:
+    """TRL's collator plus the ``rating_mask`` column, padded (or flattened, padding-free) exactly
+    as the tokens are. Checks that every row carries its rating position: one per example, one
+    per packed sequence."""
 
-    def __init__(self, rating: RatingTokens, lam: float = 1.0, accumulation_steps: int = 1) -> None:
-        self.rating, self.lam, self.accumulation_steps = rating, lam, accumulation_steps
-        self.last_parts: dict[str, float] = {}
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
 
-    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
-        loss, self.last_parts = cot_raft_loss(outputs.logits, labels, self.rating, self.lam, num_items_in_batch,
-                                              self.accumulation_steps)
-        return loss
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        masks = []
+        for e in examples:
+            mask = list(e["rating_mask"])
+            expected = len(e["seq_lengths"]) if "seq_lengths" in e else 1
+            if sum(mask) != expected:
+                raise MissingRatingError(f"TRACT: a training row has {sum(mask)} rating positions, expected "
+                                         f"{expected}")
+            masks.append(mask)
+        batch = self.inner([{k: v for k, v in e.items() if k != "rating_mask"} for e in examples])
+        out = torch.zeros_like(batch["input_ids"])
+        if getattr(self.inner, "padding_free", False):
+            flat = [m for mask in masks for m in mask]
+            out[0, :len(flat)] = torch.tensor(flat)
+        else:
+            for b, mask in enumerate(masks):  # TRL pads on the right
+                out[b, :len(mask)] = torch.tensor(mask)
+        batch["rating_mask"] = out
+        return batch
 
 
 # =========================================================================== fused version
@@ -170,31 +181,30 @@ def fused_cot_raft_terms(model: Any, inputs: dict[str, Any], capture: HiddenCapt
                          num_items_in_batch: Any = None) -> tuple[Any, Any, Any, dict[str, float]]:
     """CoT-RAFT's two terms with TRL's fused LM head: one forward pass, no full logits.
 
-    ``model`` must carry TRL's fused head (``add_fused_lm_head``; SFTTrainer adds it). Returns
-    (CE: summed NLL / num_items_in_batch or the batch's completion tokens, RAFT: mean squared
-    error over the batch's rating positions, the fused outputs, parts as floats).
+    ``model`` must carry TRL's fused head (``add_fused_lm_head``; SFTTrainer adds it);
+    ``inputs`` holds the collated batch with its ``rating_mask`` (taken out before the forward
+    pass). Returns (CE: summed NLL / num_items_in_batch or the batch's completion tokens, RAFT:
+    mean squared error over the batch's rating positions, the fused outputs, parts as floats).
+    Only the hidden states at the rating positions go through the whole output head.
     """
     import torch
 
+    inputs = dict(inputs)
+    rating_mask = inputs.pop("rating_mask")
     labels = inputs["labels"]
+    rows, cols, gold = rating_targets(rating_mask, labels, rating)
     outputs = model(**inputs, fused_lm_head=True)
     n_tokens = outputs.label_mask.sum()
     ce_sum = -outputs.log_probs.sum()
     denom = num_items_in_batch if num_items_in_batch is not None else n_tokens.clamp(min=1)
     ce = ce_sum / torch.as_tensor(denom, device=ce_sum.device)
-    rows, cols, gold = rating_positions(labels, rating)
-    hidden = capture.hidden
-    if rows.numel() and hidden is not None:
-        head = capture.causal_lm.get_output_embeddings()
-        ids = torch.tensor(rating.level_ids, device=head.weight.device)
-        h = hidden[rows.to(hidden.device), (cols - 1).to(hidden.device)].to(head.weight.device)
-        level_logits = torch.nn.functional.linear(
-            h, head.weight[ids], None if head.bias is None else head.bias[ids])
-        sq = (expected_from_logits(level_logits, rating) - gold.to(level_logits.device)) ** 2
-        raft = sq.mean()
-    else:
-        raft = ce_sum * 0.0
-    capture.hidden = None
+    hidden, capture.hidden = capture.hidden, None
+    if hidden is None:
+        raise RuntimeError("TRACT: the backbone's hidden states were not captured in this forward pass")
+    head = capture.causal_lm.get_output_embeddings()
+    h = hidden[rows.to(hidden.device), (cols - 1).to(hidden.device)].to(head.weight.device)
+    logits = head(h)  # the head's own forward (a LoRA on it included); no logit scaling or soft-capping
+    raft = ((expected_from_logits(logits, rating) - gold.to(logits.device)) ** 2).mean()
     parts = {"ce": float(ce_sum.detach() / n_tokens.clamp(min=1)), "raft": float(raft.detach())}
     return ce, raft, outputs, parts
 
@@ -250,5 +260,6 @@ def make_tract_trainer_class():  # type: ignore[no-untyped-def]
     return TractTrainer
 
 
-__all__ = ["HiddenCapture", "RatingTokens", "TractLoss", "cot_raft_loss", "expected_from_logits",
-           "fused_cot_raft_loss", "fused_cot_raft_terms", "make_tract_trainer_class", "rating_positions"]
+__all__ = ["HiddenCapture", "MissingRatingError", "RatingCollator", "RatingTokens", "cot_raft_loss",
+           "expected_from_logits", "fused_cot_raft_loss", "fused_cot_raft_terms", "make_tract_trainer_class",
+           "rating_targets"]

@@ -2,9 +2,11 @@
 
 Any base the ``transformers`` engine loads works, the embedded SmolLM2 included (its GGUF is
 converted once and cached by :mod:`judgeeye.engines.model_loader`). Precision: bf16 on a GPU that
-supports it, fp32 on the CPU. The datasets handed in are already tokenized
-(:mod:`judgeeye.training.data`: ``input_ids`` and ``labels`` with -100 on the prompt), so TRL
-neither re-templates nor truncates them; it pads, packs (if asked) and trains.
+supports it, fp32 on the CPU. The datasets are prepared here, not by TRL
+(:func:`prepare_dataset`): tokenized by :mod:`judgeeye.training.data` (``input_ids``, ``labels``
+with -100 on the prompt, and for TRACT the ``rating_mask``), packed with TRL's own
+``pack_dataset`` when asked. So the number of training sequences is known before the Trainer is
+built, and the plan (:mod:`judgeeye.training.plan`) sets its steps, warm-up and checkpoints.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from judgeeye.engines.base import EngineError
 from judgeeye.training.config import TrainingConfig
+from judgeeye.training.plan import StagePlan
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +60,44 @@ def lora_config(config: TrainingConfig):  # type: ignore[no-untyped-def]
                       target_modules=config.targets(), bias="none", task_type="CAUSAL_LM")
 
 
-def sft_args(config: TrainingConfig, output_dir: Path, device: Any, *, max_steps: int | None = None):  # type: ignore[no-untyped-def]
-    """TRL's SFTConfig for a run. Validation is ours (a callback), so the Trainer's is off; a
-    checkpoint is saved every ``eval_steps`` (resume after a crash or a stop)."""
+def prepare_dataset(config: TrainingConfig, examples: list[Any]):  # type: ignore[no-untyped-def]
+    """The training dataset as the Trainer gets it: one row per example, or best-fit-decreasing
+    packed sequences of ``max_length`` (TRL's ``pack_dataset``, which keeps every column aligned,
+    the rating mask included, and adds ``seq_lengths``)."""
+    from judgeeye.training.data import to_dataset
+
+    dataset = to_dataset(examples, rating_mask=config.mode == "tract")
+    if config.packing:
+        from trl import pack_dataset
+
+        dataset = pack_dataset(dataset, config.max_length, "bfd")
+    return dataset
+
+
+def sft_args(config: TrainingConfig, output_dir: Path, device: Any, plan: StagePlan):  # type: ignore[no-untyped-def]
+    """TRL's SFTConfig for a stage of a run, with the plan's steps and warm-up. Validation is ours
+    (a callback), so the Trainer's is off; a checkpoint is saved at every validation (resume after
+    a crash or a stop)."""
     from trl import SFTConfig
 
     on_gpu = device.type == "cuda"
     import torch
 
     bf16 = bool(on_gpu and config.dtype in ("auto", "bf16", "bfloat16") and torch.cuda.is_bf16_supported())
-    steps = max_steps if max_steps is not None else config.max_steps
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_steps,
+        warmup_steps=plan.warmup_steps,
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.lr_scheduler,
         optim="adamw_torch",
-        num_train_epochs=config.epochs,
-        max_steps=steps if steps else -1,
+        max_steps=plan.optimizer_steps,
         logging_steps=1,
         logging_first_step=True,
         save_strategy="steps",
-        save_steps=config.eval_steps,
+        save_steps=plan.eval_steps,
         save_total_limit=2,
         eval_strategy="no",
         report_to=[],
@@ -92,25 +108,32 @@ def sft_args(config: TrainingConfig, output_dir: Path, device: Any, *, max_steps
         gradient_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
         packing=config.packing,
+        packing_strategy="bfd",
+        dataset_kwargs={"skip_prepare_dataset": True},  # prepare_dataset did it
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=0,
-        remove_unused_columns=True,
+        # TRACT's rating_mask is no model input; the Trainer must not drop it before the collator
+        remove_unused_columns=config.mode != "tract",
     )
 
 
 def build_trainer(config: TrainingConfig, model: Any, tokenizer: Any, train_dataset: Any, output_dir: Path,
-                  device: Any, callbacks: list[Any], *, rating: Any = None, max_steps: int | None = None):  # type: ignore[no-untyped-def]
-    """SFTTrainer with LoRA, or TRACT's CoT-RAFT trainer when ``config.mode == "tract"``."""
-    args = sft_args(config, output_dir, device, max_steps=max_steps)
+                  device: Any, callbacks: list[Any], plan: StagePlan, *, rating: Any = None):  # type: ignore[no-untyped-def]
+    """SFTTrainer with LoRA, or TRACT's CoT-RAFT trainer when ``config.mode == "tract"`` (its
+    collator carries the rating mask; TRL refuses a custom collator when padding-free, so it wraps
+    the one TRL builds)."""
+    args = sft_args(config, output_dir, device, plan)
     kwargs: dict[str, Any] = dict(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                                   peft_config=lora_config(config), callbacks=callbacks)
     if config.mode == "tract":
-        from judgeeye.training.tract import make_tract_trainer_class
+        from judgeeye.training.tract import RatingCollator, make_tract_trainer_class
 
         if rating is None:
             raise ValueError("TRACT needs the rating tokens")
-        return make_tract_trainer_class()(rating=rating, lam=config.lambda_raft, **kwargs)
+        trainer = make_tract_trainer_class()(rating=rating, lam=config.lambda_raft, **kwargs)
+        trainer.data_collator = RatingCollator(trainer.data_collator)
+        return trainer
     from trl import SFTTrainer
 
     return SFTTrainer(**kwargs)
@@ -132,4 +155,5 @@ def latest_checkpoint(output_dir: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-__all__ = ["base_location", "build_trainer", "latest_checkpoint", "load_base", "lora_config", "sft_args"]
+__all__ = ["base_location", "build_trainer", "latest_checkpoint", "load_base", "lora_config", "prepare_dataset",
+           "sft_args"]

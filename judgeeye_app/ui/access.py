@@ -98,11 +98,12 @@ def account_box(actor: Actor) -> None:
     """Sidebar: who is logged in, log out, change one's own password."""
     with st.sidebar:
         st.caption(f"Logged in as {escape_markdown(actor.name)} · {actor.role}")
-        cols = st.columns(2)
-        if cols[0].button("Log out", key="account_logout", icon=":material/logout:"):
+        # one button a row, each as wide as the sidebar: side by side, half a default sidebar
+        # cut the password button's label to "Pass…"
+        if st.button("Log out", key="account_logout", icon=":material/logout:", width="stretch"):
             log_out()
             st.rerun()
-        with cols[1].popover("Password", icon=":material/key:"):
+        with st.popover("Change password", icon=":material/key:", width="stretch"):
             with st.form("account_password", clear_on_submit=True):
                 new = st.text_input("New password", type="password", key="account_new_password")
                 again = st.text_input("Again", type="password", key="account_new_password_again")

@@ -21,13 +21,16 @@ def project_picker(label: str = "Project") -> Project | None:
         st.info("No projects yet: import a dataset on the **Data** page.")
         return None
     by_id = {p.id: p for p in projects}
-    wanted = st.session_state.get("project_id") or _query_project()
+    query = _query_project()
+    if query is not None and query != st.session_state.get("project_query"):
+        st.session_state["project_id"] = query  # a link (Home's next steps) or a bookmark chose it
+    wanted = st.session_state.get("project_id") or query
     # the widget follows "project_id", which an action (an import) may set after the widget last
     # ran: stale widget state would otherwise win and switch the user back to the old project
     st.session_state["project_picker"] = wanted if wanted in by_id else projects[0].id
     chosen = by_id[st.selectbox(label, list(by_id), format_func=lambda i: f"{by_id[i].name} (#{i})",
                                 key="project_picker", on_change=_picked)]
-    st.session_state["project_id"] = chosen.id
+    st.session_state["project_id"] = st.session_state["project_query"] = chosen.id
     st.query_params["project"] = str(chosen.id)
     return chosen
 
@@ -49,7 +52,11 @@ def store_busy_notice() -> Iterator[None]:
     try:
         yield
     except (DBAPIError, StoreBusyError) as exc:
-        if not isinstance(exc, StoreBusyError) and not is_transient(exc):
-            raise
-        st.error("The database is busy; nothing was saved — try again in a moment. "
-                 f"({busy_message(exc)})", icon=":material/database:")
+        st.error(busy_text(exc), icon=":material/database:")
+
+
+def busy_text(exc: DBAPIError | StoreBusyError) -> str:
+    """What a user reads when the store stayed busy; re-raises a database error that is not that."""
+    if not isinstance(exc, StoreBusyError) and not is_transient(exc):
+        raise exc
+    return f"The database is busy; nothing was saved — try again in a moment. ({busy_message(exc)})"

@@ -7,27 +7,42 @@ import math
 import streamlit as st
 
 from judgeeye.codebook import list_versions
-from judgeeye.display import escape_markdown
-from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
+from judgeeye.display import escape_markdown, snippet
 from judgeeye.evaluate import RaterSpec, significance_mark
 from judgeeye.evaluate import charts, dashboard
 from judgeeye.evaluate.compare import ItemMismatchError
 from judgeeye.evaluate.launch import active_runs, cli_command, latest_job, launch_rater_run, resume_rater_run
 from judgeeye.evaluate.report import (
+    RELIABILITY_EMPTY,
     ReportChoices,
-    agreement_frame,
+    annotators_note,
     build_report,
+    by_gold_view,
+    chartable_runs,
+    comparison_note,
     comparison_view,
     default_choices,
     group_view,
+    no_comparison_reason,
+    num,
+    p_text,
+    partners,
     reliability_frame,
     run_table_view,
+    sampling_note,
+    undefined_note,
+    utilization_runs,
 )
-from judgeeye.jobs import reconcile, request_cancel
-from judgeeye.store import RaterRun, session_scope
+from judgeeye.jobs import reconcile
+from judgeeye.review.stats import agreement_rows, progress_view
+from judgeeye.store import session_scope
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
-from judgeeye_app.ui.keys import api_key_field
+from judgeeye_app.ui.actions import attempt
+from judgeeye_app.ui.engine_picker import engine_picker
+from judgeeye_app.ui.job_panel import TrackedJob, job_panel
+from judgeeye_app.ui.live_select import live_selectbox, set_live_value
+from judgeeye_app.ui.settings_form import problem, settings_form
 
 actor = require_page("agreement")  # every page checks the session itself (see pages/access.py)
 
@@ -43,23 +58,52 @@ if project is None:
 def chart(fig, name: str) -> None:  # type: ignore[no-untyped-def]
     """A chart with its PNG and HTML downloads (built only when clicked)."""
     st.plotly_chart(fig, width="stretch", key=f"ag_fig_{name}")
-    c1, c2, _ = st.columns([1, 1, 6])
-    c1.download_button("PNG", data=lambda fig=fig: charts.figure_png(fig), file_name=f"{name}.png",
-                       mime="image/png", key=f"ag_png_{name}", on_click="ignore", icon=":material/image:")
-    c2.download_button("HTML", data=lambda fig=fig: charts.figure_html(fig), file_name=f"{name}.html",
-                       mime="text/html", key=f"ag_html_{name}", on_click="ignore", icon=":material/code:")
+    with st.container(horizontal=True):  # buttons as wide as their labels, whatever the column
+        st.download_button("PNG", data=lambda fig=fig: charts.figure_png(fig), file_name=f"{name}.png",
+                           mime="image/png", key=f"ag_png_{name}", on_click="ignore", icon=":material/image:")
+        st.download_button("HTML", data=lambda fig=fig: charts.figure_html(fig), file_name=f"{name}.html",
+                           mime="text/html", key=f"ag_html_{name}", on_click="ignore", icon=":material/code:")
 
 
-def fmt(value: float, digits: int = 3) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+FLASH = "ag_flash"  # (kind, text) of the last action, shown once where it was taken
+#: the rater settings the New rater run form asks for (besides the engine)
+RATER_FIELDS = ["readout", "limit", "max_tokens", "temperature", "top_p", "seed"]
+picked: dict = st.session_state.setdefault("ag_choices", {})
+
+
+def start_rating(project_id: int, spec: RaterSpec, split: str, version: int) -> None:
+    """Runs before the page reads the store (a button callback), so the run the user just started
+    is in every table, selector and the progress panel of the same rerun."""
+    ids, error = attempt(launch_rater_run, project_id, spec, split=split, codebook_version=version, actor=actor)
+    if ids is None:
+        st.session_state[FLASH] = ("error", str(error))
+        return
+    run_id, job_id = ids
+    st.session_state[FLASH] = ("success", f"Rater run {run_id} started (job {job_id}); its progress shows at the "
+                                          "top of this page.")
+    picked["run_id"] = run_id
+    set_live_value("ag_run", run_id)  # the One run tab opens on it
+
+
+def resume(run_id: int) -> None:
+    job_id, error = attempt(resume_rater_run, run_id, actor=actor)
+    st.session_state[FLASH] = ("error", str(error)) if job_id is None else (
+        "success", f"Rater run {run_id} resumed (job {job_id}); its progress shows at the top of this page.")
+
+
+def flash() -> None:
+    if shown := st.session_state.pop(FLASH, None):
+        (st.success if shown[0] == "success" else st.error)(shown[1])
 
 
 with session_scope() as session:
+    reconcile(session)  # a worker that died shows as failed in this very view, not 2 s later
     runs = dashboard.list_runs(session, project.id)
-    table = dashboard.run_table(session, project.id)
+    table = dashboard.run_table(session, project.id, runs)
     versions = [v.version for v in list_versions(session, project.id)]
     running = active_runs(session, project.id)
 labels = {r.id: r.label() for r in runs}
+titles = {r.id: r.title() for r in runs}
 defaults = default_choices(runs)
 ids = [r.id for r in runs]
 
@@ -68,75 +112,74 @@ def _index(options: list, wanted) -> int:  # type: ignore[no-untyped-def]
     return options.index(wanted) if wanted in options else 0
 
 
-@st.fragment(run_every=2)
-def live_status(run_ids: list[int]) -> None:
-    """Polled every 2 s: rater runs that are being rated, with cancel."""
-    with session_scope() as s:
-        reconcile(s)
-        jobs = {run_id: latest_job(s, run_id) for run_id in run_ids}
-        names = {r.id: r.name for r in s.query(RaterRun).filter(RaterRun.id.in_(run_ids))}
-    for run_id, job in jobs.items():
-        if job is None:
-            continue
-        c1, c2 = st.columns([6, 1])
-        c1.progress(job.progress, text=f"Run {run_id} · {names.get(run_id, '')} · job {job.id}: {job.status} · "
-                                       f"{job.progress_text or ''}")
-        if job.status in ("queued", "running") and c2.button("Cancel", key=f"ag_cancel_{run_id}"):
-            request_cancel(job.id, actor=actor)
+def tracked(run_id: int) -> TrackedJob:
+    """A rater run being rated, as the job panel at the top follows it (resuming a stopped run is
+    on the Rater runs tab)."""
+    return TrackedJob(key=f"ag_{run_id}", name=f"rater run {run_id}", title=f"Run {run_id} · {names.get(run_id, '')}",
+                      find=lambda session: latest_job(session, run_id))
 
 
-if running:
-    live_status(running)
+names = {r.id: r.name for r in runs}
+# polled while runs are rated; when one ends, the whole page reruns, so that its tables, charts and
+# selectors show the run as it ended
+job_panel([tracked(run_id) for run_id in running], key="ag_panel", actor=actor)
 
 TABS = ["Rater runs", "Before / after", "One run", "Inter-rater reliability", "Sampling", "Annotators",
         "New rater run"]
 # Lazy tabs: only the open one runs (each is a few queries and charts; all at once would not stay
 # under a second at the paper's scale). The choices made on a tab are kept for the report.
 tabs = st.tabs(TABS, key="ag_tab", on_change="rerun", bind="query-params")
-picked: dict = st.session_state.setdefault("ag_choices", {})
 
 
 def runs_view() -> None:
+    flash()
     if table.empty:
         st.info("No rater runs yet: start one on the **New rater run** tab or with `judgeeye evaluate`.")
         return
     st.dataframe(run_table_view(table), hide_index=True, width="stretch", key="ag_runs_table")
-    chart(charts.runs_chart(table), "agreement_by_run")
+    shown, note = chartable_runs(table)
+    if not shown.empty:
+        chart(charts.runs_chart(shown), "agreement_by_run")
+    if note:
+        st.caption(note)
     stalled = [r for r in runs if r.status in ("failed", "cancelled", "incomplete") and r.id not in running]
     if stalled:
-        c1, c2 = st.columns([3, 1])
-        pick = c1.selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
-                            format_func=labels.get, key="ag_resume_pick")
-        if c2.button("Resume", key="ag_resume"):
-            resume_rater_run(pick, actor=actor)
-            st.rerun()
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        pick = live_selectbox("Resume a stopped run (rates only the items it lacks)", [r.id for r in stalled],
+                              format_func=labels.get, key="ag_resume_pick", where=c1)
+        c2.button("Resume", key="ag_resume", on_click=resume, args=(pick,))
 
 
 def compare_view() -> None:
-    if len(ids) < 2:
-        st.info("Two rater runs are needed for a comparison.")
+    st.subheader("Two runs")
+    pairs = partners(runs)
+    firsts = [r for r in ids if pairs[r]]
+    if defaults.compare is None:  # the default is a comparable pair whenever there is one
+        st.info(no_comparison_reason(runs))
     else:
-        st.subheader("Two runs")
-        a0, b0 = picked.get("compare") or defaults.compare or (ids[-2], ids[-1])
+        a0, b0 = picked.get("compare") or defaults.compare
+        if a0 not in firsts:
+            a0, b0 = defaults.compare
         c1, c2 = st.columns(2)
-        run_a = c1.selectbox("A (before: original codebook, base model)", ids, index=_index(ids, a0),
-                             format_func=labels.get, key="ag_cmp_a")
-        run_b = c2.selectbox("B (after: refined codebook, fine-tuned model)", ids, index=_index(ids, b0),
-                             format_func=labels.get, key="ag_cmp_b")
+        run_a = live_selectbox("A (before: original codebook, base model)", firsts, default=a0,
+                               format_func=labels.get, key="ag_cmp_a", where=c1)
+        # only runs over the same items, complete and with ratings, can be B
+        run_b = live_selectbox("B (after: refined codebook, fine-tuned model)", pairs[run_a], default=b0,
+                               format_func=labels.get, key="ag_cmp_b", where=c2)
         picked["compare"] = (run_a, run_b)
-        if run_a == run_b:
-            st.warning("Choose two different runs.")
-        else:
-            try:
-                with session_scope() as session:
-                    comp = dashboard.comparison(session, run_a, run_b)
-                st.dataframe(comparison_view(comp.rows()), hide_index=True, width="stretch", key="ag_cmp_table")
-                st.caption(f"{comp.n_items} items. Paired t-test on squared errors; one-sided paired bootstrap "
-                           "(1,000 resamples) for τ and ICC(3,1); p is for B better than A. "
-                           "\\* p < .05, \\*\\* p < .01, \\*\\*\\* p < .001.")
-                chart(charts.comparison_chart(comp, labels[run_a], labels[run_b]), "before_after")
-            except (ItemMismatchError, ValueError, LookupError) as exc:
-                st.error(str(exc))
+        try:
+            with session_scope() as session:
+                comp = dashboard.comparison(session, run_a, run_b)
+            rows = comp.rows()
+            st.dataframe(comparison_view(rows), hide_index=True, width="stretch", key="ag_cmp_table")
+            st.caption(f"{comp.n_items} items. Paired t-test on squared errors; one-sided paired bootstrap "
+                       "(1,000 resamples) for τ and ICC(3,1); p is for B better than A. "
+                       "\\* p < .05, \\*\\* p < .01, \\*\\*\\* p < .001.")
+            chart(charts.comparison_chart(comp, titles[run_a], titles[run_b]), "before_after")
+            if note := comparison_note(rows):
+                st.caption(note)
+        except (ItemMismatchError, ValueError, LookupError) as exc:
+            st.error(str(exc))
     if len(versions) < 2:
         return
     st.subheader("Codebook versions, the same raters")
@@ -152,7 +195,7 @@ def compare_view() -> None:
         st.warning("Choose two different versions.")
         return
     if not runs_a:
-        st.info(f"No rater has a completed run on the same items under both v{va} and v{vb}.")
+        st.info(f"No rater has a completed run with ratings on the same items under both v{va} and v{vb}.")
         return
     try:
         with session_scope() as session:
@@ -165,9 +208,10 @@ def compare_view() -> None:
     st.dataframe(tests, hide_index=True, width="stretch", key="ag_grp_tests")
     st.caption("One-sided paired t-tests across raters (B better than A), as in the paper's codebook analysis.")
     if group.icc_test is not None:
-        st.markdown(f"Inter-rater ICC(3,1): v{va} **{fmt(group.icc_a.icc3)}** → v{vb} **{fmt(group.icc_b.icc3)}**, "
-                    f"one-sided bootstrap p = {fmt(group.icc_test.p_value, 4)} "
-                    f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items).")
+        st.markdown(f"Inter-rater ICC(3,1): v{va} **{num(group.icc_a.icc3)}** → v{vb} **{num(group.icc_b.icc3)}**, "
+                    f"one-sided bootstrap p = {escape_markdown(p_text(group.icc_test.p_value))} "
+                    f"{escape_markdown(significance_mark(group.icc_test.p_value))} ({group.icc_test.n} items"
+                    f"{undefined_note(group.icc_test)}).")
     for note in group.notes:
         st.caption(note)
     chart(charts.group_chart(group, raters), "codebook_versions")
@@ -177,27 +221,35 @@ def run_view() -> None:
     if not ids:
         st.info("No rater runs yet.")
         return
-    run_id = st.selectbox("Rater run", ids, index=_index(ids, picked.get("run_id") or defaults.run_id),
-                          format_func=labels.get, key="ag_run")
+    run_id = live_selectbox("Rater run", ids, default=picked.get("run_id") or defaults.run_id,
+                            format_func=labels.get, key="ag_run")
     picked["run_id"] = run_id
-    worst_n = st.number_input("Worst disagreements to show", 1, 100, 10, key="ag_worst_n")
     with session_scope() as session:
-        detail = dashboard.run_detail(session, run_id, worst=int(worst_n))
-    c1, c2 = st.columns(2)
-    with c1:
-        chart(charts.confusion_chart(detail.confusion, detail.levels), f"confusion_run_{run_id}")
-    with c2:
-        chart(charts.by_gold_chart(detail.by_gold, detail.levels), f"mean_by_gold_run_{run_id}")
-    if detail.gold_rounded:
-        st.caption(f"{detail.gold_rounded} gold labels between two levels were rounded up for the heatmap.")
-    st.dataframe(detail.by_gold, hide_index=True, width="stretch", key="ag_by_gold")
-    st.subheader("Worst disagreements")
+        detail = dashboard.run_detail(session, run_id, worst=int(st.session_state.get("ag_worst_n", 10)))
+    if detail.note:
+        st.info(detail.note)
+        for _, row in detail.unparsed.iterrows():
+            with st.expander(f"Unparsed answer to item {escape_markdown(row['item'])}: "
+                             f"“{escape_markdown(snippet(row['answer'] or '(empty)', 8))}”"):
+                st.text(row["answer"] or "(empty)")
+    else:
+        c1, c2 = st.columns(2)
+        with c1:
+            chart(charts.confusion_chart(detail.confusion, detail.levels), f"confusion_run_{run_id}")
+        with c2:
+            chart(charts.by_gold_chart(detail.by_gold, detail.levels), f"mean_by_gold_run_{run_id}")
+        if detail.gold_rounded:
+            st.caption(f"{detail.gold_rounded} gold labels between two levels were rounded up for the heatmap.")
+    if not detail.by_gold.empty:
+        st.dataframe(by_gold_view(detail.by_gold), hide_index=True, width="stretch", key="ag_by_gold")
     if detail.worst.empty:
-        st.info("No rated items yet.")
+        return
+    st.subheader("Worst disagreements")
+    st.number_input("Worst disagreements to show", 1, 100, 10, key="ag_worst_n")
     for i, row in detail.worst.iterrows():
-        with st.expander(f"{escape_markdown(row['item'])} · gold {row['gold']:g} · rater {row['rating']:g} · "
+        with st.expander(f"“{escape_markdown(row['title'])}” · gold {row['gold']:g} · rater {row['rating']:g} · "
                          f"off by {row['error']:g}", expanded=i == 0):
-            st.caption("Item")
+            st.caption(f"Item (id {escape_markdown(row['item'])})")
             st.text(row["text"])
             st.caption("Reasoning")
             st.text(row["reasoning"] or "—")
@@ -207,14 +259,13 @@ def run_view() -> None:
 
 def reliability_view() -> None:
     with session_scope() as session:
-        rel = reliability_frame(dashboard.reliability_by_version(session, runs))
-    if rel.empty:
-        st.info("Needs at least two completed rater runs on the same items under one codebook version.")
+        rel = dashboard.reliability_by_version(session, runs)
+    if not rel:
+        st.info(RELIABILITY_EMPTY)
         return
-    st.dataframe(rel, hide_index=True, width="stretch", key="ag_rel_table")
-    shown = rel.dropna(subset=["ICC(3,1)"])
-    if not shown.empty:
-        chart(charts.reliability_chart(shown), "inter_rater_by_codebook")
+    st.dataframe(reliability_frame(rel), hide_index=True, width="stretch", key="ag_rel_table")
+    if drawable := [r for r in rel if r.icc is not None and not math.isnan(r.icc.icc3)]:
+        chart(charts.reliability_chart(drawable), "inter_rater_by_codebook")
     st.caption("ICC(3,1) among the completed runs of each codebook version over the same items; how it moves "
                "between versions is tested on the **Before / after** tab.")
 
@@ -224,27 +275,36 @@ def sampling_view() -> None:
         sampling = dashboard.sampling_overview(session, project.id)
     if not sampling:
         st.info("No sampling runs yet.")
-    else:
-        pick = st.selectbox("Sampling run", [r.run_id for r in sampling], index=len(sampling) - 1,
-                            format_func={r.run_id: r.label for r in sampling}.get, key="ag_sampling_run")
-        row = next(r for r in sampling if r.run_id == pick)
-        c1, c2 = st.columns(2)
-        with c1:
+        return
+    pick = live_selectbox("Sampling run", [r.run_id for r in sampling], default=sampling[-1].run_id,
+                          format_func={r.run_id: r.label for r in sampling}.get, key="ag_sampling_run")
+    row = next(r for r in sampling if r.run_id == pick)
+    c1, c2 = st.columns(2)
+    with c1:
+        if note := sampling_note(row.stats):
+            st.info(note)
+        else:
             chart(charts.acceptance_chart(row.stats), f"acceptance_sampling_{pick}")
-        with c2:
-            chart(charts.utilization_chart([(r.label, r.stats) for r in sampling]), "utilization_vs_k")
+    with c2:
+        if curves := utilization_runs(sampling):
+            chart(charts.utilization_chart(curves), "utilization_vs_k")
+        else:
+            st.info("No sampling run has candidates yet: nothing to draw for utilization.")
 
 
 def annotators_view() -> None:
     with session_scope() as session:
         view = dashboard.annotator_view(session, project.id)
     if view.progress is None and view.agreement is None:
-        st.info(view.message.capitalize())
+        st.info(view.message.capitalize() + ".")
     if view.progress is not None:
-        st.dataframe(view.progress, hide_index=True, width="stretch", key="ag_annotators")
-        chart(charts.annotators_chart(view.progress), "annotators_progress")
+        st.dataframe(progress_view(view.progress), hide_index=True, width="stretch", key="ag_annotators")
+        if note := annotators_note(view.progress):
+            st.info(note)
+        else:
+            chart(charts.annotators_chart(view.progress), "annotators_progress")
     if view.agreement is not None:
-        st.dataframe(agreement_frame(view.agreement), hide_index=True, key="ag_choice_agreement")
+        st.dataframe(agreement_rows(view.agreement), hide_index=True, key="ag_choice_agreement")
         if view.agreement.get("note"):
             st.caption(escape_markdown(str(view.agreement["note"])))
 
@@ -253,57 +313,23 @@ def new_run_view() -> None:
     if not versions:
         st.info("This project has no codebook yet.")
     else:
-        c1, c2, c3 = st.columns(3)
-        version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="ag_new_codebook")
+        c1, c2 = st.columns(2)
+        version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="ag_new_codebook",
+                               format_func=lambda v: f"v{v}")
         split = c2.selectbox("Split", ["test", "validation", "train"], key="ag_new_split")
-        readout = c3.selectbox("Read-out", ["parsed", "argmax", "expected"], key="ag_new_readout",
-                               help="parsed: the rating the model wrote; argmax / expected: TRACT's score read-out "
-                                    "after the trace (local models only).")
-        kind = st.radio("Engine", ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model",
-                                   "OpenAI-compatible server"], key="ag_new_engine", horizontal=True)
-        engine = None
-        if kind.startswith("Embedded"):
-            engine = EngineConfig(kind="transformers", model=EMBEDDED_MODEL,
-                                  batch_size=int(st.number_input("Batch size", 1, 512, 16, key="ag_new_batch")))
-        elif kind == "Hugging Face model":
-            c1, c2 = st.columns(2)
-            model = c1.text_input("Model id or local directory", key="ag_new_hf_model")
-            adapter = c2.text_input("LoRA adapter directory (optional)", key="ag_new_hf_adapter")
-            if model.strip():
-                engine = EngineConfig(kind="transformers", model=model.strip(), adapter=adapter.strip() or None)
-        else:
-            c1, c2, c3 = st.columns(3)
-            url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key="ag_new_oa_url")
-            model = c2.text_input("Model", key="ag_new_oa_model")
-            key_env = c3.text_input("API key variable", "", key="ag_new_oa_key",
-                                    help="The NAME of an environment variable holding the key; never the key.")
-            usable, key_name = api_key_field(key_env)
-            if model.strip() and usable:
-                engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
-                                      api_key_env=key_name)
-        c1, c2, c3, c4 = st.columns(4)
-        limit = c1.number_input("Only the first N items (0 = all)", 0, 10_000_000, 0, key="ag_new_limit")
-        max_tokens = c2.number_input("Max tokens", 8, 32768, 1024, 16, key="ag_new_max_tokens")
-        temperature = c3.number_input("Temperature", 0.0, 2.0, 1.0, 0.1, key="ag_new_temp")
-        top_p = c4.number_input("Top-p", 0.05, 1.0, 0.95, 0.05, key="ag_new_top_p")
-        if engine is None:
-            st.info("Enter a model.")
-        else:
+        engine = engine_picker("ag_new_")
+        values = settings_form(RaterSpec, RATER_FIELDS, prefix="ag_new_")
+        if engine is not None:
             try:
-                spec = RaterSpec(engine=engine, readout=readout, temperature=float(temperature), top_p=float(top_p),
-                                 max_tokens=int(max_tokens), limit=int(limit) or None)
+                spec = RaterSpec(engine=engine, **values)
                 spec.check()
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(problem(exc, RaterSpec))
             else:
                 st.code(cli_command(project.name, spec, split, version), language="bash")
-                if st.button("Start rating", type="primary", key="ag_new_start"):
-                    try:
-                        run_id, job_id = launch_rater_run(project.id, spec, split=split, codebook_version=version,
-                                                         actor=actor)
-                        st.success(f"Rater run {run_id} started (job {job_id}); its progress shows above.")
-                    except (LookupError, ValueError) as exc:
-                        st.error(str(exc))
+                st.button("Start rating", type="primary", key="ag_new_start", on_click=start_rating,
+                          args=(project.id, spec, split, version))
+                flash()
 
 
 views = [runs_view, compare_view, run_view, reliability_view, sampling_view, annotators_view, new_run_view]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
+from pydantic import ValidationError
 import streamlit as st
 from sqlalchemy import select
 
@@ -23,9 +24,12 @@ from judgeeye.datasets import (
     read_source,
     read_table,
 )
+from judgeeye.datasets.gold import STATUS_TEXT
+from judgeeye.datasets.values import fmt_number
+from judgeeye.display import escape_markdown
 from judgeeye.projects import SAMPLE_FILE, builtin_codebook_for, import_with_codebook
 from judgeeye.store import Item, read_scope, session_scope
-from judgeeye.uploads import list_uploads, save_upload
+from judgeeye.uploads import list_uploads, save_upload, upload_name
 from judgeeye_app.ui.common import project_picker
 from judgeeye_app.ui.access import require_page
 
@@ -35,12 +39,39 @@ st.title("Data")
 import_tab, browse_tab = st.tabs(["Import", "Browse items"])
 
 
-def _error_table(exc: DatasetError) -> pd.DataFrame:
-    errors = exc.errors if isinstance(exc, DatasetValidationError) else [exc]
-    return pd.DataFrame(
-        [{"file": Path(str(e.file)).name if e.file else "", "row": e.row, "field": e.field, "problem": e.message}
-         for e in errors]
-    )
+NO_GROUP = "(none: split rows one by one)"
+SPLITS = ("train", "validation", "test")
+
+
+def _problems(exc: DatasetError, path: Path) -> str:
+    """Every problem in full, one line each: where (another file of a folder, row, field), what."""
+    lines = []
+    for e in exc.errors:
+        where = []
+        if e.file and Path(e.file).name != path.name:  # one file of several (a SummEval folder)
+            where.append(Path(e.file).name)
+        if e.row is not None:
+            where.append(f"row {e.row}")
+        if e.field is not None:
+            where.append(f"field “{e.field}”")
+        what = escape_markdown(e.message)
+        lines.append(f"- **{escape_markdown(', '.join(where))}:** {what}" if where else f"- {what}")
+    if isinstance(exc, DatasetValidationError) and exc.truncated:
+        lines.append(f"- … stopped after {len(exc.errors)} problems; fix these and check again for more.")
+    return "\n".join(lines)
+
+
+def _show_problems(headline: str, exc: DatasetError, path: Path) -> None:
+    st.error(f"{headline}\n\n{_problems(exc, path)}")
+
+
+def _mapping_problem(exc: ValidationError) -> str:
+    """A column mapping's pydantic error as sentences (no model names, inputs or dicts)."""
+    return " ".join(err["msg"].removeprefix("Value error, ").rstrip(".") + "." for err in exc.errors())
+
+
+def _split_text(splits: dict[str, int]) -> str:
+    return ", ".join(f"{splits.get(name, 0):,} {name}" for name in SPLITS)
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=8)
@@ -69,13 +100,14 @@ def import_flow() -> None:
     elif source == "A file uploaded before":
         uploads = list_uploads()
         if uploads:
-            path = st.selectbox("Uploaded file", uploads, format_func=lambda p: p.name, key="data_uploaded")
+            path = st.selectbox("Uploaded file", uploads, format_func=upload_name, key="data_uploaded")
         else:
             st.info("Nothing uploaded yet.")
     else:
         path = SAMPLE_FILE
     if path is None:
         return
+    shown = escape_markdown(SAMPLE_FILE.name if path == SAMPLE_FILE else upload_name(path))
 
     st.markdown("**2 · Format**")
     kind = st.radio("How to read it", ["Built-in format", "Map columns"], horizontal=True, key="data_kind",
@@ -100,6 +132,12 @@ def import_flow() -> None:
                 rater_cols, label_col = st.multiselect("Annotators' rating columns", rest, key="map_raters"), None
             else:
                 rater_cols, label_col = [], st.selectbox("Label column", rest, key="map_label")
+            group_col = st.selectbox(
+                "Keep rows together in one split by (optional)",
+                [NO_GROUP, *(c for c in columns if c != id_col and c not in rater_cols and c != label_col)],
+                key="map_group",
+                help="Rows with the same value here (their source document, prompt or question) always "
+                     "land in the same split, so a rater is never tested on a source it was trained on.")
             c1, c2, c3, c4, c5 = st.columns(5)
             lo = c1.number_input("Scale min", value=1, step=1, key="map_min")
             hi = c2.number_input("Scale max", value=5, step=1, key="map_max")
@@ -109,18 +147,25 @@ def import_flow() -> None:
             if not text_cols or not (rater_cols or label_col):
                 st.info("Choose at least one text field and the rating column(s).")
                 return
+            if lo >= hi:
+                st.error(f"Scale min ({int(lo)}) must be below scale max ({int(hi)}).")
+                return
             mapping_json = ColumnMapping(
                 id_column=id_col, text_columns={c: c for c in text_cols},
                 rating_columns={c: c for c in rater_cols} or None,
-                label_column=label_col, scale_min=int(lo), scale_max=int(hi), task=task,
+                label_column=label_col, group_column=None if group_col == NO_GROUP else group_col,
+                scale_min=int(lo), scale_max=int(hi), task=task,
                 dimension=dimension, generation_type=gen_type,
             ).model_dump_json()
         dataset = _parse(str(path), path.stat().st_mtime, loader_name, dimension, mapping_json)
     except DatasetError as exc:
-        st.error(f"**{Path(str(exc.file or path)).name}** cannot be imported; nothing was written. Fix these and upload again:")
-        st.dataframe(_error_table(exc), hide_index=True, width="stretch")
+        _show_problems(f"**{shown}** cannot be imported; nothing was written. Fix "
+                       f"{'this' if len(exc.errors) == 1 else 'these'} and upload it again:", exc, path)
         return
-    except ValueError as exc:  # an impossible column mapping
+    except ValidationError as exc:  # an impossible column mapping (e.g. scale min above max)
+        st.error(_mapping_problem(exc))
+        return
+    except ValueError as exc:
         st.error(str(exc))
         return
 
@@ -135,13 +180,19 @@ def import_flow() -> None:
     gold_rule = GoldRule(max_std=max_std)
     stats = apply_gold(dataset, gold_rule).stats
 
+    if dataset.group_by:
+        st.caption(f"Splits keep each {escape_markdown(dataset.group_by)} together: all its items go to "
+                   "the same split, stratified by gold label as far as that allows.")
     m = st.columns(4)
     m[0].metric("Items", stats.n_items)
     m[1].metric("Gold items", stats.n_gold)
     m[2].metric("Dropped (raters disagree)", stats.n_dropped)
     m[3].metric("Without rating", stats.n_no_rating)
-    hist = pd.DataFrame({"gold label": [str(k) for k in stats.histogram], "items": list(stats.histogram.values())})
-    st.plotly_chart(px.bar(hist, x="gold label", y="items", title="Gold label histogram"), width="stretch")
+    hist = pd.DataFrame({"gold label": [fmt_number(k) for k in stats.histogram],
+                         "items": list(stats.histogram.values())})
+    histogram = px.bar(hist, x="gold label", y="items", title="Gold label histogram")
+    histogram.update_xaxes(type="category")  # one bar per label, not a numeric axis of 0.5 steps
+    st.plotly_chart(histogram, width="stretch")
     st.dataframe(preview(dataset, gold_rule), hide_index=True, width="stretch")
 
     st.markdown("**4 · Import**")
@@ -162,12 +213,14 @@ def import_flow() -> None:
                     split_rule=SplitRule(ratios=(train, val, test), seed=int(seed)),
                 )
         except DatasetError as exc:
-            st.error("Nothing was imported:")
-            st.dataframe(_error_table(exc), hide_index=True, width="stretch")
+            _show_problems("Nothing was imported:", exc, path)
         else:
             st.session_state["project_id"] = report.project_id
-            st.success(f"Imported **{report.n_gold}** gold items into project #{report.project_id} "
-                       f"({report.n_dropped} dropped; splits {report.splits}).")
+            grouped = (f" Split by {escape_markdown(report.group_by)}: {report.n_groups:,} groups, each in "
+                       "one split." if report.group_by else "")
+            st.success(f"Imported **{report.n_gold:,}** gold items into project #{report.project_id} "
+                       f"({report.n_dropped:,} dropped because the raters disagreed). "
+                       f"Splits: {_split_text(report.splits)}.{grouped}")
 
 
 with import_tab:
@@ -177,8 +230,9 @@ with browse_tab:
     project = project_picker()
     if project is not None:
         c1, c2 = st.columns(2)
-        status = c1.selectbox("Status", ["all", "gold", "dropped_disagreement", "no_rating"], key="browse_status")
-        split = c2.selectbox("Split", ["all", "train", "validation", "test"], key="browse_split")
+        status = c1.selectbox("Status", ["all", *STATUS_TEXT], format_func=lambda s: STATUS_TEXT.get(s, s),
+                              key="browse_status")
+        split = c2.selectbox("Split", ["all", *SPLITS], key="browse_split")
         stmt = select(Item).where(Item.project_id == project.id).order_by(Item.id).limit(2000)
         if status != "all":
             stmt = stmt.where(Item.gold_status == status)
@@ -189,8 +243,11 @@ with browse_tab:
         st.caption(f"{len(items)} items shown (at most 2,000)")
         st.dataframe(
             pd.DataFrame([
-                {"id": i.external_id, "split": i.split, "gold": i.gold, "std": i.rating_std,
-                 "status": i.gold_status, "ratings": ", ".join(f"{k}: {v:g}" for k, v in i.ratings.items()),
+                {"id": i.external_id, "split": i.split or "—",
+                 "gold": "—" if i.gold is None else fmt_number(i.gold),
+                 "raters' std": "—" if i.rating_std is None else f"{i.rating_std:.2f}",
+                 "status": STATUS_TEXT.get(i.gold_status, i.gold_status),
+                 "ratings": ", ".join(f"{k}: {fmt_number(v)}" for k, v in i.ratings.items()),
                  **{f: (v[:200] + "…" if len(v) > 200 else v) for f, v in i.fields.items()}}
                 for i in items
             ]),

@@ -1,28 +1,51 @@
-"""Home: every project and how far it has come through the pipeline."""
+"""Home: every project, what to do next in it (by role), and how far it has come."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from judgeeye.auth import can_see_page
 from judgeeye.display import escape_markdown
-from judgeeye.projects import pipeline_status
-from judgeeye.store import read_scope
+from judgeeye.projects import next_step, pipeline_status
+from judgeeye.store import read_scope, store_location
 from judgeeye_app.ui.access import require_page
 
-require_page("home")  # every page checks the session itself (see pages/access.py)
+actor = require_page("home")  # every page checks the session itself (see ui/access.py)
+VIEWS = Path(__file__).resolve().parent
+#: the sidebar's icon of each page a next step links to
+ICONS = {"data": ":material/upload_file:", "sample": ":material/psychology:", "assignments": ":material/assignment_ind:",
+         "review": ":material/rate_review:", "refine": ":material/auto_fix_high:", "codebooks": ":material/menu_book:",
+         "train": ":material/model_training:", "agreement": ":material/monitoring:"}
 
 st.title("JudgeEye")
 st.caption("LLM raters that agree with humans: infer the reasoning behind label-only ratings, "
            "review it, refine the codebook, fine-tune raters, and measure agreement.")
+if actor.can("manage_data"):  # where the data lives is for those who manage it
+    st.caption(f"Store: `{store_location()}`", help="Every project, review and run is kept here. "
+               "Set JUDGEEYE_DB or JUDGEEYE_DATA_DIR before starting the app to use another store.")
 
 with read_scope() as session:
-    statuses = pipeline_status(session)
+    statuses = pipeline_status(session, actor)
 
 if not statuses:
-    st.info("No projects yet. Import a rating dataset on the **Data** page.")
-    st.page_link("pages/data.py", label="Import data", icon=":material/upload_file:")
+    if can_see_page(actor.role, "data"):
+        st.info("No projects yet. Import a rating dataset to start.")
+        st.page_link(VIEWS / "data.py", label="Import data", icon=ICONS["data"])
+    else:
+        st.info("No projects yet: a lead imports one.")
     st.stop()
+
+st.subheader("Next steps")
+for s in statuses:
+    step = next_step(s, actor.role)
+    with st.container(border=True, key=f"next_{s.id}"):
+        st.markdown(f"**{escape_markdown(s.name)}** · {escape_markdown(step.text)}")
+        if step.page is not None:
+            st.page_link(VIEWS / f"{step.page}.py", label=step.label, icon=ICONS.get(step.page),
+                         query_params={"project": str(s.id)})
 
 table = pd.DataFrame(
     [

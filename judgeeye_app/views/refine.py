@@ -3,21 +3,30 @@ measure codebook versions against each other with M LLM raters on the test split
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from judgeeye.codebook import list_versions
+from judgeeye.codebook.versions import describe_origin
 from judgeeye.display import escape_markdown
-from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
-from judgeeye.jobs import log_tail, reconcile, request_cancel
-from judgeeye.refine import MODES, RefineSettings, critique_jobs, map_points
-from judgeeye.refine.charts import critique_map
-from judgeeye.refine.critiques import cluster_summary, source_trace
+from judgeeye.evaluate.raters import RaterSpec
+from judgeeye.refine.critiques import cluster_summary, critique_jobs, map_points, source_trace, stored_map
+from judgeeye.refine.embed import BUILTIN as EMBEDDERS
 from judgeeye.refine.runner import launch_refinement, refinement_jobs, resume_refinement, version_of_job
+from judgeeye.refine.settings import RefineSettings
+from judgeeye.refine.traces import sampling_runs
+from judgeeye.settings_fields import SettingField, setting_field
 from judgeeye.store import Job, read_scope, session_scope
 from judgeeye_app.ui.access import require_page
-from judgeeye_app.ui.keys import api_key_field, provide_api_key
+from judgeeye_app.ui.actions import attempt
 from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.engine_picker import engine_picker
+from judgeeye_app.ui.job_panel import TrackedJob, job_panel
+from judgeeye_app.ui.keys import provide_api_key
+from judgeeye_app.ui.live_select import live_selectbox, set_live_value
+from judgeeye_app.ui.settings_form import field_widget, fill, help_text, problem, settings_form
 
 actor = require_page("refine")  # every page checks the session itself (see pages/access.py)
 st.title("Refine the codebook")
@@ -32,95 +41,78 @@ if not versions:
     st.info("This project has no codebook yet.")
     st.stop()
 version_numbers = [v.version for v in versions]
-origin = {v.version: v.origin for v in versions}
+origin = {v.version: describe_origin(v.origin) for v in versions}
 current = next((v.version for v in versions if v.id == project.current_codebook_id), version_numbers[-1])
 
 TABS = ["Refine", "Critique map", "Compare versions"]
 tabs = st.tabs(TABS, key="rf_tab", on_change="rerun")
 
 
-def engine_picker(prefix: str) -> EngineConfig | None:
-    kind = st.radio("Engine", ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model", "OpenAI-compatible server"],
-                    key=f"{prefix}_engine", horizontal=True)
-    if kind.startswith("Embedded"):
-        return EngineConfig(kind="transformers", model=EMBEDDED_MODEL)
-    if kind == "Hugging Face model":
-        model = st.text_input("Model id or local directory", key=f"{prefix}_hf_model")
-        return EngineConfig(kind="transformers", model=model.strip()) if model.strip() else None
-    c1, c2, c3 = st.columns(3)
-    url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key=f"{prefix}_oa_url")
-    model = c2.text_input("Model", key=f"{prefix}_oa_model")
-    key_env = c3.text_input("API key variable", "", key=f"{prefix}_oa_key",
-                            help="The NAME of an environment variable holding the key; the key is never stored.")
-    usable, key_name = api_key_field(key_env)
-    if not model.strip() or not usable:
-        return None
-    return EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(), api_key_env=key_name)
+FORM = "rf_"  # the Refine form's widgets are keyed FORM + the setting's name
+#: the refinement settings the form asks for (the advanced ones under "More settings")
+SETTINGS = ["n_inst", "n_rubric", "clusters", "attempts", "max_tokens", "critique_max_tokens", "trace_chars",
+            "embedder", "make_current", "k_max", "per_cluster", "projection", "splits", "temperature", "top_p",
+            "prefill", "seed", "author"]
+FLASH = "rf_flash"
+
+
+def _field(name: str) -> SettingField:
+    return setting_field(RefineSettings, name)
 
 
 def refine_form() -> None:
     c1, c2 = st.columns(2)
-    base = c1.selectbox("Codebook version to refine", version_numbers, index=version_numbers.index(current),
-                        key="rf_base", format_func=lambda v: f"v{v} · {origin[v]}")
-    mode = c2.radio("Refine", MODES, index=2, key="rf_mode", horizontal=True,
-                    format_func={"instruction": "instructions", "rubric": "rubric", "both": "both"}.get)
-    engine = engine_picker("rf")
+    base = c1.selectbox(_field("codebook_version").title, version_numbers, index=version_numbers.index(current),
+                        key="rf_base", format_func=lambda v: f"v{v} · {origin[v]}",
+                        help=help_text(_field("codebook_version")))
+    fill(RefineSettings, ["mode", "note"], FORM)
+    mode = field_widget(_field("mode"), FORM, where=c2)
+    engine = engine_picker(FORM, adapter=False)
+    values = settings_form(RefineSettings, SETTINGS, prefix=FORM)
+    with read_scope() as session:
+        runs = {r.run_id: r.label for r in sampling_runs(session, project.id)}
+    c1, c2 = st.columns([3, 2])
+    picked = c1.multiselect(_field("runs").title, list(runs), format_func=runs.get, key=FORM + "runs",
+                            placeholder=_field("runs").none, help=help_text(_field("runs")))
+    note = field_widget(_field("note"), FORM, where=c2)
     if engine is None:
-        st.info("Choose the model that refines.")
         return
-    c1, c2, c3, c4 = st.columns(4)
-    n_inst = c1.number_input("Traces per level (instructions)", 1, 1000, 10, key="rf_n_inst")
-    n_rubric = c2.number_input("Traces per level (rubric)", 1, 5000, 50, key="rf_n_rubric")
-    clusters = c3.number_input("Clusters per level (0 = by silhouette)", 0, 50, 0, key="rf_clusters")
-    attempts = c4.number_input("Attempts per step", 1, 10, 3, key="rf_attempts")
-    c1, c2, c3, c4 = st.columns(4)
-    max_tokens = c1.number_input("Max tokens (codebook)", 16, 32768, 2048, 16, key="rf_max_tokens")
-    crit_tokens = c2.number_input("Max tokens (critiques)", 8, 8192, 512, 8, key="rf_crit_tokens")
-    trace_chars = c3.number_input("Cut traces at N characters (0 = whole)", 0, 1_000_000, 0, key="rf_trace_chars")
-    make_current = c4.toggle("Make the result current", key="rf_make_current")
-    note = st.text_input("Note for the new version", key="rf_note")
     try:
-        settings = RefineSettings(mode=mode, engine=engine, codebook_version=base, n_inst=int(n_inst),
-                                  n_rubric=int(n_rubric), clusters=int(clusters) or None, attempts=int(attempts),
-                                  max_tokens=int(max_tokens), critique_max_tokens=int(crit_tokens),
-                                  trace_chars=int(trace_chars) or None, make_current=make_current,
-                                  note=note.strip() or None)
+        settings = RefineSettings(mode=mode, engine=engine, codebook_version=base, runs=sorted(picked) or None,
+                                  note=note, **values)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(problem(exc, RefineSettings))
         return
-    if st.button("Start refinement", type="primary", key="rf_start"):
-        try:
-            job_id = launch_refinement(project.id, settings, actor=actor)
-        except (LookupError, PermissionError) as exc:
-            st.error(str(exc))
-            return
-        st.session_state["rf_job"] = job_id
-        st.success(f"Refinement started (job {job_id}); follow it below.")
+    st.button("Start refinement", type="primary", key=FORM + "start", on_click=start_refinement,
+              args=(project.id, settings))
+    if shown := st.session_state.pop(FLASH, None):
+        (st.success if shown[0] == "success" else st.error)(shown[1])
 
 
-@st.fragment(run_every=2)
-def job_status(job_id: int) -> None:
-    with session_scope() as session:
-        reconcile(session)
-        job = session.get(Job, job_id)
+def start_refinement(project_id: int, settings: RefineSettings) -> None:
+    """A button's callback: it runs before the page reads the store, so the list of refinements
+    shows (and opens) the new job in the same rerun."""
+    job_id, error = attempt(launch_refinement, project_id, settings, actor=actor)
+    if job_id is None:
+        st.session_state[FLASH] = ("error", str(error))
+        return
+    set_live_value("rf_job_pick", job_id)
+    st.session_state[FLASH] = ("success", f"Refinement started (job {job_id}); follow it below.")
+
+
+def resume(job_id: int) -> None:
+    """Resume a refinement (a new job that reuses what the stopped one extracted) and show it."""
+    set_live_value("rf_job_pick", resume_refinement(job_id, actor=actor))
+
+
+def written(job_id: int) -> None:
+    """What the refinement wrote, once it has (on every poll of the job panel)."""
+    with read_scope() as session:
         row = version_of_job(session, project.id, job_id)
-        tail = log_tail(job, 6000)
-        written = None if row is None else (row.version, row.origin)
-    st.progress(job.progress, text=f"Job {job.id}: {job.status} · {job.progress_text or ''}")
-    if job.status in ("queued", "running"):
-        if st.button("Cancel", key=f"rf_cancel_{job_id}"):
-            request_cancel(job_id, actor=actor)
-    elif job.status in ("failed", "cancelled"):
-        if job.error:
-            st.error(f"Job {job.id} {job.status}: {job.error}")
-        if st.button("Resume", key=f"rf_resume_{job_id}", help="Reuses the critiques already extracted."):
-            st.session_state["rf_job"] = resume_refinement(job_id, actor=actor)
-            st.rerun()
-    if written:
-        st.success(f"Wrote codebook version {written[0]} ({written[1]}). Review and edit it on the Codebooks page.")
-        st.page_link("pages/codebooks.py", label="Open the editor", icon=":material/edit:")
-    with st.expander("Log"):
-        st.code(tail[-6000:] or "(empty)", language=None)
+        version = None if row is None else (row.version, describe_origin(row.origin))
+    if version:
+        st.success(f"Wrote codebook version {version[0]} ({version[1]}). Review and edit it on the Codebooks page.")
+        st.page_link(str(Path(__file__).with_name("codebooks.py")), label="Open the editor", icon=":material/edit:")
 
 
 def refine_view() -> None:
@@ -130,12 +122,15 @@ def refine_view() -> None:
     if not jobs:
         return
     st.subheader("Refinements")
-    ids = [j for j, _ in jobs]
     status = dict(jobs)
-    wanted = st.session_state.get("rf_job")
-    job_id = st.selectbox("Refinement job", ids, index=ids.index(wanted) if wanted in ids else 0, key="rf_job_pick",
-                          format_func=lambda j: f"job {j} · {status[j]}")
-    job_status(job_id)
+    job_id = live_selectbox("Refinement job", list(status), format_func=lambda j: f"job {j} · {status[j]}",
+                            key="rf_job_pick")
+    stopped = status[job_id] in ("failed", "cancelled")
+    job_panel([TrackedJob(key=f"rf_{job_id}", name=f"refinement job {job_id}", title="Refinement",
+                          find=lambda session: session.get(Job, job_id),
+                          resume=(lambda: resume(job_id)) if stopped else None,
+                          resume_help="Reuses the critiques already extracted.", body=lambda: written(job_id))],
+              key="rf_panel", actor=actor)
 
 
 def show_trace(critique_id: int) -> None:
@@ -159,6 +154,19 @@ def show_trace(critique_id: int) -> None:
                 st.text("" if value is None else str(value))
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _map_data(job_id: int, made: str) -> tuple[list[object], list[tuple[int, str]], list[object]]:
+    """The stored map of one refinement: its points, its representatives and the cluster table
+    (cached per job and map row: both are written once, in one transaction, by the job). The
+    figure is drawn from them on every run: the chart's identity is its spec, and a selection
+    survives a rerun only if the spec comes out the same."""
+    with read_scope() as session:
+        points = [p for p in map_points(session, job_id) if p.x is not None]
+    reps = [(p.critique_id, f"level {p.level} · cluster {p.cluster} · {p.text[:90]}") for p in points
+            if p.representative]
+    return points, reps, cluster_summary(points)
+
+
 def map_view() -> None:
     with read_scope() as session:
         jobs = critique_jobs(session, project.id)
@@ -169,19 +177,27 @@ def map_view() -> None:
     job_id = st.selectbox("Refinement", list(counts), key="cm_job",
                           format_func=lambda j: f"job {j} · {counts[j]} critiques")
     with read_scope() as session:
-        points = map_points(session, job_id)
-    placed = [p for p in points if p.x is not None]
-    if not placed:
-        st.info("These critiques are not clustered yet (the refinement is still running, or stopped before).")
+        made = stored_map(session, job_id)
+        if made is not None:
+            version = f"{made.id}:{made.created_at.isoformat()}"
+            method = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}.get(made.method, made.method)
+            start = f" of {made.pca_components} PCA components" if made.pca_components else ""
+            about = f"{made.points} critiques · {method}{start} · embeddings: {EMBEDDERS.get(made.embedder, made.embedder)}"
+    if made is None:
+        st.info("These critiques are not on the map yet: the refinement places them once it has clustered them "
+                "(it is still running, or stopped before).")
         return
+    from judgeeye.refine.charts import critique_map
+
+    points, reps, rows = _map_data(job_id, version)
+    st.caption(about)
     left, right = st.columns([3, 2])
     with left:
-        event = st.plotly_chart(critique_map(placed), key="cm_map", on_select="rerun", selection_mode="points",
+        event = st.plotly_chart(critique_map(points), key="cm_map", on_select="rerun", selection_mode="points",
                                 width="stretch")
         st.caption("Colour: rating level · marker shape: cluster within the level · large outlined markers: "
                    "representatives (nearest their cluster's centroid). Select a point to open its trace.")
     with right:
-        rows = cluster_summary(placed)
         for level in sorted({r.level for r in rows}):
             mine = [r for r in rows if r.level == level]
             with st.expander(f"Level {level}: {sum(r.size for r in mine)} critiques, {len(mine)} clusters",
@@ -194,12 +210,9 @@ def map_view() -> None:
     if points_sel:
         data = points_sel[0].get("customdata")
         selected = int(data[0]) if data else None
-    by_id = {p.critique_id: p for p in placed}
-    options = [p.critique_id for p in placed]
-    chosen = st.selectbox("Open the trace of a critique", options, index=None, key="cm_pick",
-                          placeholder="or select a point on the map",
-                          format_func=lambda i: f"level {by_id[i].level} · cluster {by_id[i].cluster} · "
-                                                f"{by_id[i].text[:90]}")
+    labels = dict(reps)
+    chosen = st.selectbox("Open the trace of a representative critique", list(labels), index=None, key="cm_pick",
+                          placeholder="or select any point on the map", format_func=labels.get)
     target = selected if selected is not None else chosen
     if target is not None:
         show_trace(target)
@@ -233,21 +246,18 @@ def compare_view() -> None:
                      format_func=lambda v: f"v{v} · {origin[v]}")
     text = st.text_area("Raters, one per line: ENGINE[,key=value...] as for `judgeeye evaluate` "
                         "(embedded · hf:MODEL · openai:MODEL@URL,api_key_env=VAR)", "embedded", key="cv_raters")
-    c1, c2, c3 = st.columns(3)
-    limit = c1.number_input("Only the first N test items (0 = all)", 0, 10_000_000, 0, key="cv_limit")
-    max_tokens = c2.number_input("Max tokens per rating", 16, 32768, 512, 16, key="cv_max_tokens")
-    temperature = c3.number_input("Temperature", 0.0, 2.0, 1.0, 0.1, key="cv_temperature")
+    rating = settings_form(RaterSpec, ["limit", "max_tokens", "temperature"], prefix="cv_", columns=3)
     specs = []
     for line in [x.strip() for x in text.splitlines() if x.strip()]:
         try:
-            specs.append(parse_rater(line, limit=int(limit) or None, max_tokens=int(max_tokens),
-                                     temperature=float(temperature))[0])
+            specs.append(parse_rater(line, **rating)[0])  # a rater's own keys override these
         except ValueError as exc:
             st.error(str(exc))
             return
     for spec in specs:  # a key kept in Streamlit secrets reaches the rating workers by their environment
-        if spec.engine.api_key_env and provide_api_key(spec.engine.api_key_env) is None:
-            st.warning(f"No environment variable or Streamlit secret named `{spec.engine.api_key_env}` is set.")
+        key_env = getattr(spec.engine, "api_key_env", None)  # openai engines only
+        if key_env and provide_api_key(key_env) is None:
+            st.warning(f"No environment variable or Streamlit secret named `{key_env}` is set.")
     if st.button("Rate and compare", type="primary", key="cv_go", disabled=not specs or a == b):
         try:
             with session_scope() as session:
@@ -268,7 +278,10 @@ def compare_view() -> None:
     with session_scope() as session:
         pending = incomplete_runs(session, plan)
     if pending:
-        waiting(plan)
+        done = len(plan.run_ids) - len(pending)
+        st.caption(f"{done} of {len(plan.run_ids)} rater runs complete; the comparison shows when all are. Each "
+                   "run is also on the Agreement page.")
+        job_panel([rating_run(run_id) for run_id in pending], key="cv_panel", actor=actor)
         return
     try:
         with session_scope() as session:
@@ -286,24 +299,14 @@ def compare_view() -> None:
         st.caption(note)
 
 
-@st.fragment(run_every=3)
-def waiting(plan) -> None:  # type: ignore[no-untyped-def]
-    from judgeeye.evaluate.launch import latest_job
-    from judgeeye.refine.compare import incomplete_runs
+def rating_run(run_id: int) -> TrackedJob:
+    """A rater run of the comparison, as the job panel follows it (a stopped one can be resumed)."""
+    from judgeeye.evaluate.launch import latest_job, resume_rater_run
 
-    with session_scope() as session:
-        reconcile(session)
-        pending = incomplete_runs(session, plan)
-        jobs = {r: latest_job(session, r) for r in pending}
-        stopped = {r: (j.status, j.error) for r, j in jobs.items() if j is not None and j.status in ("failed", "cancelled")}
-    if not pending:
-        st.rerun(scope="app")
-    done = len(plan.run_ids) - len(pending)
-    st.progress(done / len(plan.run_ids), text=f"{done}/{len(plan.run_ids)} rater runs complete; rating runs "
-                f"{', '.join(map(str, pending))} (see the Agreement page for each run)")
-    for run_id, (status, error) in stopped.items():
-        st.error(f"Rater run {run_id} {status}: {error or 'see its log'}. Resume it on the Agreement page "
-                 "(or `judgeeye evaluate --resume RUN`), then compare again.")
+    return TrackedJob(key=f"cv_{run_id}", name=f"rater run {run_id}", title=f"Rater run {run_id}",
+                      find=lambda session: latest_job(session, run_id),
+                      resume=lambda: resume_rater_run(run_id, actor=actor),
+                      resume_help="Rates only the items the run lacks.")
 
 
 for tab, view in zip(tabs, [refine_view, map_view, compare_view]):

@@ -34,6 +34,12 @@ from judgeeye_app.ui.access import require_permission
 
 actor = require_permission("review")
 KEYS = "Keys: **1–9** choose a trace · **N** none fits · **E** edit · **S** skip · **B** back · **F** forward · **U** undo"
+LAYOUTS = ["Side by side", "Stacked"]
+#: side by side, traces sit in rows of at most this many columns: narrower ones are unreadable
+MAX_COLUMNS = 3
+#: a trace's reasoning scrolls in a box this high side by side, and in the stacked layout once it
+#: is longer than LONG_TRACE characters (so that the choose buttons stay within reach)
+SIDE_HEIGHT, STACKED_HEIGHT, LONG_TRACE = 380, 640, 3000
 
 
 def text_block(text: str) -> str:
@@ -60,6 +66,30 @@ def diff_markdown(old: str, new: str) -> str:
         if op.op in ("insert", "replace"):
             out.append(_marked(op.b, ":green[**{}**]"))
     return "".join(out).replace("\n", "  \n")
+
+
+def default_layout(traces: list[TraceView]) -> str:
+    """Side by side while the traces are few and short enough to compare at a glance."""
+    longest = max((len(t.reasoning) for t in traces), default=0)
+    return "Side by side" if len(traces) <= 4 and longest < 4000 else "Stacked"
+
+
+def trace_slots(n: int, layout: str) -> list:  # type: ignore[type-arg]
+    """One container per trace: stacked one under the other, or side by side in balanced rows of
+    at most MAX_COLUMNS (4 traces: 2 + 2; 9 traces: 3 + 3 + 3)."""
+    if layout != "Side by side":
+        return [st.container() for _ in range(n)]
+    per_row = math.ceil(n / math.ceil(n / MAX_COLUMNS)) if n else 1
+    slots: list = []  # type: ignore[type-arg]
+    for start in range(0, n, per_row):
+        slots.extend(st.columns(per_row)[: n - start])
+    return slots
+
+
+def reasoning_box(text: str, layout: str):  # type: ignore[no-untyped-def]
+    """Where a trace's reasoning goes: a scrolling box of fixed height, or the text's own height."""
+    height = SIDE_HEIGHT if layout == "Side by side" else STACKED_HEIGHT if len(text) > LONG_TRACE else None
+    return st.container(height=height, border=False) if height else st.container(border=False)
 
 
 with read_scope() as session:
@@ -105,10 +135,14 @@ with session_scope() as session:  # next_item leases the item it hands out
     view: ItemView | None = item_view(session, actor, round_id, current) if current is not None else None
     progress = my_progress(session, actor.id, round_id)
 
-pace = "–" if math.isnan(progress.pace_per_hour) else f"{progress.pace_per_hour:.0f}/h"
+# a skipped item stays the annotator's (it is neither open nor available to them any more), so
+# it counts in the total: skipping does not change "x of N"
+total = progress.submitted + progress.skipped + progress.open + progress.available
+position = mine.index(current) + 1 if current in mine else len(mine) + 1
+pace = "not yet" if math.isnan(progress.pace_per_hour) else f"{progress.pace_per_hour:.0f}/h"
 with st.sidebar:
     st.markdown("**Your progress**")
-    st.progress(progress.share, text=f"{progress.submitted} of {progress.assigned} done")
+    st.progress(progress.submitted / total if total else 1.0, text=f"{progress.submitted} of {total} done")
     st.caption(f"Today {progress.today} · pace {pace} · skipped {progress.skipped}")
     if view is not None:
         with st.expander(f"Codebook v{view.codebook_version}", expanded=True, icon=":material/menu_book:"):
@@ -116,9 +150,11 @@ with st.sidebar:
             for level, text in view.codebook_levels:
                 st.markdown(f"**{level}** · {text_block(text)}")
 
+round_name, project_name = next((name, project) for rid, name, project in rounds if rid == round_id)
 top = st.columns([3, 1, 1, 1])
-top[0].markdown(f"### Review · {escape_markdown(rounds[[r[0] for r in rounds].index(round_id)][1])}")
-top[1].metric("Done", f"{progress.submitted} / {progress.assigned}")
+top[0].markdown(f"### Item {position} of {total}" if view is not None else "### Review")
+top[0].caption(f"{escape_markdown(project_name)} · {escape_markdown(round_name)}")
+top[1].metric("Done", f"{progress.submitted} / {total}")
 top[2].metric("Today", progress.today)
 top[3].metric("Pace", pace, help="Items per hour today (breaks over 10 minutes not counted)")
 if flash := st.session_state.pop("rv_flash", None):
@@ -141,7 +177,7 @@ answer = ""
 if view.state == "submitted":
     answer = {"none_fits": " · you said none fits", "edited": f" · you edited trace {view.chosen_number}",
               "chosen": f" · you chose trace {view.chosen_number}"}.get(view.verdict or "", "")
-st.caption(f"Item {escape_markdown(view.external_id)} · {state_text}{answer}")
+st.caption(f"{state_text.capitalize()}{answer} · item id {escape_markdown(view.external_id)}")
 
 item_col, rating_col = st.columns([4, 1])
 with item_col:
@@ -150,10 +186,16 @@ with item_col:
             st.markdown(f"**{escape_markdown(name)}**")
             st.markdown(text_block(text))
 with rating_col:
-    gold = "–" if view.gold is None else f"{view.gold:g}"
-    st.metric("Human rating", gold, help=f"Gold label on the {view.scale[0]}–{view.scale[1]} scale")
-    if view.ratings:
-        st.caption("Raters: " + ", ".join(f"{v}" for v in view.ratings.values()))
+    low, high = view.scale
+    if view.gold is None:
+        st.markdown("**Human rating**")
+        st.caption(f"This item has no gold rating (scale {low}–{high}).")
+    else:
+        st.metric("Human rating", f"{view.gold:g}", help=f"The gold label on the {low}–{high} scale")
+        st.caption(f"on the {low}–{high} scale")
+    ratings = [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in view.ratings.values() if v is not None]
+    if ratings:
+        st.caption("Each rater: " + " · ".join(ratings))
 
 # rv_edit: {"item", "number"} while editing, {"item", "closed": True} after Cancel
 edit_state = st.session_state.get("rv_edit")
@@ -164,21 +206,20 @@ if edit_state is None and view.state == "draft":  # a draft reopens its editor, 
 editing = edit_state if edit_state is not None and not edit_state.get("closed") else None
 
 if editing is None:
-    longest = max((len(t.reasoning) for t in view.traces), default=0)
-    default_layout = "Side by side" if len(view.traces) <= 3 and longest < 2500 else "Stacked"
-    layout = st.segmented_control("Layout", ["Side by side", "Stacked"], default=default_layout,
-                                  key="rv_layout", label_visibility="collapsed") or default_layout
-    columns = st.columns(len(view.traces)) if layout == "Side by side" and view.traces else None
-    for trace in view.traces:
-        box = columns[trace.number - 1] if columns else st
-        with box.container(border=True):
+    # the key keeps the reviewer's choice from item to item; the default only sets the first one
+    fallback = default_layout(view.traces)
+    layout = st.segmented_control("Layout", LAYOUTS, default=fallback, key="rv_layout",
+                                  label_visibility="collapsed") or fallback
+    for trace, slot in zip(view.traces, trace_slots(len(view.traces), layout)):
+        with slot.container(border=True):
             chosen = view.state == "submitted" and view.chosen_number == trace.number
             st.markdown(f"**Trace {trace.number}**" + (" · :green[your choice]" if chosen else ""))
-            with st.container(height=380 if layout == "Side by side" else None, border=False):
+            with reasoning_box(trace.reasoning, layout):
                 st.markdown(text_block(trace.reasoning))
             st.caption("Final answer")
             st.info(text_block(trace.answer), icon=":material/flag:")
-            if st.button(f"Choose {trace.number}", key=f"rv_choose_{trace.number}", shortcut=str(trace.number),
+            if st.button(f"Choose {trace.number}", key=f"rv_choose_{trace.number}",
+                         shortcut=str(trace.number) if trace.number <= 9 else None,  # one key per trace
                          type="primary" if chosen else "secondary", width="stretch"):
                 act(choose, view.item_id, trace.candidate_id)
                 st.rerun()

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy import select
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown
 from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
-from judgeeye.jobs import log_tail, reconcile, request_cancel
-from judgeeye.sampling import SamplingSettings, run_stats
+from judgeeye.jobs import reconcile
+from judgeeye.sampling import (
+    ACCEPTANCE_LABELS, PRESETS, RunStats, SamplingSettings, default_preset, preset_settings, run_stats,
+)
 from judgeeye.sampling.launch import cli_command, item_candidates, item_summaries, latest_job, launch_run, resume_run
+from judgeeye.sampling.runs import PRESET_HELP
 from judgeeye.store import SamplingRun, session_scope
-from judgeeye_app.ui.common import project_picker, store_busy_notice
 from judgeeye_app.ui.access import require_page
-from judgeeye_app.ui.keys import api_key_field
+from judgeeye_app.ui.actions import attempt
+from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.engine_picker import engine_picker
+from judgeeye_app.ui.job_panel import TrackedJob, job_panel
+from judgeeye_app.ui.live_select import live_selectbox, set_live_value
+from judgeeye_app.ui.settings_form import fill, problem, settings_form
 
 actor = require_page("sample")  # every page checks the session itself (see pages/access.py)
+
+FORM = "s_"  # the form's widgets are keyed FORM + the setting's name
+#: the sampling settings the form asks for (a preset fills them; the advanced ones under "More settings")
+SETTINGS = ["k", "temperature", "top_p", "max_tokens", "splits", "limit", "order", "targets", "acceptance",
+            "round_size", "target_accepted", "readout", "seed"]
+FLASH = "s_flash"
+#: a run's status in words (a run waiting for its worker is "queued")
+STATUS_WORDS = {"created": "queued", "running": "running", "completed": "completed", "incomplete": "incomplete",
+                "cancelled": "cancelled", "failed": "failed"}
 
 st.title("Sample traces")
 st.caption("For each item, a reasoning model writes k candidate traces ending in a rating; the ones whose "
@@ -30,78 +45,69 @@ if project is None:
 new_tab, runs_tab = st.tabs(["New run", "Runs"])
 
 
+def _apply_preset() -> None:
+    """The preset changed: it fills the settings."""
+    fill(SamplingSettings, SETTINGS, FORM, preset_settings(st.session_state["s_preset"]), force=True)
+
+
+def _engine_changed() -> None:
+    """The embedded model starts from its demo preset, any other engine from the paper's protocol
+    (:func:`judgeeye.sampling.default_preset`)."""
+    embedded = st.session_state[FORM + "engine"] == "embedded"
+    st.session_state["s_preset"] = default_preset(EngineConfig(model=EMBEDDED_MODEL if embedded else "other"))
+    _apply_preset()
+
+
+def start_sampling(project_id: int, engine: EngineConfig, settings: SamplingSettings, version: int) -> None:
+    """A button's callback: it runs before the page reads the store, so the Runs tab lists and
+    opens the new run in the same rerun."""
+    ids, error = attempt(launch_run, project_id, engine, settings, version, actor=actor)
+    if ids is None:
+        st.session_state[FLASH] = (project_id, "error", str(error))
+        return
+    run_id, job_id = ids
+    set_live_value("s_run_pick", run_id)
+    st.session_state[FLASH] = (project_id, "success", f"Run {run_id} started (job {job_id}). Its progress shows on "
+                                                      "the **Runs** tab, where it is selected.")
+
+
 def new_run_form() -> None:
     with session_scope() as session:
         versions = [v.version for v in list_versions(session, project.id)]
     if not versions:
         st.info("This project has no codebook yet.")
         return
-    c1, c2 = st.columns(2)
-    version = c1.selectbox("Codebook version", versions, index=len(versions) - 1, key="s_codebook")
-    kind = c2.radio("Engine", ["Embedded model (SmolLM2-135M, CPU)", "Hugging Face model", "OpenAI-compatible server"],
-                    key="s_engine")
-    if kind.startswith("Embedded"):
-        batch = st.number_input("Batch size", 1, 512, 16, key="s_batch")
-        engine = EngineConfig(kind="transformers", model=EMBEDDED_MODEL, batch_size=int(batch))
-    elif kind == "Hugging Face model":
-        c1, c2, c3 = st.columns(3)
-        model = c1.text_input("Model id or local directory", key="s_hf_model")
-        adapter = c2.text_input("LoRA adapter directory (optional)", key="s_hf_adapter")
-        batch = c3.number_input("Batch size", 1, 512, 32, key="s_hf_batch")
-        if not model.strip():
-            st.info("Enter a model id or directory.")
-            return
-        engine = EngineConfig(kind="transformers", model=model.strip(), adapter=adapter.strip() or None,
-                              batch_size=int(batch))
-    else:
-        c1, c2, c3, c4 = st.columns(4)
-        url = c1.text_input("Base URL", "http://127.0.0.1:8000/v1", key="s_oa_url")
-        model = c2.text_input("Model", key="s_oa_model")
-        key_env = c3.text_input("API key variable", "", key="s_oa_key_env",
-                                help="The NAME of an environment variable holding the key; the key itself is never stored.")
-        conc = c4.number_input("Concurrent requests", 1, 256, 16, key="s_oa_conc")
-        usable, key_name = api_key_field(key_env)
-        if not usable:
-            return
-        if not model.strip():
-            st.info("Enter the served model's name.")
-            return
-        engine = EngineConfig(kind="openai", model=model.strip(), base_url=url.strip(),
-                              api_key_env=key_name, max_concurrency=int(conc))
-    c1, c2, c3, c4 = st.columns(4)
-    k = c1.number_input("k (candidates per item)", 1, 256, 16, key="s_k")
-    temperature = c2.number_input("Temperature", 0.0, 2.0, 1.0, 0.1, key="s_temp")
-    top_p = c3.number_input("Top-p", 0.05, 1.0, 1.0, 0.05, key="s_top_p")
-    max_tokens = c4.number_input("Max tokens", 16, 32768, 512, 16, key="s_max_tokens")
-    c1, c2, c3 = st.columns(3)
-    splits = c1.multiselect("Splits", ["train", "validation", "test"], ["train"], key="s_splits")
-    limit = c2.number_input("Only the first N items (0 = all)", 0, 10_000_000, 0, key="s_limit")
-    targets = c3.radio("Verify against", ["gold", "annotators"], key="s_targets", horizontal=True,
-                       help="'annotators' also keeps traces matching each annotator's own rating (paper section 5).")
-    c1, c2, c3 = st.columns(3)
-    adaptive = c1.toggle("Adaptive rounds", key="s_adaptive",
-                         help="Sample in rounds and stop an item once it has enough accepted traces.")
-    round_size = c2.number_input("Round size", 1, 64, 4, key="s_round", disabled=not adaptive)
-    target = c3.number_input("Stop at accepted", 1, 64, 1, key="s_target", disabled=not adaptive)
-    try:
-        settings = SamplingSettings(
-            k=int(k), temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens),
-            splits=splits, limit=int(limit) or None, targets=targets,
-            round_size=int(round_size) if adaptive else None, target_accepted=int(target),
-        )
-    except ValueError as exc:
-        st.error(str(exc))
+    if "s_preset" not in st.session_state:
+        st.session_state["s_preset"] = default_preset(EngineConfig())  # the engine radio starts on the embedded model
+    version = st.selectbox("Codebook version", versions, index=len(versions) - 1, key="s_codebook")
+    engine = engine_picker(FORM, on_change=_engine_changed)
+    preset = st.radio("Preset", list(PRESETS), key="s_preset", horizontal=True, on_change=_apply_preset,
+                      format_func=str.capitalize, help="Fills in the settings below; change any of them after.")
+    st.caption(PRESET_HELP[preset])
+    if preset == "embedded demo" and st.session_state[FORM + "engine"] != "embedded":
+        st.caption("The embedded demo is sized for the 135M model on a CPU; a real reasoning model should use "
+                   "the paper's protocol.")
+    values = settings_form(SamplingSettings, SETTINGS, prefix=FORM, values=preset_settings(preset))
+    if engine is None:
         return
-    st.code(cli_command(project.name, engine, settings, version), language="bash")
+    if values["acceptance"] == "forced_cue" and engine.kind != "transformers":
+        st.warning("Forced cue reads token probabilities, which an OpenAI-compatible server does not give: "
+                   "choose the written acceptance mode for this engine.")
+        return
+    try:
+        settings = SamplingSettings(**values)
+    except ValueError as exc:
+        st.error(problem(exc, SamplingSettings))
+        return
+    st.code(cli_command(project.name, engine, settings, version, preset), language="bash")
     run_estimate(engine, settings, version)
-    if st.button("Start sampling", type="primary", key="s_start"):
-        with store_busy_notice():
-            run_id, job_id = launch_run(project.id, engine, settings, version, actor=actor)
-            st.session_state["s_run"] = run_id
-            st.success(f"Run {run_id} started (job {job_id}). Follow it on the **Runs** tab.")
+    st.button("Start sampling", type="primary", key="s_start", on_click=start_sampling,
+              args=(project.id, engine, settings, version))
+    shown = st.session_state.get(FLASH)
+    if shown and shown[0] == project.id:  # said on this project's page only
+        (st.success if shown[1] == "success" else st.error)(shown[2])
 
 
-# ---- estimate before launch (judgeeye.sampling.estimate) ---------------------------------------
 @st.cache_data(ttl=30, show_spinner=False)
 def _estimate(project_id: int, engine_json: str, settings_json: str, version: int | None) -> tuple[str, bool]:
     import json
@@ -123,46 +129,84 @@ def run_estimate(engine: EngineConfig, settings: SamplingSettings, version: int 
     st.caption(f"Estimate: {text}.")
     if not timed and st.button("Measure this machine's speed (about a minute)", key="s_measure"):
         with st.spinner("Measuring one prompt and a few tokens with this engine…"):
-            problem = calibrate_in_subprocess(str(project.id), engine, settings, version)
-        if problem:
-            st.warning(f"Could not measure the speed: {problem}")
+            failure = calibrate_in_subprocess(str(project.id), engine, settings, version)
+        if failure:
+            st.warning(f"Could not measure the speed: {failure}")
         else:
             _estimate.clear()
             st.rerun()
-# ---- end of the estimate block ---------------------------------------------------------------
 
 
-@st.fragment(run_every=2)
-def live_status(run_id: int) -> None:
-    """Polled every 2 s: the run's job, progress, cancel/resume."""
+def counts(run_id: int) -> None:
+    """The run's counts so far (redrawn on every poll of the job panel)."""
     with session_scope() as session:
-        reconcile(session)
-        run = session.get(SamplingRun, run_id)
-        job = latest_job(session, run_id)
         stats = run_stats(session, run_id)
-        tail = log_tail(job, 4000) if job else ""
-    status = job.status if job else run.status
-    st.progress(job.progress if job else 0.0, text=f"Job {job.id if job else '—'}: {status} · "
-                f"{(job.progress_text if job else '') or ''}")
     m = st.columns(5)
     m[0].metric("Items", stats.n_items)
     m[1].metric("Candidates", stats.n_candidates)
     m[2].metric("Accepted", stats.n_accepted, help=f"{stats.acceptance_rate:.1%} of candidates")
     m[3].metric("Items with a trace", stats.items_with_accepted)
-    m[4].metric("Parse failures", stats.parse_failures, help=f"{stats.readout_ratings} rated by the score read-out")
+    m[4].metric("No written rating", stats.parse_failures,
+                help="Traces that hit the token limit or ended without a valid rating"
+                     + (f"; {stats.readout_ratings} of them rated after the forced cue." if stats.acceptance == "forced_cue" else "."))
+
+
+def tracked(run_id: int, status: str) -> TrackedJob:
+    """The run as the job panel follows it: Cancel while it samples, Resume once it stopped."""
+    return TrackedJob(key=f"s_{run_id}", name=f"sampling run {run_id}", title=f"Run {run_id}",
+                      status=STATUS_WORDS.get(status, status), find=lambda session: latest_job(session, run_id),
+                      resume=(lambda: resume_run(run_id, actor=actor)) if status != "completed" else None,
+                      resume_help="Sample only what is missing.", body=lambda: counts(run_id))
+
+
+def _nothing_accepted(stats: RunStats) -> str:
+    """Why a run has no accepted trace yet, in words."""
+    if stats.n_candidates == 0:
+        return "No candidates yet: the charts appear once the first traces are written."
+    limit = stats.finish_reasons.get("length", 0)
+    written = stats.by_mode["written"].rated
+    why = (f"None of the {stats.n_candidates} candidates was accepted: {written} wrote a rating (none equal to "
+           f"the gold label), {stats.parse_failures} wrote none ({limit} ran out of tokens).")
+    if stats.acceptance == "written":
+        why += " Small models rarely finish a trace: try more max tokens, a larger k or the forced cue mode."
+    return why
+
+
+def acceptance_charts(stats: RunStats) -> None:
+    """Acceptance per gold level and utilization vs k (paper Fig. 5), one series per acceptance mode."""
+    if stats.n_accepted == 0:
+        st.info(_nothing_accepted(stats))
+        return
+    names = {m: ACCEPTANCE_LABELS[m] for m in stats.by_mode}
+    levels = go.Figure()
+    for mode, ms in stats.by_mode.items():
+        levels.add_trace(go.Bar(
+            x=[f"{lv.level:g}" for lv in ms.per_level], y=[lv.rate for lv in ms.per_level], name=names[mode],
+            customdata=[[lv.accepted, lv.candidates, lv.items_with_accepted, lv.items] for lv in ms.per_level],
+            hovertemplate=("gold %{x}: %{y:.0%} (%{customdata[0]} of %{customdata[1]} candidates; "
+                           "%{customdata[2]} of %{customdata[3]} items)<extra>" + names[mode] + "</extra>")))
+    levels.update_layout(barmode="stack", title="Acceptance by gold level", xaxis_title="gold label",
+                         yaxis_title="accepted candidates", yaxis_range=[0, 1], yaxis_tickformat=".0%",
+                         height=360, legend_title_text="rating")
+    curve = go.Figure()
+    js = list(range(1, stats.k + 1))
+    for mode, ms in stats.by_mode.items():
+        curve.add_trace(go.Scatter(x=js, y=ms.utilization, mode="lines+markers", name=f"{names[mode]} only"))
+    if len(stats.by_mode) > 1:
+        curve.add_trace(go.Scatter(x=js, y=stats.utilization, mode="lines+markers", name="either"))
+    curve.update_layout(title="Data utilization vs k", xaxis_title="samples per item (j)",
+                        yaxis_title="items with an accepted trace", yaxis_range=[0, 1], yaxis_tickformat=".0%",
+                        height=360, legend_title_text="rating")
     c1, c2 = st.columns(2)
-    if job is not None and job.status in ("queued", "running"):
-        if c1.button("Cancel", key=f"s_cancel_{run_id}"):
-            with store_busy_notice():
-                request_cancel(job.id, actor=actor)
-    elif run.status != "completed":
-        if c1.button("Resume", key=f"s_resume_{run_id}", help="Sample only what is missing."):
-            with store_busy_notice():
-                resume_run(run_id, actor=actor)
-    if job is not None and job.status == "failed":
-        st.error(f"Job {job.id} failed: {job.error or 'see the log'}")
-    with st.expander("Log"):
-        st.code(tail[-4000:] or "(empty)", language=None)
+    c1.plotly_chart(levels, width="stretch")
+    c2.plotly_chart(curve, width="stretch")
+
+
+def _rating_source(c: object) -> str:
+    mode = getattr(c, "acceptance_mode", None)
+    if mode is not None:
+        return ACCEPTANCE_LABELS.get(mode, mode)
+    return "no rating: ran out of tokens" if getattr(c, "finish_reason", None) == "length" else "no rating written"
 
 
 def run_view() -> None:
@@ -174,25 +218,21 @@ def run_view() -> None:
         st.info("No sampling runs yet: start one on the **New run** tab.")
         return
     ids = [r.id for r in runs]
-    labels = {r.id: f"Run {r.id} · {EngineConfig.model_validate(r.engine).label()} · k={r.k} · {r.status}" for r in runs}
-    wanted = st.session_state.get("s_run")
-    run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
-                          format_func=labels.get, key="s_run_pick")
-    live_status(run_id)
+    status = {r.id: r.status for r in runs}
+    labels = {r.id: f"Run {r.id} · {EngineConfig.model_validate(r.engine).label()} · k={r.k} · "
+                    f"{ACCEPTANCE_LABELS.get((r.settings or {}).get('acceptance'), 'written')} · "
+                    f"{STATUS_WORDS.get(r.status, r.status)}" for r in runs}
+    run_id = live_selectbox("Run", ids, format_func=labels.get, key="s_run_pick")
+    job_panel([tracked(run_id, status[run_id])], key="s_panel", actor=actor)
     with session_scope() as session:
         stats = run_stats(session, run_id)
         summaries = item_summaries(session, run_id)
+    st.caption(f"Seed {stats.seed} · acceptance mode: {ACCEPTANCE_LABELS[stats.acceptance]}"
+               + (" (the paper's protocol)" if stats.acceptance == "written" else
+                  " (budget forcing: traces without a rating are rated after the answer cue)"))
+    acceptance_charts(stats)
     if stats.n_candidates == 0:
         return
-    c1, c2 = st.columns(2)
-    levels = pd.DataFrame([{"gold label": f"{lv.level:g}", "acceptance rate": lv.rate, "items": lv.items,
-                            "items with a trace": lv.items_with_accepted} for lv in stats.per_level])
-    c1.plotly_chart(px.bar(levels, x="gold label", y="acceptance rate", hover_data=["items", "items with a trace"],
-                           title="Acceptance by gold level"), width="stretch")
-    curve = pd.DataFrame({"samples per item (j)": range(1, len(stats.utilization) + 1),
-                          "items with an accepted trace": stats.utilization})
-    c2.plotly_chart(px.line(curve, x="samples per item (j)", y="items with an accepted trace", markers=True,
-                            title="Data utilization vs k", range_y=[0, 1]), width="stretch")
     if stats.adaptive:
         st.caption(f"Adaptive: {stats.completion_tokens:,} completion tokens against ~{stats.fixed_k_tokens:,.0f} "
                    f"for fixed k={stats.k} (saved ~{stats.tokens_saved:,.0f}).")
@@ -210,17 +250,17 @@ def run_view() -> None:
     for c in candidates:
         mark = "✅ accepted" if c.accepted else "✖ rejected"
         rating = f"{c.predicted:g}" if c.predicted is not None else "none"
-        source = "parsed" if c.parse_ok else ("score read-out" if c.predicted is not None else "parse failure")
         with st.container(border=True):
-            st.markdown(f"**Sample {c.sample_index}** · {mark} · rating **{rating}** ({source}) · "
-                        f"{c.completion_tokens} tokens · {c.finish_reason}")
+            st.markdown(f"**Sample {c.sample_index}** · {mark} · rating **{rating}** ({_rating_source(c)}) · "
+                        f"{c.completion_tokens} tokens · {'ran out of tokens' if c.finish_reason == 'length' else 'finished'}")
             if c.reasoning:
                 st.caption("Reasoning")
                 st.text(c.reasoning)
             st.caption("Answer")
             st.text(c.answer)
             if c.score_dist:
-                st.caption("Rating-token probabilities: " + ", ".join(f"{k}: {v:.2f}" for k, v in c.score_dist.items()))
+                st.caption("Rating-token probabilities after the answer cue: "
+                           + ", ".join(f"{k}: {v:.2f}" for k, v in c.score_dist.items()))
 
 
 with new_tab:
