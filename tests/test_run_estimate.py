@@ -128,3 +128,25 @@ def test_dry_run_calibrates_once_and_creates_no_run(store_url: str, tiny_dir: Pa
     assert again.exit_code == 0 and "short calibration" in again.output
     with session_scope() as session:  # the recorded calibration, not a second one
         assert recorded_throughput(session, EngineConfig(model=str(tiny_dir), batch_size=4)) == found
+
+
+@pytest.mark.slow
+def test_sample_page_shows_the_estimate_and_measures_the_machine(store_url: str) -> None:
+    """Before Start: tokens at once; the time after "Measure" (a calibration of the embedded
+    model in a separate process, recorded in the store)."""
+    from apptest_login import app_as
+
+    at = app_as("lead", page="judgeeye_app/views/sample.py", timeout=600)
+    for key, value in (("s_k", 2), ("s_limit", 2), ("s_max_tokens", 16)):
+        at.number_input(key=key).set_value(value).run()
+    captions = [c.value for c in at.caption if c.value.startswith("Estimate:")]
+    assert captions == ["Estimate: about 64 tokens; time unknown until this engine has run here "
+                        "once."]
+    at.button(key="s_measure").click().run()
+    assert not at.exception and not at.warning
+    captions = [c.value for c in at.caption if c.value.startswith("Estimate:")]
+    assert len(captions) == 1 and captions[0].endswith(" on this machine."), captions
+    assert not [b for b in at.button if b.key == "s_measure"]
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(SamplingRun)) == 0
+        assert recorded_throughput(session, EngineConfig()).source == "calibration"
