@@ -146,9 +146,10 @@ def worker_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def _use_worker_environment() -> None:
-    """Before a job's handler runs (in a worker process, or in ``judgeeye sample`` itself):
-    OpenMP reads its settings when torch is first imported, which the handler does."""
+def use_worker_environment() -> None:
+    """Before a job's handler runs (in a worker process, or in ``judgeeye sample`` itself) or a
+    measurement of its speed: OpenMP reads its settings when torch is first imported, which they
+    do. Nothing changes once torch is imported."""
     if "torch" not in sys.modules:
         os.environ.update(worker_environment())
 
@@ -409,7 +410,7 @@ def run_job(job_id: int, *, claimed: bool = False) -> str:
     beat.start()
     previous = signal.signal(signal.SIGTERM, lambda *_: ctx._cancel.set())
     status, error = "succeeded", None
-    _use_worker_environment()
+    use_worker_environment()
     ctx.log(f"job {job_id} ({kind}) started in process {os.getpid()}")
     try:
         resolve_handler(kind)(ctx)
