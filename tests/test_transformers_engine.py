@@ -296,30 +296,36 @@ def test_unsupported_transformers_release_falls_back_to_generate(
 @pytest.mark.slow
 @pytest.mark.parametrize("fast", [True, False])
 def test_readout_reuses_the_sampling_prefill(tiny_dir: Path, fast: bool) -> None:
-    """The read-out right after an item's traces runs on the prompt's keys/values from the
-    sampling batch (static decoder or generate's shared prefill) and gives the same level
-    probabilities as one that prefills the prompt itself."""
+    """The read-out right after an item's traces reuses the sampling batch: the static decoder's
+    rows (only the answer cue and any re-tokenized end of the trace run again), or the prompt's
+    keys/values from generate's shared prefill. It gives the same level probabilities as a
+    read-out that runs the prompt and the whole trace itself."""
     from judgeeye.engines.transformers_engine import TransformersEngine
 
     eng = TransformersEngine(TransformersConfig(model=str(tiny_dir), batch_size=8,
                                                 fast_decode=fast))
     levels, cue = [1, 2, 3, 4, 5], "<rating>"
-    during: dict[int, tuple[bool, list[dict[str, float]]]] = {}
+    during: dict[int, tuple[bool, int, list[dict[str, float]]]] = {}
 
     def on_result(i: int, completions: list[Completion]) -> None:
         messages = [QUESTION, COLOR][i]
         cached = tuple(eng.encode_messages(messages)) in eng._prompt_caches
-        during[i] = (cached, eng.score_readout([messages] * len(completions),
-                                               [c.text for c in completions], levels, cue))
+        before = eng.readout_tokens
+        dists = eng.score_readout([messages] * len(completions), [c.text for c in completions],
+                                  levels, cue)
+        during[i] = (cached, eng.readout_tokens - before, dists)
 
     out = eng.generate([GenerationRequest(QUESTION, n=3), GenerationRequest(COLOR, n=2)],
-                       SamplingParams(temperature=1.0, max_tokens=6, seed=0), on_result=on_result)
+                       SamplingParams(temperature=1.0, max_tokens=12, seed=0), on_result=on_result)
     assert eng.decode_path == ("static" if fast else "generate")
-    assert eng._prompt_caches == {}  # dropped once generate returns
+    assert eng._prompt_caches == {} and eng._trace_rows == []  # dropped once generate returns
     for i, messages in enumerate([QUESTION, COLOR]):
-        cached, dists = during[i]
+        cached, ran, dists = during[i]
         assert cached
+        before = eng.readout_tokens
         fresh = eng.score_readout([messages] * len(out[i]), [c.text for c in out[i]], levels, cue)
+        whole = eng.readout_tokens - before  # every trace and cue, on a fresh prefill
+        assert ran < whole / 2 if fast else ran == whole
         for a, b in zip(dists, fresh, strict=True):
             assert list(a) == list(b) == ["1", "2", "3", "4", "5"]
             assert list(a.values()) == pytest.approx(list(b.values()), abs=1e-5)

@@ -121,9 +121,8 @@ def read_shared_prompt(model: Any, prompt: Sequence[int], suffixes: Sequence[Seq
                    logits_to_keep=torch.tensor(keep, device=device),
                    **{cache_kw: new_cache(model, cached, n)}).logits
     picked = logits[torch.arange(n, device=logits.device),
-                    torch.tensor([keep.index(i) for i in last], device=logits.device)].float()
-    probs = torch.softmax(picked, dim=-1)[:, torch.as_tensor(list(level_ids), device=picked.device)]
-    return [level_probabilities(row, keys) for row in probs.cpu().tolist()]
+                    torch.tensor([keep.index(i) for i in last], device=logits.device)]
+    return levels_from_logits(picked, level_ids, keys)
 
 
 def read_each(model: Any, seqs: Sequence[Sequence[int]], level_ids: Sequence[int],
@@ -133,7 +132,6 @@ def read_each(model: Any, seqs: Sequence[Sequence[int]], level_ids: Sequence[int
     import torch
 
     device = model.device
-    index = torch.as_tensor(list(level_ids), device=device)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[dict[str, float]] = [{} for _ in seqs]
     for s in range(0, len(order), batch_size):
@@ -148,11 +146,21 @@ def read_each(model: Any, seqs: Sequence[Sequence[int]], level_ids: Sequence[int
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                        position_ids=position_ids.to(device), use_cache=False,
                        logits_to_keep=1).logits[:, -1, :]
-        probs = torch.softmax(logits.float(), dim=-1)[:, index].cpu().tolist()
-        for r, i in enumerate(chunk):
-            out[i] = level_probabilities(probs[r], keys)
+        for i, dist in zip(chunk, levels_from_logits(logits, level_ids, keys), strict=True):
+            out[i] = dist
     return out
 
 
-__all__ = ["cot_rail_score", "level_probabilities", "level_token_ids", "read_each",
-           "read_shared_prompt", "renormalise"]
+def levels_from_logits(logits: Any, level_ids: Sequence[int], keys: Sequence[str]
+                       ) -> list[dict[str, float]]:
+    """Raw level probabilities (:func:`level_probabilities`) from next-token logits, one row
+    per read-out: the softmax over the whole vocabulary, taken at the level tokens."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=-1)
+    return [level_probabilities(row, keys) for row in
+            probs[:, torch.as_tensor(list(level_ids), device=probs.device)].cpu().tolist()]
+
+
+__all__ = ["cot_rail_score", "level_probabilities", "level_token_ids", "levels_from_logits",
+           "read_each", "read_shared_prompt", "renormalise"]

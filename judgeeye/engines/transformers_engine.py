@@ -55,11 +55,26 @@ from judgeeye.engines.chat_prompt import encode_text, eos_token_ids, pad_token_i
 from judgeeye.engines.gpu import StaticDecoder, build_static_decoder
 from judgeeye.engines.model_loader import load_model, prepare_tokenizer, release_model
 from judgeeye.engines.plain_decode import full_attention_only, plain_generate
-from judgeeye.engines.readout import level_token_ids, read_each, read_shared_prompt
+from judgeeye.engines.readout import (
+    level_token_ids,
+    levels_from_logits,
+    read_each,
+    read_shared_prompt,
+)
 from judgeeye.engines.token_results import BatchStats, PromptCache, TokenResult
 from judgeeye.ratings import split_reasoning
 
 log = logging.getLogger(__name__)
+
+
+def _common_start(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens ``a`` and ``b`` share from the start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -96,7 +111,11 @@ class TransformersEngine(Engine):
         self._fast_failed: str | None = None
         #: the last batch's prompts and their keys/values, for the read-out that follows it
         self._prompt_caches: dict[tuple[int, ...], PromptCache] = {}
+        #: the static decoder's last batch, row by row (prompt, generated tokens it cached)
+        self._trace_rows: list[tuple[tuple[int, ...], list[int]]] = []
         self.stats: list[BatchStats] = []
+        #: tokens the score read-outs ran through the model (benchmarks, tests)
+        self.readout_tokens = 0
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any = None, config: TransformersConfig | None = None,
@@ -150,7 +169,7 @@ class TransformersEngine(Engine):
         """
         import torch
 
-        self._prompt_caches = {}
+        self._forget_batch()
         with torch.inference_mode():
             decoder = self._static_decoder()
             if decoder is not None:
@@ -160,6 +179,7 @@ class TransformersEngine(Engine):
                         top_p=params.top_p, ignore_eos=ignore_eos)
                     self.stats.append(stats)
                     self._prompt_caches = decoder.prompt_caches()
+                    self._trace_rows = decoder.trace_rows()
                     return results
                 except EngineError:
                     raise
@@ -255,8 +275,13 @@ class TransformersEngine(Engine):
                     touched.append(i)
             for i in touched:
                 finish(i)
-        self._prompt_caches = {}
+        self._forget_batch()
         return [list(r) for r in results]  # type: ignore[arg-type]
+
+    def _forget_batch(self) -> None:
+        """What the read-out may reuse of a batch is valid only until the next one runs."""
+        self._prompt_caches = {}
+        self._trace_rows = []
 
     def _run_batch(self, prompts: list[list[int]], params: SamplingParams
                    ) -> list[TokenResult | str]:
@@ -275,7 +300,7 @@ class TransformersEngine(Engine):
     def _free_cuda(self) -> None:
         import torch
 
-        self._prompt_caches = {}
+        self._forget_batch()
         if self._decoder is not None:
             self._decoder.close()
         if torch.cuda.is_available():
@@ -297,24 +322,59 @@ class TransformersEngine(Engine):
         index = [level_ids[k] for k in keys]
         if (len(messages) > 1 and all(m == messages[0] for m in messages)
                 and full_attention_only(self.model)):
-            # The k > 1 traces of one item: its prompt once (from the sampling batch when it is
-            # still there), the traces on top.
+            # The k > 1 traces of one item: each continues its sampled row where the decoder
+            # still holds it, the rest run on the prompt once (from the sampling batch when it
+            # is still there).
             prefix = self.encode_messages(messages[0])
             suffixes = [encode_text(self.tokenizer, t + cue) for t in traces]
             if prefix and all(suffixes):
                 with torch.inference_mode():
-                    return read_shared_prompt(self.model, prefix, suffixes, index, keys,
-                                              pad_id=self.pad_id,
-                                              cached=self._prompt_caches.get(tuple(prefix)))
+                    out = self._read_on_rows(tuple(prefix), suffixes, index, keys)
+                    rest = [j for j, d in enumerate(out) if d is None]
+                    if rest:
+                        self.readout_tokens += sum(len(suffixes[j]) for j in rest)
+                        for j, d in zip(rest, read_shared_prompt(
+                                self.model, prefix, [suffixes[j] for j in rest], index, keys,
+                                pad_id=self.pad_id, cached=self._prompt_caches.get(tuple(prefix))),
+                                strict=True):
+                            out[j] = d
+                return out  # type: ignore[return-value]
         seqs = [encode_text(self.tokenizer, render_chat(self.tokenizer, m) + t + cue)
                 for m, t in zip(messages, traces, strict=True)]
+        self.readout_tokens += sum(len(x) for x in seqs)
         with torch.inference_mode():
             return read_each(self.model, seqs, index, keys, pad_id=self.pad_id,
                              batch_size=self.config.batch_size)
 
+    def _read_on_rows(self, prompt: tuple[int, ...], suffixes: list[list[int]],
+                      index: list[int], keys: list[str]) -> list[dict[str, float] | None]:
+        """Read-outs that continue the static decoder's rows of ``prompt`` in the last batch:
+        each suffix (a trace and the cue) takes the free row whose generated tokens share its
+        longest start, and only the rest of it runs (:meth:`StaticDecoder.continue_rows`).
+        None for a suffix left without a row."""
+        out: list[dict[str, float] | None] = [None] * len(suffixes)
+        free = [r for r, (p, _) in enumerate(self._trace_rows) if p == prompt]
+        if not free or self._decoder is None:
+            return out
+        chosen: list[tuple[int, int, int]] = []  # (suffix, row, tokens kept)
+        for j, suffix in enumerate(suffixes):
+            if not free:
+                break
+            shared = {r: _common_start(self._trace_rows[r][1], suffix) for r in free}
+            row = max(free, key=shared.__getitem__)
+            free.remove(row)
+            chosen.append((j, row, min(shared[row], len(suffix) - 1)))  # at least one runs
+        tails = [suffixes[j][k:] for j, _, k in chosen]
+        self.readout_tokens += sum(len(t) for t in tails)
+        logits = self._decoder.continue_rows([r for _, r, _ in chosen], [k for _, _, k in chosen],
+                                             tails)
+        for (j, _, _), dist in zip(chosen, levels_from_logits(logits, index, keys), strict=True):
+            out[j] = dist
+        return out
+
     # ----------------------------------------------------------------------------- close
     def close(self) -> None:
-        self._prompt_caches = {}
+        self._forget_batch()
         if self._decoder is not None:
             self._decoder.close()
             self._decoder = None

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from judgeeye.engines.base import EngineError
@@ -72,6 +73,19 @@ class _Slot:
                 raise EngineError("static cache layers without a tensor position counter")
 
 
+@dataclass
+class _LastRun:
+    """What the slot holds after a run: rows' prompts (left-padded by ``pads`` to ``width``)
+    and the generated tokens fed back (``cached``; the cache is filled up to ``end``)."""
+
+    slot: _Slot
+    prompts: list[tuple[int, ...]]
+    pads: list[int]
+    width: int
+    end: int
+    cached: list[list[int]]
+
+
 class StaticDecoder:
     """Batched sampling on a ``StaticCache`` with a compiled, graph-captured decode step."""
 
@@ -107,8 +121,8 @@ class StaticDecoder:
         self.fused_groups = fuse_projections(model) if fuse else 0
         #: prefill each distinct prompt alone (CPU) rather than as one padded batch (GPU)
         self.prefill_each = self.device.type == "cpu"
-        #: (slot, prompts, left pads, width) of the last run, for :meth:`prompt_caches`
-        self._last: tuple[_Slot, list[tuple[int, ...]], list[int], int] | None = None
+        #: the last run, for :meth:`prompt_caches` and :meth:`continue_rows`
+        self._last: _LastRun | None = None
 
         cache_kw = cache_kwarg(model)
 
@@ -178,15 +192,63 @@ class StaticDecoder:
         slot's cache, valid until the next run writes it (the engine drops them then)."""
         if self._last is None:
             return {}
-        slot, prompts, pads, width = self._last
+        last = self._last
         out: dict[tuple[int, ...], PromptCache] = {}
-        for row, prompt in enumerate(prompts):
+        for row, prompt in enumerate(last.prompts):
             if prompt not in out:
-                pad = pads[row]
+                pad, width = last.pads[row], last.width
                 out[prompt] = PromptCache(width - pad, [
                     (layer.keys[row:row + 1, :, pad:width], layer.values[row:row + 1, :, pad:width])
-                    for layer in slot.cache.layers])
+                    for layer in last.slot.cache.layers])
         return out
+
+    def trace_rows(self) -> list[tuple[tuple[int, ...], list[int]]]:
+        """Each row of the last :meth:`run`: its prompt and the generated tokens whose
+        keys/values the slot holds (all but the last one, which no step has fed back)."""
+        if self._last is None:
+            return []
+        return list(zip(self._last.prompts, self._last.cached, strict=True))
+
+    def continue_rows(self, rows: Sequence[int], kept: Sequence[int],
+                      tails: Sequence[Sequence[int]]) -> Any:
+        """Next-token logits, shape (len(rows), vocab), after row ``rows[j]`` of the last run
+        continued by ``tails[j]`` from its prompt and its first ``kept[j]`` generated tokens.
+
+        The score read-out after a trace: the trace's keys/values are already in the slot, so
+        only what follows them runs (the answer cue, and the few tokens where the trace's text
+        re-tokenizes differently) instead of the whole trace again. The rows' keys/values are
+        copied out of the slot, which is left as it was; valid until the next :meth:`run`."""
+        import torch
+        from transformers import DynamicCache
+
+        last = self._last
+        if last is None:
+            raise EngineError("no decoded batch to continue")
+        if not rows or any(not t for t in tails) or any(
+                not 0 <= k <= len(last.cached[r]) for r, k in zip(rows, kept, strict=True)):
+            raise ValueError("each row needs a tail and at most its cached tokens")
+        dev, end = self.device, last.end
+        n, t = len(rows), max(len(x) for x in tails)
+        index = torch.tensor(list(rows), device=dev)
+        data = [(layer.keys[:, :, :end].index_select(0, index),
+                 layer.values[:, :, :end].index_select(0, index)) for layer in last.slot.cache.layers]
+        cache = DynamicCache(ddp_cache_data=data, config=self.model.config)
+        # Tails left-padded, so that every row's last token is the block's last position.
+        ids = torch.full((n, t), self.pad_id, dtype=torch.long)
+        for j, tail in enumerate(tails):
+            ids[j, t - len(tail):] = torch.as_tensor(list(tail), dtype=torch.long)
+        pad = torch.tensor([last.pads[r] for r in rows], device=dev)
+        stop = torch.tensor([last.width + k for k in kept], device=dev)  # past the kept tokens
+        start = torch.tensor([t - len(x) for x in tails], device=dev)  # first real tail slot
+        kv = torch.arange(end + t, device=dev)[None, None, :]
+        q = torch.arange(t, device=dev)[None, :, None]
+        past = (kv >= pad[:, None, None]) & (kv < stop[:, None, None])
+        own = (kv >= end + start[:, None, None]) & (kv <= end + q)
+        valid = ((past | own) & (q >= start[:, None, None])) | (kv == end + q)  # pads: themselves
+        position_ids = ((last.width - pad + torch.tensor(list(kept), device=dev))[:, None]
+                        + torch.arange(t, device=dev)[None, :] - start[:, None]).clamp(min=0)
+        logits = self._eager_forward(ids.to(dev), valid[:, None, :, :], position_ids, cache)
+        return logits[:, -1, :]
 
     # ------------------------------------------------------------------------------- step
     def _step(self, slot: _Slot, mode: tuple[bool, bool, bool]) -> None:
@@ -381,7 +443,9 @@ class StaticDecoder:
                   "prompt_tokens": sum(len(p) for p in first_row),  # prefilled, once per prompt
                   "capture_s": decode_start - prefill_done},
         )
-        self._last = (slot, [tuple(p) for p in prompts], pads[:n].tolist(), width)
+        fed = width + done - 1  # the last sampled token was never fed back into the cache
+        self._last = _LastRun(slot, [tuple(p) for p in prompts], pads[:n].tolist(), width, fed,
+                              [row[:done - 1] for row in out.tolist()])
         return results, stats
 
 
