@@ -1,6 +1,7 @@
 """The GPU decode path's kernels that can be checked without a GPU: the chunked sampling argmax
-(exactly torch.argmax, ties included) and, where Triton is installed, the split-KV decode
-attention in Triton's interpreter (fp16: the interpreter's bf16 matmul is not usable)."""
+(exactly torch.argmax, ties included), the grouped-query attention of decode steps and read-out
+blocks, and, where Triton is installed, the split-KV decode attention in Triton's interpreter
+(fp16: the interpreter's bf16 matmul is not usable)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,34 @@ def test_chunked_gumbel_max_draws_from_the_softmax() -> None:
     assert float(freq.sum()) == pytest.approx(1.0)
     greedy = _sample(rows[:3], False, False, torch.ones(()), top_p, off)
     assert greedy.tolist() == [9000] * 3
+
+
+@pytest.mark.parametrize("mode", ["sdpa", "math"])
+@pytest.mark.parametrize("queries", [1, 5])
+def test_grouped_attention_equals_sdpa_on_repeated_heads(mode: str, queries: int) -> None:
+    """A decode step (one query) or a read-out block (a few, each with its own mask row) on the
+    key/value heads directly gives what sdpa gives on keys/values copied to every query head."""
+    from judgeeye.engines.gpu.attention import _decode_attention, set_decode_attention
+
+    g = torch.Generator().manual_seed(0)
+    b, kv_heads, groups, length, d = 3, 2, 3, 40, 16
+    q = torch.randn((b, kv_heads * groups, queries, d), generator=g)
+    k = torch.randn((b, kv_heads, length, d), generator=g)
+    v = torch.randn((b, kv_heads, length, d), generator=g)
+    # per row: a left pad, then causal over the block at the end (the read-out's mask)
+    kv, rows = torch.arange(length), torch.arange(queries)
+    pads = torch.tensor([0, 7, 20])
+    last = length - queries + rows[None, :, None]  # each block row sees itself and what precedes
+    mask = ((kv[None, None, :] >= pads[:, None, None]) & (kv[None, None, :] <= last))[:, None]
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1), attn_mask=mask)
+    set_decode_attention(mode)
+    try:
+        out = _decode_attention(q, k, v, mask, None, groups)
+    finally:
+        set_decode_attention("sdpa")
+    assert out.shape == (b, queries, kv_heads * groups, d)
+    assert torch.allclose(out, expected.transpose(1, 2), atol=1e-5)
 
 
 def test_triton_attention_off_without_cuda() -> None:

@@ -25,6 +25,9 @@ ATTN_NAME = "judgeeye_sdpa"
 #: softmax, which the compiler fuses around); "auto" is "triton" where it runs (a CUDA GPU with
 #: Triton, checked once against a float64 reference) and "sdpa" elsewhere
 DECODE_ATTENTION = ("auto", "triton", "sdpa", "efficient", "math")
+#: at most this many query positions go through :func:`_decode_attention` (the tokens a
+#: read-out appends to a cached trace); longer ones (prefill) take transformers' sdpa
+PACKED_QUERIES = 16
 #: the mode the registered function runs (process-wide: read while tracing a compiled step)
 _decode_attention_mode = {"value": "sdpa"}
 #: (heads, kv heads, head dim, dtype) -> relative error of the Triton kernels (None: failed)
@@ -36,22 +39,26 @@ TRITON_TOLERANCE = 2e-2
 
 def _decode_attention(query: Any, key: Any, value: Any, mask: Any, scaling: Any,
                       groups: int) -> Any:
-    """(B, H, 1, D) queries against (B, KVH, L, D) keys: the H/KVH query heads of each group
-    become the query-length axis, so the cache is read once per KV head."""
+    """(B, H, T, D) queries (one decode step, or the few tokens a read-out appends to a trace)
+    against (B, KVH, L, D) keys: the H/KVH query heads of each group and the T positions become
+    one query axis, so the cache is read once per KV head, never copied per query head."""
     import torch
 
-    b, h, _, d = query.shape
+    b, h, t, d = query.shape
     if mask is not None:
         mask = mask[:, :, :, : key.shape[-2]]
     mode = _decode_attention_mode["value"]
     if mode == "triton":
         from judgeeye.engines.gpu import triton_decode
 
-        if triton_decode.supported(query, key, value, mask):
+        if t == 1 and triton_decode.supported(query, key, value, mask):
             scale = float(scaling) if scaling is not None else d ** -0.5
             return torch.ops.judgeeye.decode_attention(query, key, value, mask, scale)
         mode = "sdpa"
-    q = query.reshape(b, h // groups, groups, d)
+    q = query.reshape(b, h // groups, groups * t, d)
+    if mask is not None and t > 1:  # (B, 1, T, L): the same rows for every head of a group
+        mask = mask[:, :, None].expand(mask.shape[0], 1, groups, t, mask.shape[-1]).reshape(
+            mask.shape[0], 1, groups * t, mask.shape[-1])
     if mode == "math":
         scale = scaling if scaling is not None else d ** -0.5
         scores = torch.matmul(q, key.transpose(-1, -2)).float() * scale
@@ -72,13 +79,14 @@ def _decode_attention(query: Any, key: Any, value: Any, mask: Any, scaling: Any,
         else:
             out = torch.nn.functional.scaled_dot_product_attention(
                 q, key, value, attn_mask=mask, dropout_p=0.0, scale=scaling)
-    return out.reshape(b, h, 1, value.shape[-1]).transpose(1, 2).contiguous()
+    return out.reshape(b, h, t, value.shape[-1]).transpose(1, 2).contiguous()
 
 
 def _register_attention() -> None:
-    """``judgeeye_sdpa``: transformers' sdpa, except single-token decode with grouped-query
-    heads and a head-shared mask (see :func:`_decode_attention`: no ``repeat_kv`` copy of the
-    whole cache per layer and step)."""
+    """``judgeeye_sdpa``: transformers' sdpa, except decode steps (and blocks of at most
+    :data:`PACKED_QUERIES` tokens with their mask, as a read-out appends to a cached trace) with
+    grouped-query heads and a head-shared mask (see :func:`_decode_attention`: no ``repeat_kv``
+    copy of the whole cache per layer and step)."""
     from transformers import AttentionInterface
 
     try:
@@ -94,8 +102,11 @@ def _register_attention() -> None:
     def judgeeye_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                       is_causal=None, **kwargs):  # type: ignore[no-untyped-def]
         groups = int(getattr(module, "num_key_value_groups", 1) or 1)
+        t = query.shape[2]
         if (
-            query.shape[2] == 1
+            # one decode step; or a few tokens with their (causal) mask given
+            (t == 1 or (t <= PACKED_QUERIES and attention_mask is not None and groups > 1
+                        and not dropout))
             and (groups > 1 or _decode_attention_mode["value"] == "triton")
             and (attention_mask is None
                  or (attention_mask.dim() == 4 and attention_mask.shape[1] == 1))
