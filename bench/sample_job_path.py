@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +90,7 @@ class RunSummary:
     candidates: int
     accepted: int
     startup_s: float | None = None  # process start to the first batch, as the run recorded it
+    outside_s: float | None = None  # the sampling loop's time outside the decoder (read-out, writes)
 
 
 def run_summary(folder: Path) -> RunSummary:
@@ -113,8 +114,10 @@ def run_summary(folder: Path) -> RunSummary:
         settings = dict(run.settings)
         measured = recorded_throughput(s, TransformersConfig())
     dispose_engines()
-    return RunSummary(int(tokens), settings, int(items), int(n), int(accepted),
-                      measured.startup_s if measured and measured.source == "runs" else None)
+    if measured is None or measured.source != "runs":
+        return RunSummary(int(tokens), settings, int(items), int(n), int(accepted))
+    return RunSummary(int(tokens), settings, int(items), int(n), int(accepted), measured.startup_s,
+                      measured.overhead_s_per_token * int(tokens))
 
 
 def judgeeye(folder: Path, project: int, args: list[str], code: Path = REPO,
@@ -139,26 +142,31 @@ def job_path(args: list[str], code: Path = REPO) -> Timed:
     seconds, out = judgeeye(folder, project, args, code)
     summary = run_summary(folder)
     note = out if out.startswith("exit ") else (
-        f"(start-up {summary.startup_s:.1f} s)" if summary.startup_s is not None else "")
+        f"(start-up {summary.startup_s:.1f} s, outside the decoder {summary.outside_s:.1f} s)"
+        if summary.startup_s is not None and summary.outside_s is not None else "")
     shutil.rmtree(folder, ignore_errors=True)
     return Timed(seconds, summary.tokens, note)
 
 
-def job_settings(items: int, k: int, max_tokens: int):  # type: ignore[no-untyped-def]
-    """The settings `judgeeye sample --k K --limit N --max-tokens T` uses with the embedded
-    engine: its default preset (the embedded demo) with these three on top."""
+def job_settings(items: int, k: int, max_tokens: int, seed: int):  # type: ignore[no-untyped-def]
+    """The settings `judgeeye sample --k K --limit N --max-tokens T --seed S` uses with the
+    embedded engine: its default preset (the embedded demo) with these on top."""
     from judgeeye.engines import TransformersConfig
     from judgeeye.sampling import default_preset, preset_settings
 
-    return preset_settings(default_preset(TransformersConfig()), k=k, limit=items, max_tokens=max_tokens)
+    return preset_settings(default_preset(TransformersConfig()), k=k, limit=items,
+                           max_tokens=max_tokens, seed=seed)
 
 
-def bench_requests(settings) -> list:  # type: ignore[no-untyped-def]
-    """The job path's requests: the items it samples, in its order, rendered as its runner does."""
+def bench_calls(settings, batch_size: int) -> list:  # type: ignore[no-untyped-def]
+    """The job path's ``generate`` calls: the items it samples, in its order, rendered, seeded
+    and chunked as its runner does (:func:`judgeeye.sampling.runner.execute_run`), so that both
+    paths draw the same tokens. [(requests, the call's seed)]."""
     from judgeeye.codebook import current_spec, render_prompt
     from judgeeye.engines import GenerationRequest, TransformersConfig
     from judgeeye.projects import ensure_sample_project
     from judgeeye.sampling import run_items
+    from judgeeye.sampling.runner import _call_seed, sample_seed
     from judgeeye.sampling.runs import create_run
     from judgeeye.store import session_scope
 
@@ -168,9 +176,18 @@ def bench_requests(settings) -> list:  # type: ignore[no-untyped-def]
     with session_scope(url) as s:
         run = create_run(s, project, TransformersConfig(), settings)
         spec = current_spec(s, project)
-        messages = [render_prompt(spec, it.fields) for it in run_items(s, run)]
+        requests = [GenerationRequest(render_prompt(spec, it.fields), n=settings.k,
+                                      seed=sample_seed(settings.seed, it.external_id, 0))
+                    for it in run_items(s, run)]
     shutil.rmtree(folder, ignore_errors=True)
-    return [GenerationRequest(m, n=settings.k) for m in messages]
+    calls, chunk = [], []
+    for request in requests:  # a call once it holds 4 engine batches (the runner's _chunk_size)
+        chunk.append(request)
+        if sum(r.n for r in chunk) >= 4 * batch_size:
+            calls.append(chunk)
+            chunk = []
+    calls += [chunk] if chunk else []
+    return [(c, _call_seed([r.seed for r in c])) for c in calls]
 
 
 def default_run(timeout: float) -> None:
@@ -200,6 +217,7 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=8)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=96)
+    ap.add_argument("--seed", type=int, default=1, help="both paths draw the same tokens with it")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--default-run", action="store_true",
                     help="also time `judgeeye sample --project ID` with the default settings")
@@ -221,28 +239,33 @@ def main() -> int:
           f"{torch.__version__} ({torch.get_num_threads()} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')} in this process), transformers "
           f"{transformers.__version__}", flush=True)
-    job_args = ["--k", str(args.k), "--limit", str(args.items), "--max-tokens", str(args.max_tokens)]
+    job_args = ["--k", str(args.k), "--limit", str(args.items), "--max-tokens", str(args.max_tokens),
+                "--seed", str(args.seed)]
     ratios, jobs, benches = [], [], []
     if args.repeats > 0:
-        settings = job_settings(args.items, args.k, args.max_tokens)
-        requests = bench_requests(settings)
+        settings = job_settings(args.items, args.k, args.max_tokens, args.seed)
         engine = TransformersEngine(TransformersConfig())
+        calls = bench_calls(settings, engine.config.batch_size)
         params = SamplingParams(temperature=settings.temperature, top_p=settings.top_p,
                                 max_tokens=settings.max_tokens)
-        prompt = statistics.mean(len(engine.encode_messages(r.messages)) for r in requests)
-        print(f"{len(requests)} items (mean prompt {prompt:.0f} tokens) x k={args.k} x "
-              f"{args.max_tokens} tokens; job path: judgeeye sample {' '.join(job_args)}; "
-              f"bench path: engine.generate ({engine.decode_path} decoder)", flush=True)
+        prompts = [len(engine.encode_messages(r.messages)) for c, _ in calls for r in c]
+        print(f"{len(prompts)} items (mean prompt {statistics.mean(prompts):.0f} tokens) x k={args.k} x "
+              f"{args.max_tokens} tokens, seed {args.seed}; job path: judgeeye sample "
+              f"{' '.join(job_args)}; bench path: engine.generate ({engine.decode_path} decoder, "
+              f"{len(calls)} call{'s' if len(calls) > 1 else ''})", flush=True)
 
         def bench() -> Timed:
             first = len(engine.stats)
             start = time.perf_counter()
-            out = engine.generate(requests, params)
+            tokens = 0
+            for requests, seed in calls:
+                out = engine.generate(requests, replace(params, seed=seed))
+                tokens += sum(c.completion_tokens for cs in out for c in cs)
             seconds = time.perf_counter() - start
             stats = engine.stats[first:]
             note = (f"(prefill {sum(s.prefill_s for s in stats):.1f} s, decode "
                     f"{sum(s.decode_s for s in stats):.1f} s, {len(stats)} batches)")
-            return Timed(seconds, sum(c.completion_tokens for cs in out for c in cs), note)
+            return Timed(seconds, tokens, note)
 
         names = ["job", "bench"] + (["baseline"] if args.baseline else [])
         baselines = []
