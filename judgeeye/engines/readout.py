@@ -11,9 +11,11 @@ and takes what follows the cue's own tokens; anything other than exactly one tok
 The read-out reports the **raw** level probabilities (:func:`level_probabilities`), as TRACT's
 CoT-RAIL defines them, and :func:`cot_rail_score` is its expected score.
 
-After sampling, the k traces of an item share its prompt: :func:`read_shared_prompt` runs them
-on top of the prompt's keys/values, which the decoder kept from its prefill (else it prefills the
-prompt once here), and computes the vocabulary logits only at each trace's last position.
+After sampling, the k traces of an item share its prompt. Where the static decoder still holds
+the sampled rows, the engine continues them (``StaticDecoder.continue_rows``: only the answer cue
+runs, on the traces' own keys/values); else :func:`read_shared_prompt` runs the traces on top of
+the prompt's keys/values, which the decoder kept from its prefill (else it prefills the prompt
+once here), and computes the vocabulary logits only at each trace's last position.
 """
 
 from __future__ import annotations

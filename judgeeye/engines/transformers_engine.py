@@ -12,8 +12,10 @@ by prompt length (the k samples of an item stay adjacent) and decodes them in ba
 
 Sampling is temperature + top-p; ``temperature == 0`` is greedy. The two decoders sample the same
 distribution but not the same random numbers, so a seed reproduces results on one path and
-device. Each batch's prompt keys/values are kept until the next batch, so the score read-out
-(:meth:`score_readout`) right after an item's traces does not prefill its prompt again.
+device. What a batch computed is kept until the next batch, so the score read-out
+(:meth:`score_readout`) right after an item's traces runs only the answer cue on the static
+decoder's rows (the traces' keys/values are there), or the traces on the prompt's keys/values
+after ``generate``; it never prefills the prompt again.
 
 Engine options (:class:`TransformersConfig` fields; ``generate_kwargs`` go to ``model.generate``
 on the plain path):
