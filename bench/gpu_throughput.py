@@ -207,14 +207,14 @@ def check_agreement(engine, reference) -> str:
 
 def describe_decoder(engine) -> str:
     """Which decode attention the engine's static decoder runs, and why (Triton check)."""
-    from judgeeye.engines import transformers_engine as te
+    from judgeeye.engines.gpu.attention import TRITON_CHECKED
 
     dec = engine._decoder
     if dec is None:
         return f"static decoder off: {engine._fast_failed}"
     checked = ", ".join(f"{k[0]}/{k[1]} heads d={k[2]}: rel. err {v:.1e}" if v is not None
                         else f"{k[0]}/{k[1]} heads d={k[2]}: failed"
-                        for k, v in te._TRITON_CHECKED.items())
+                        for k, v in TRITON_CHECKED.items())
     return (f"decode attention {dec.decode_attention}"
             + (f" ({dec.attention_note})" if dec.attention_note else "")
             + (f"; Triton kernel check vs float64: {checked}" if checked else ""))
@@ -289,8 +289,9 @@ def kernel_checks(names: list[str], batch: int, prompt: int, new: int) -> list[s
     shapes (cache bucket of prompt + new, about 3/4 of it valid)."""
     import torch
 
-    from judgeeye.engines import triton_decode as td
-    from judgeeye.engines.transformers_engine import StaticDecoder, _row_argmax
+    from judgeeye.engines.gpu import triton_decode as td
+    from judgeeye.engines.gpu import StaticDecoder
+    from judgeeye.engines.gpu.sampling import row_argmax as _row_argmax
 
     lines = []
     if not td.available():
@@ -388,7 +389,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from judgeeye.engines.base import EngineConfig, SamplingParams
+    from judgeeye.engines.base import SamplingParams
     from judgeeye.engines.transformers_engine import TransformersEngine
 
     global DEVICE
@@ -454,8 +455,8 @@ def main() -> int:
             best = None
             variants_done = True
             for label, opts in variants:
-                eng = TransformersEngine.from_model(model, None, EngineConfig(
-                    batch_size=max(batches), extra={**base_extra, **opts}))
+                eng = TransformersEngine.from_model(
+                    model, None, batch_size=max(batches), **{**base_extra, **opts})
                 try:
                     total, step, warm = time_ours_at(eng, vprompts, params, args.repeats)
                 except Exception as exc:  # noqa: BLE001 - report, go on
@@ -479,9 +480,9 @@ def main() -> int:
                 notes.append(f"chosen decode attention: {chosen_attention}")
                 print("  " + notes[-1], flush=True)
         if engine is None:
-            engine = TransformersEngine.from_model(model, None, EngineConfig(
-                batch_size=max(batches),
-                extra={**base_extra, "decode_attention": chosen_attention}))
+            engine = TransformersEngine.from_model(
+                model, None, batch_size=max(batches),
+                **{**base_extra, "decode_attention": chosen_attention})
         try:
             notes.append(f"{name}: {check_agreement(engine, reference)}")
             print("  " + notes[-1], flush=True)
@@ -544,9 +545,9 @@ def main() -> int:
                 msg += f"; ours is x{total / (b * args.new / ours_row['ours_tok_s']):.2f} of it"
             notes.append(msg)
         if args.eager_batches:
-            eager = TransformersEngine.from_model(model, None, EngineConfig(
-                batch_size=max(batches), extra={**base_extra, "compile": False,
-                                                "decode_attention": chosen_attention}))
+            eager = TransformersEngine.from_model(
+                model, None, batch_size=max(batches),
+                **{**base_extra, "compile": False, "decode_attention": chosen_attention})
             for b in [int(x) for x in args.eager_batches.split(",") if x]:
                 prompts = prompts_for(b, args.prompt, vocab, seed=b)
                 eager.generate_tokens(prompts, params, ignore_eos=True)
@@ -596,11 +597,10 @@ def main() -> int:
                 model = build_model(name)
                 bound_ms = weight_bytes(model) / bw * 1e3
                 b = args.extra_batch
-                eng = TransformersEngine.from_model(model, None, EngineConfig(
-                    batch_size=b, extra={"compile": True, "fast_decode": True,
-                                         "fuse_projections": True, "max_graphs": 2,
-                                         "decode_attention": chosen_attention,
-                                         "compile_mode": args.extra_compile_mode}))
+                eng = TransformersEngine.from_model(
+                    model, None, batch_size=b, compile=True, fast_decode=True,
+                    fuse_projections=True, max_graphs=2, decode_attention=chosen_attention,
+                    compile_mode=args.extra_compile_mode)
                 total, step, warm = time_ours_at(
                     eng, prompts_for(b, args.prompt, model.config.vocab_size, seed=b), params,
                     args.repeats)

@@ -128,6 +128,33 @@ def external_workers() -> bool:
     return os.environ.get(RUNNER_ENV, "local").strip().lower() == "workers"
 
 
+#: OpenMP settings for a job's torch work, used where the environment sets none of
+#: :data:`OPENMP_WAIT_VARIABLES`: threads that finish their share of an operation sleep until
+#: the next one instead of spinning. On a machine shared with other processes (the app's server,
+#: a browser, other jobs) spinning threads hold cores the lagging thread needs: a decode step of
+#: the embedded model on 2 busy cores took 2.8-5.8 s with spinning and 0.5-0.7 s without
+#: (bench/README.md, "Threads in job workers").
+WORKER_OPENMP = {"OMP_WAIT_POLICY": "PASSIVE"}
+OPENMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def worker_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a job runs its torch work in: ``env`` (default: this process's) with
+    :data:`WORKER_OPENMP` where it sets no OpenMP wait policy of its own."""
+    out = dict(os.environ if env is None else env)
+    if not any(name in out for name in OPENMP_WAIT_VARIABLES):
+        out.update(WORKER_OPENMP)
+    return out
+
+
+def use_worker_environment() -> None:
+    """Before a job's handler runs (in a worker process, or in ``judgeeye sample`` itself) or a
+    measurement of its speed: OpenMP reads its settings when torch is first imported, which they
+    do. Nothing changes once torch is imported."""
+    if "torch" not in sys.modules:
+        os.environ.update(worker_environment())
+
+
 def _spawn_worker(job_id: int, log_path: Path, *extra: str) -> subprocess.Popen:
     log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
     try:
@@ -384,6 +411,7 @@ def run_job(job_id: int, *, claimed: bool = False) -> str:
     beat.start()
     previous = signal.signal(signal.SIGTERM, lambda *_: ctx._cancel.set())
     status, error = "succeeded", None
+    use_worker_environment()
     ctx.log(f"job {job_id} ({kind}) started in process {os.getpid()}")
     try:
         resolve_handler(kind)(ctx)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from sqlalchemy import select
@@ -13,6 +13,9 @@ from judgeeye.sampling.runs import PRESET_HELP, PRESETS, SamplingSettings, defau
 from judgeeye.settings_cli import default_text, engine_config, engine_options, settings_options
 from judgeeye.settings_fields import setting_field
 from judgeeye.store import SamplingRun, session_scope
+
+if TYPE_CHECKING:  # pragma: no cover
+    from judgeeye.engines import EngineConfig
 
 runs_app = typer.Typer(help="Sampling runs and their statistics.", invoke_without_command=True)
 
@@ -66,6 +69,7 @@ def sample(
         help=f"{SamplingSettings.model_fields['verifier'].description} An engine as --engine takes it.")] = None,
     resume: Annotated[Optional[int], typer.Option(help="Resume this run: sample only what is missing.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Estimate tokens and time on this machine and stop; no run is created.")] = False,
 ) -> None:
     """Rejection sampling: k candidate traces per item, accepted when the rating equals the label."""
     from judgeeye.engines import EngineConfig
@@ -95,6 +99,9 @@ def sample(
                 raise typer.BadParameter(str(exc)) from None
             with session_scope() as session:
                 project_id = find_project(session, project).id
+            if dry_run:
+                _print_estimate(project_id, config, settings, codebook)
+                return
             try:
                 run_id, job_id = launch_run(project_id, config, settings, codebook, actor=Actor.system(), start=False)
             except (LookupError, ValueError) as exc:
@@ -105,6 +112,29 @@ def sample(
     _print_run(run_id)
     if status != "succeeded":
         raise typer.Exit(1)
+
+
+def _print_estimate(project_id: int, config: EngineConfig, settings: SamplingSettings,
+                    codebook: int | None) -> None:
+    """--dry-run: the estimate of judgeeye.sampling.estimate (calibrating first if need be)."""
+    from judgeeye.sampling.estimate import estimate_or_calibrate
+
+    try:
+        est = estimate_or_calibrate(project_id, config, settings, codebook)
+    except LookupError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except RuntimeError as exc:  # the engine could not be built or measured (EngineError too)
+        typer.echo(f"error: could not measure {config.label()} on this machine: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{est.items} items, about {est.candidates:.0f} candidates "
+               f"(at most {est.max_candidates}), engine {config.label()}")
+    typer.echo(est.text())
+    if est.throughput is not None:
+        t = est.throughput
+        prefill = f", prefill {t.prefill_tok_s:.0f} prompt tokens/s" if t.prefill_tok_s else ""
+        typer.echo(f"  speed {t.describe()}: decode {t.decode_tok_s:.1f} tokens/s{prefill}, "
+                   f"start-up {t.startup_s:.0f} s")
+    typer.echo("nothing was started (--dry-run)")
 
 
 @runs_app.callback()

@@ -5,8 +5,8 @@
   once into a plain safetensors checkpoint under ``$JUDGEEYE_MODEL_CACHE`` (default
   ``~/.cache/judgeeye/models``), in ``<file stem>-<hash of size and mtime>``; later loads read
   that (~0.2 s). The conversion is written to a temporary folder and renamed into place, so a
-  concurrent process sees either no cache or a complete one; a file lock keeps two processes
-  from converting the same file at once.
+  concurrent process sees either no cache or a complete one; a file lock (``filelock``, on any
+  OS) keeps two processes from converting the same file at once.
 * **Process cache.** One loaded model per (model, adapter, device, dtype), a few at most, so
   building an engine twice in a process does not load twice.
 
@@ -19,7 +19,6 @@ torch and transformers are imported lazily, inside the functions.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -30,10 +29,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
 
 from judgeeye.engines.base import EMBEDDED_MODEL, EngineError, TransformersConfig
 
@@ -114,23 +114,6 @@ def _cache_complete(folder: Path) -> bool:
     return (folder / _MARKER).is_file() and (folder / "config.json").is_file()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX); a no-op where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_gguf_converted(gguf_path: str | Path) -> Path:
     """Convert a GGUF file to a safetensors checkpoint folder once; return that folder."""
     gguf_path = Path(gguf_path)
@@ -139,7 +122,7 @@ def ensure_gguf_converted(gguf_path: str | Path) -> Path:
         return target
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f".{target.name}.lock"):
+    with FileLock(root / f".{target.name}.lock"):
         if _cache_complete(target):  # another process finished while we waited
             return target
         started = time.perf_counter()

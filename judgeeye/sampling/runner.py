@@ -37,6 +37,7 @@ from judgeeye.engines.transformers_engine import render_chat
 from judgeeye.evaluate.runner import readout_trace
 from judgeeye.jobs import JobCancelled, JobContext, take_run
 from judgeeye.ratings import answer_cue, argmax_score, parse_rating
+from judgeeye.sampling.estimate import record_throughput
 from judgeeye.sampling.posthoc import explain_messages, verify
 from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
 from judgeeye.store.retry import retry_settings
@@ -300,6 +301,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | 
             if status != "failed":  # else the error that failed the run is the one to report
                 raise
         if own_engine:
+            record_throughput(engine, progress.started, progress.tokens)  # for run estimates
             engine.close()
         if verifier is not None:
             verifier.close()

@@ -100,11 +100,41 @@ def new_run_form() -> None:
         st.error(problem(exc, SamplingSettings))
         return
     st.code(cli_command(project.name, engine, settings, version, preset), language="bash")
+    run_estimate(engine, settings, version)
     st.button("Start sampling", type="primary", key="s_start", on_click=start_sampling,
               args=(project.id, engine, settings, version))
     shown = st.session_state.get(FLASH)
     if shown and shown[0] == project.id:  # said on this project's page only
         (st.success if shown[1] == "success" else st.error)(shown[2])
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _estimate(project_id: int, engine_json: str, settings_json: str, version: int | None) -> tuple[str, bool]:
+    import json
+
+    from judgeeye.sampling.estimate import estimate_run
+
+    with session_scope() as session:
+        est = estimate_run(session, project_id, EngineConfig.model_validate(json.loads(engine_json)),
+                           SamplingSettings.model_validate_json(settings_json), version)
+    return est.text(), est.seconds is not None
+
+
+def run_estimate(engine: EngineConfig, settings: SamplingSettings, version: int | None) -> None:
+    """"About N tokens, about M min on this machine", from this engine's measured speed here;
+    where none is measured yet, a button measures it (in a separate process)."""
+    from judgeeye.sampling.estimate import calibrate_in_subprocess
+
+    text, timed = _estimate(project.id, engine.model_dump_json(), settings.model_dump_json(), version)
+    st.caption(f"Estimate: {text}.")
+    if not timed and st.button("Measure this machine's speed (about a minute)", key="s_measure"):
+        with st.spinner("Measuring one prompt and a few tokens with this engine…"):
+            failure = calibrate_in_subprocess(str(project.id), engine, settings, version)
+        if failure:
+            st.warning(f"Could not measure the speed: {failure}")
+        else:
+            _estimate.clear()
+            st.rerun()
 
 
 def counts(run_id: int) -> None:
