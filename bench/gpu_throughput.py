@@ -236,7 +236,6 @@ def time_ours_at(engine, prompts, params, repeats: int) -> tuple[float, float, f
 
 
 def profile_ours(engine, prompts, new: int, rows: int = 25) -> str:
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from judgeeye.engines.base import SamplingParams
@@ -289,8 +288,8 @@ def kernel_checks(names: list[str], batch: int, prompt: int, new: int) -> list[s
     shapes (cache bucket of prompt + new, about 3/4 of it valid)."""
     import torch
 
-    from judgeeye.engines.gpu import triton_decode as td
     from judgeeye.engines.gpu import StaticDecoder
+    from judgeeye.engines.gpu import triton_decode as td
     from judgeeye.engines.gpu.sampling import row_argmax as _row_argmax
 
     lines = []
@@ -415,7 +414,7 @@ def main() -> int:
         try:
             notes += kernel_checks([m for m in args.models.split(",") if m in CONFIGS],
                                    args.extra_batch, args.prompt, args.new)
-        except Exception as exc:  # noqa: BLE001 - report, go on with the table
+        except Exception as exc:
             notes.append(f"kernel checks failed: {type(exc).__name__}: {exc}")
             print("  " + notes[-1], flush=True)
 
@@ -459,7 +458,7 @@ def main() -> int:
                     model, None, batch_size=max(batches), **{**base_extra, **opts})
                 try:
                     total, step, warm = time_ours_at(eng, vprompts, params, args.repeats)
-                except Exception as exc:  # noqa: BLE001 - report, go on
+                except Exception as exc:
                     notes.append(f"{name} b={vb} {label}: failed: {type(exc).__name__}: {exc}")
                     print("  " + notes[-1], flush=True)
                     eng.close()
@@ -486,7 +485,7 @@ def main() -> int:
         try:
             notes.append(f"{name}: {check_agreement(engine, reference)}")
             print("  " + notes[-1], flush=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             notes.append(f"{name}: agreement check failed: {type(exc).__name__}: {exc}")
             print("  " + notes[-1], flush=True)
         notes.append(f"{name}: {describe_decoder(engine)}")
@@ -531,7 +530,7 @@ def main() -> int:
                 hf_static = (b, total, step)
                 print(f"  hf-static b={b}: {b * args.new / total:9.0f} tok/s  {step:7.2f} ms/step"
                       f"  (first call incl. compile {warm:.1f} s)", flush=True)
-            except Exception as exc:  # noqa: BLE001 - report and go on
+            except Exception as exc:
                 notes.append(f"{name}: hf static failed: {type(exc).__name__}: {exc}")
                 print("  hf-static failed:", exc, flush=True)
 

@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,13 @@ class JobCancelled(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; everything here is UTC."""
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -156,7 +156,7 @@ def use_worker_environment() -> None:
 
 
 def _spawn_worker(job_id: int, log_path: Path, *extra: str) -> subprocess.Popen:
-    log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    log = open(log_path, "ab", buffering=0)
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "judgeeye.cli", "jobs", "run", str(job_id), *extra],
@@ -289,7 +289,8 @@ def reconcile(session: Session) -> int:
         # with external workers the pid belongs to another host: the heartbeat alone decides
         if (beat is None or beat < cutoff) and (external_workers() or not _pid_alive(job.pid)):
             job.status = "failed"
-            job.error = (job.error or "") + "worker stopped without finishing (killed or crashed); see the log. Resume to continue."
+            job.error = (job.error or "") + ("worker stopped without finishing (killed or crashed); see the log. "
+                                             "Resume to continue.")
             job.finished_at = _now()
             _interrupt_runs(session, job.id)
             changed += 1

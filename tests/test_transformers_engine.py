@@ -13,14 +13,14 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from judgeeye.engines.base import (  # noqa: E402
+from judgeeye.engines.base import (
     Completion,
     EngineError,
     GenerationRequest,
     SamplingParams,
     TransformersConfig,
 )
-from judgeeye.engines.model_loader import (  # noqa: E402
+from judgeeye.engines.model_loader import (
     clear_model_cache,
     embedded_gguf_path,
     ensure_gguf_converted,
@@ -29,7 +29,7 @@ from judgeeye.engines.model_loader import (  # noqa: E402
     resolve_dtype,
     resolve_source,
 )
-from judgeeye.engines.readout import level_token_ids, renormalise  # noqa: E402
+from judgeeye.engines.readout import level_token_ids, renormalise
 
 REPO = Path(__file__).resolve().parents[1]
 

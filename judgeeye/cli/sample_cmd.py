@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy import select
@@ -52,22 +52,22 @@ _PRESETS = {name.replace(" ", "-"): values for name, values in PRESETS.items()}
 @settings_options(SamplingSettings, SAMPLE_OPTIONS, dest="values", presets=_PRESETS)
 @engine_options("engine")
 def sample(
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Project name or id.")] = None,
-    codebook: Annotated[Optional[int], typer.Option(help="Codebook version (default: current).")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project name or id.")] = None,
+    codebook: Annotated[int | None, typer.Option(help="Codebook version (default: current).")] = None,
     engine: dict[str, Any] | None = None,
-    preset: Annotated[Optional[str], typer.Option(help=(
+    preset: Annotated[str | None, typer.Option(help=(
         "Starting point for the settings below. " + " ".join(f"{n.replace(' ', '-')}: {h}" for n, h in PRESET_HELP.items())
         + " Default: embedded-demo with the embedded engine, else paper. Options given here override it."))] = None,
     values: dict[str, Any] | None = None,
-    limit: Annotated[Optional[int], typer.Option(
+    limit: Annotated[int | None, typer.Option(
         min=0, help=_FIELD["limit"].help + " 0: all.", show_default=default_text(_FIELD["limit"], _PRESETS))] = None,
-    adaptive: Annotated[Optional[str], typer.Option(
+    adaptive: Annotated[str | None, typer.Option(
         metavar="ROUND,ACCEPTED", help=f"{_FIELD['round_size'].help} {_FIELD['target_accepted'].help}",
         show_default=default_text(_FIELD["round_size"]))] = None,
     post_hoc: Annotated[bool, typer.Option(help=_FIELD["mode"].help)] = False,
-    verifier: Annotated[Optional[str], typer.Option(
+    verifier: Annotated[str | None, typer.Option(
         help=f"{SamplingSettings.model_fields['verifier'].description} An engine as --engine takes it.")] = None,
-    resume: Annotated[Optional[int], typer.Option(help="Resume this run: sample only what is missing.")] = None,
+    resume: Annotated[int | None, typer.Option(help="Resume this run: sample only what is missing.")] = None,
     background: Annotated[bool, typer.Option(help="Run as a background job and return at once.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Estimate tokens and time on this machine and stop; no run is created.")] = False,
 ) -> None:
@@ -140,7 +140,7 @@ def _print_estimate(project_id: int, config: EngineConfig, settings: SamplingSet
 @runs_app.callback()
 def runs_list(
     ctx: typer.Context,
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None,
 ) -> None:
     """List sampling runs."""
     if ctx.invoked_subcommand:

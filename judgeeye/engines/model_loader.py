@@ -271,7 +271,7 @@ def _apply_adapter(model: Any, config: TransformersConfig) -> Any:
         # Merged LoRA weights: plain modules, same speed as the base model, compile-friendly.
         try:
             return peft_model.merge_and_unload()
-        except Exception as exc:  # noqa: BLE001 - adapter types that cannot merge
+        except Exception as exc:
             log.warning("adapter %s cannot be merged (%s); running it unmerged", adapter, exc)
     return peft_model
 

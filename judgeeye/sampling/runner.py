@@ -40,10 +40,17 @@ from judgeeye.ratings import answer_cue, argmax_score, parse_rating
 from judgeeye.sampling.estimate import record_throughput
 from judgeeye.sampling.posthoc import explain_messages, verify
 from judgeeye.sampling.runs import SamplingSettings, candidate_kind, run_items, run_settings, targets_of
-from judgeeye.store.retry import retry_settings
 from judgeeye.store import (
-    Candidate, Codebook, Project, SamplingRun, StoreBusyError, insert_or_ignore, session_scope, write_with_retry,
+    Candidate,
+    Codebook,
+    Project,
+    SamplingRun,
+    StoreBusyError,
+    insert_or_ignore,
+    session_scope,
+    write_with_retry,
 )
+from judgeeye.store.retry import retry_settings
 
 #: passes in a row that write nothing before a run gives up (failed requests are retried)
 MAX_PASSES = 3
@@ -264,7 +271,8 @@ def execute_run(run_id: int, *, engine: Engine | None = None, ctx: JobContext | 
     progress = Progress(n_items=len(states), finished={st.item_id for st in states if not next_slots(st, settings)})
     log(f"run {run_id}: {len(states)} items, k={settings.k}, engine {engine.config.label()}, seed {settings.seed}, "
         f"acceptance {settings.acceptance}, "
-        f"at most {total} samples to go" + (f", adaptive rounds of {settings.round_size} until {settings.target_accepted} accepted" if settings.adaptive else ""))
+        f"at most {total} samples to go"
+        + (f", adaptive rounds of {settings.round_size} until {settings.target_accepted} accepted" if settings.adaptive else ""))
     status = "failed"  # until the loop ends by itself
     try:
         outcome = "completed"

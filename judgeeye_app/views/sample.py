@@ -11,7 +11,13 @@ from judgeeye.display import escape_markdown
 from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
 from judgeeye.jobs import reconcile
 from judgeeye.sampling import (
-    ACCEPTANCE_LABELS, PRESETS, RunStats, SamplingSettings, default_preset, preset_settings, run_stats,
+    ACCEPTANCE_LABELS,
+    PRESETS,
+    RunStats,
+    SamplingSettings,
+    default_preset,
+    preset_settings,
+    run_stats,
 )
 from judgeeye.sampling.launch import cli_command, item_candidates, item_summaries, latest_job, launch_run, resume_run
 from judgeeye.sampling.runs import PRESET_HELP
@@ -148,7 +154,8 @@ def counts(run_id: int) -> None:
     m[3].metric("Items with a trace", stats.items_with_accepted)
     m[4].metric("No written rating", stats.parse_failures,
                 help="Traces that hit the token limit or ended without a valid rating"
-                     + (f"; {stats.readout_ratings} of them rated after the forced cue." if stats.acceptance == "forced_cue" else "."))
+                     + (f"; {stats.readout_ratings} of them rated after the forced cue."
+                        if stats.acceptance == "forced_cue" else "."))
 
 
 def tracked(run_id: int, status: str) -> TrackedJob:

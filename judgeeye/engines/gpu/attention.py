@@ -93,7 +93,7 @@ def _register_attention() -> None:
         from transformers import AttentionMaskInterface
         from transformers.masking_utils import sdpa_mask
     except ImportError:  # pragma: no cover
-        AttentionMaskInterface = None  # noqa: N806
+        AttentionMaskInterface = None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if ATTN_NAME in AttentionInterface():  # registered once per process
@@ -135,7 +135,7 @@ def use_decode_attention(model: Any) -> bool:
     _register_attention()
     try:
         model.set_attn_implementation(ATTN_NAME)
-    except Exception:  # noqa: BLE001 - older/newer validation rules
+    except Exception:
         config._attn_implementation = ATTN_NAME
     return config._attn_implementation == ATTN_NAME
 
@@ -165,7 +165,7 @@ def resolve_triton(model: Any) -> tuple[str, str | None]:
             triton_decode.custom_op()
             TRITON_CHECKED[key] = triton_decode.self_check(heads, kv_heads, dim, model.device,
                                                             dtype)
-        except Exception as exc:  # noqa: BLE001 - a Triton/driver problem: use PyTorch's
+        except Exception as exc:
             log.warning("Triton decode attention failed its check: %s: %s",
                         type(exc).__name__, exc)
             TRITON_CHECKED[key] = None

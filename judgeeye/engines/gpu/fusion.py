@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def _fused_classes() -> tuple[type, type]:
     """(FusedLinear, LinearPart), defined lazily so that importing this module needs no torch."""
     global _FUSED_CLASSES
