@@ -98,13 +98,13 @@ def ensure_built(kind: str, log_line: Callable[[str], None] | None = None) -> Pa
 
     Built in a temporary folder and renamed into place under a file lock, so a concurrent
     process sees no build or a complete one, and two processes never build at once."""
-    from judgeeye.engines.model_loader import _file_lock
+    from filelock import FileLock
 
     target = build_dir(kind)
     if (target / _DONE).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with FileLock(target.parent / f".{target.name}.lock"):
         if (target / _DONE).is_file():
             return target
         say = log_line or log.info
