@@ -205,8 +205,8 @@ def _print_run(run_id: int) -> None:
         typer.echo(f"  {ACCEPTANCE_LABELS[m.mode]:>10}: " + "  ".join(f"j={j}: {u:.0%}" for j, u in enumerate(m.utilization, 1)))
     if len(modes) > 1:
         typer.echo("  {:>10}: ".format("either") + "  ".join(f"j={j}: {u:.0%}" for j, u in enumerate(st.utilization, 1)))
-    for name, (n, m) in st.per_annotator.items():
-        typer.echo(f"  annotator {name}: {m}/{n} items have a trace matching their rating")
+    for name, (n, matched) in st.per_annotator.items():
+        typer.echo(f"  annotator {name}: {matched}/{n} items have a trace matching their rating")
 
 
 @runs_app.command("show")

@@ -193,8 +193,9 @@ def calibrate(config: EngineConfig, messages: list[dict[str, str]], *, rows: int
         startup = _process_age()
         engine.generate([GenerationRequest([{"role": "user", "content": "Hello."}], n=max(1, rows))],
                         SamplingParams(max_tokens=2))
-        if isinstance(getattr(engine, "stats", None), list):
-            engine.stats.clear()  # the warm-up is not measured
+        warmup = getattr(engine, "stats", None)
+        if isinstance(warmup, list):
+            warmup.clear()  # the warm-up is not measured
         loop = time.monotonic()
         out = engine.generate([GenerationRequest(messages, n=max(1, rows))],
                               SamplingParams(max_tokens=max_tokens))[0]
@@ -339,6 +340,8 @@ def estimate_or_calibrate(project_id: int, config: EngineConfig, settings: Sampl
         messages = planned_prompt(session, project_id, settings, codebook_version)
         codebook = (get_version(session, project_id, codebook_version) if codebook_version
                     else current_version(session, project_id))
+        if codebook is None:  # nothing to prompt with: no time to measure
+            return estimate
         spec = to_spec(codebook, session.get(Project, project_id))
     rows = min(settings.k * max(1, estimate.items), config.concurrency())
     calibrate(config, messages or [], rows=rows, levels=list(range(spec.scale_min, spec.scale_max + 1)),

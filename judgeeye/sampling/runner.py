@@ -114,7 +114,7 @@ def _load(run_id: int) -> tuple[SamplingRun, CodebookSpec, SamplingSettings, lis
         if run is None:
             raise LookupError(f"no sampling run {run_id}")
         project = s.get(Project, run.project_id)
-        spec = to_spec(s.get(Codebook, run.codebook_id), project)
+        spec = to_spec(s.get_one(Codebook, run.codebook_id), project)
         settings = run_settings(run)
         post_hoc = settings.mode == "post_hoc"
         states = {}
@@ -234,7 +234,7 @@ class CandidateWriter:
         gold = state.targets.get("gold")
         forced = self.settings.acceptance == "forced_cue"
         for (slot, c), parse, dist in zip(good, parses, dists):
-            if parse.ok:
+            if parse.ok and parse.value is not None:
                 predicted, mode = float(parse.value), "written"
             elif forced and dist:
                 predicted, mode = float(argmax_score(dist)), "forced_cue"
