@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +28,12 @@ from sqlalchemy.orm import Session
 from judgeeye.auth.roles import Actor, job_permission, require
 from judgeeye.store import Job, data_dir, session_scope, write_with_retry
 from judgeeye.store.retry import retry_settings
+
+if TYPE_CHECKING:
+    from judgeeye.store import Experiment, RaterRun, SamplingRun, TrainingRun
+
+    #: a stored run a job works (each has ``job_id`` and ``status``)
+    RunRow = TypeVar("RunRow", SamplingRun, RaterRun, TrainingRun, Experiment)
 
 HEARTBEAT_SECONDS = 3.0
 #: a running job whose heartbeat is older than this and whose process is gone has failed
@@ -98,13 +104,13 @@ def other_running_job(session: Session, ctx: JobContext) -> Job | None:
     """Another running job of the same kind on the same run (``params["run_id"]``), if any: a
     run must be worked by one job at a time, or its rows would be written twice."""
     run_id = int(ctx.params["run_id"])
-    kind = session.get(Job, ctx.job_id).kind
+    kind = session.get_one(Job, ctx.job_id).kind
     others = session.scalars(select(Job).where(Job.kind == kind, Job.status == "running",
                                                Job.id != ctx.job_id)).all()
     return next((j for j in others if int(j.params.get("run_id", -1)) == run_id), None)
 
 
-def take_run(session: Session, model: type, ctx: JobContext, busy: str) -> int:
+def take_run(session: Session, model: type[RunRow], ctx: JobContext, busy: str) -> int:
     """A job handler's first step: point the run it works (``params["run_id"]``) at this job,
     refusing while another job is running it (``busy`` starts that message, as in
     :func:`queue_run_job`). Returns the run id."""
@@ -238,7 +244,7 @@ def serve_jobs(*, kinds: Sequence[str] | None = None, concurrency: int = 1, poll
                 if claimed is None:
                     break
                 with session_scope() as session:
-                    log_path = _log_path(session.get(Job, claimed))
+                    log_path = _log_path(session.get_one(Job, claimed))
                 running[claimed] = _spawn_worker(claimed, log_path, "--claimed")
                 echo(f"job {claimed} started (pid {running[claimed].pid}); log {log_path}")
             if not running and (stopping.is_set() or (once and claimed is None)):
@@ -313,10 +319,16 @@ def _interrupt_runs(session: Session, job_id: int) -> None:
     """The run a dead job was working shows as failed too (its rows stay; resuming continues)."""
     from judgeeye.store import Experiment, RaterRun, SamplingRun, TrainingRun
 
-    for model in (SamplingRun, RaterRun, TrainingRun, Experiment):
-        for run in session.scalars(select(model).where(model.job_id == job_id,
-                                                       model.status.in_(("running", "evaluating")))).all():
-            run.status = "failed"
+    _fail_runs(session, SamplingRun, job_id)
+    _fail_runs(session, RaterRun, job_id)
+    _fail_runs(session, TrainingRun, job_id)
+    _fail_runs(session, Experiment, job_id)
+
+
+def _fail_runs(session: Session, model: type[RunRow], job_id: int) -> None:
+    for run in session.scalars(select(model).where(model.job_id == job_id,
+                                                   model.status.in_(("running", "evaluating")))).all():
+        run.status = "failed"
 
 
 def log_tail(job: Job, max_bytes: int = 20_000) -> str:
@@ -429,7 +441,7 @@ def run_job(job_id: int, *, claimed: bool = False) -> str:
         signal.signal(signal.SIGTERM, previous)
 
     def finish(session: Session) -> None:
-        job = session.get(Job, job_id)
+        job = session.get_one(Job, job_id)
         job.status, job.error, job.finished_at = status, error, _now()
         if status == "succeeded":
             job.progress = 1.0
