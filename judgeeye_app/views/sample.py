@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from judgeeye.codebook import list_versions
 from judgeeye.display import escape_markdown
-from judgeeye.engines import EMBEDDED_MODEL, EngineConfig
+from judgeeye.engines import EMBEDDED_MODEL, EngineConfig, TransformersConfig
 from judgeeye.jobs import reconcile
 from judgeeye.sampling import (
     ACCEPTANCE_LABELS,
@@ -24,7 +24,7 @@ from judgeeye.sampling.runs import PRESET_HELP
 from judgeeye.store import SamplingRun, session_scope
 from judgeeye_app.ui.access import require_page
 from judgeeye_app.ui.actions import attempt
-from judgeeye_app.ui.common import project_picker
+from judgeeye_app.ui.common import require_project
 from judgeeye_app.ui.engine_picker import engine_picker
 from judgeeye_app.ui.job_panel import TrackedJob, job_panel
 from judgeeye_app.ui.live_select import live_selectbox, set_live_value
@@ -44,9 +44,7 @@ STATUS_WORDS = {"created": "queued", "running": "running", "completed": "complet
 st.title("Sample traces")
 st.caption("For each item, a reasoning model writes k candidate traces ending in a rating; the ones whose "
            "rating equals the human label are accepted (Zhang et al., section 3.1).")
-project = project_picker()
-if project is None:
-    st.stop()
+project = require_project()
 
 new_tab, runs_tab = st.tabs(["New run", "Runs"])
 
@@ -60,7 +58,7 @@ def _engine_changed() -> None:
     """The embedded model starts from its demo preset, any other engine from the paper's protocol
     (:func:`judgeeye.sampling.default_preset`)."""
     embedded = st.session_state[FORM + "engine"] == "embedded"
-    st.session_state["s_preset"] = default_preset(EngineConfig(model=EMBEDDED_MODEL if embedded else "other"))
+    st.session_state["s_preset"] = default_preset(TransformersConfig(model=EMBEDDED_MODEL if embedded else "other"))
     _apply_preset()
 
 
@@ -84,7 +82,7 @@ def new_run_form() -> None:
         st.info("This project has no codebook yet.")
         return
     if "s_preset" not in st.session_state:
-        st.session_state["s_preset"] = default_preset(EngineConfig())  # the engine radio starts on the embedded model
+        st.session_state["s_preset"] = default_preset(TransformersConfig())  # the engine radio starts on the embedded model
     version = st.selectbox("Codebook version", versions, index=len(versions) - 1, key="s_codebook")
     engine = engine_picker(FORM, on_change=_engine_changed)
     preset = st.radio("Preset", list(PRESETS), key="s_preset", horizontal=True, on_change=_apply_preset,
@@ -227,9 +225,9 @@ def run_view() -> None:
     ids = [r.id for r in runs]
     status = {r.id: r.status for r in runs}
     labels = {r.id: f"Run {r.id} · {EngineConfig.model_validate(r.engine).label()} · k={r.k} · "
-                    f"{ACCEPTANCE_LABELS.get((r.settings or {}).get('acceptance'), 'written')} · "
+                    f"{ACCEPTANCE_LABELS.get((r.settings or {}).get('acceptance') or 'written', 'written')} · "
                     f"{STATUS_WORDS.get(r.status, r.status)}" for r in runs}
-    run_id = live_selectbox("Run", ids, format_func=labels.get, key="s_run_pick")
+    run_id = live_selectbox("Run", ids, format_func=labels.__getitem__, key="s_run_pick")
     job_panel([tracked(run_id, status[run_id])], key="s_panel", actor=actor)
     with session_scope() as session:
         stats = run_stats(session, run_id)
