@@ -89,6 +89,7 @@ class TransformersEngine(Engine):
     """Local inference with transformers (see the module docstring)."""
 
     supports_readout = True
+    config: TransformersConfig
 
     def __init__(self, config: TransformersConfig | None = None, *, model: Any = None,
                  tokenizer: Any = None) -> None:
