@@ -149,7 +149,8 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
 
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    # Any: transformers types hf_quantizer as a submodule/tensor attribute, which it is not
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     # A GGUF-loaded model refuses save_pretrained while it carries its (de)quantizer.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -237,7 +238,8 @@ def _load_uncached(config: TransformersConfig) -> tuple[Any, Any]:
     if device.type == "cuda":
         kwargs["device_map"] = {"": str(device)}
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        # Any: transformers' stubs type PreTrainedModel.to as taking a model, not a device
+        model: Any = AutoModelForCausalLM.from_pretrained(location, **kwargs)
         tokenizer_from = location
         if config.adapter and (Path(config.adapter) / "tokenizer_config.json").is_file():
             tokenizer_from = config.adapter  # training saved its (possibly extended) tokenizer
