@@ -88,19 +88,13 @@ def _register_attention() -> None:
     grouped-query heads and a head-shared mask (see :func:`_decode_attention`: no ``repeat_kv``
     copy of the whole cache per layer and step)."""
     from transformers import AttentionInterface
-
-    try:
-        from transformers import AttentionMaskInterface
-        from transformers.masking_utils import sdpa_mask
-    except ImportError:  # pragma: no cover
-        AttentionMaskInterface = None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if ATTN_NAME in AttentionInterface():  # registered once per process
         return
 
     def judgeeye_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
-                      is_causal=None, **kwargs):  # type: ignore[no-untyped-def]
+                      is_causal=None, **kwargs):
         groups = int(getattr(module, "num_key_value_groups", 1) or 1)
         t = query.shape[2]
         if (
@@ -117,8 +111,12 @@ def _register_attention() -> None:
                                       scaling=scaling, is_causal=is_causal, **kwargs)
 
     AttentionInterface.register(ATTN_NAME, judgeeye_sdpa)
-    if AttentionMaskInterface is not None:
-        AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+    try:  # its mask function too, where this release has mask interfaces
+        from transformers import AttentionMaskInterface
+        from transformers.masking_utils import sdpa_mask
+    except ImportError:  # pragma: no cover
+        return
+    AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
 
 
 def set_decode_attention(mode: str) -> None:

@@ -22,11 +22,9 @@ def _fused_classes() -> tuple[type, type]:
             super().__init__()
             self.weight = nn.Parameter(torch.cat([m.weight.data for m in linears]),
                                        requires_grad=False)
-            if linears[0].bias is not None:
-                self.bias = nn.Parameter(torch.cat([m.bias.data for m in linears]),
-                                         requires_grad=False)
-            else:
-                self.bias = None
+            self.bias: nn.Parameter | None = (
+                nn.Parameter(torch.cat([m.bias.data for m in linears]), requires_grad=False)
+                if linears[0].bias is not None else None)
             bounds, start = [], 0
             for m in linears:
                 bounds.append((start, start + m.out_features))
@@ -83,8 +81,8 @@ def fuse_projections(model: Any) -> int:
     count = 0
     for module in list(model.modules()):
         for names in _FUSE_GROUPS:
-            linears = [getattr(module, n, None) for n in names]
-            if not all(type(m) is nn.Linear for m in linears):
+            linears = [m for m in (getattr(module, n, None) for n in names) if type(m) is nn.Linear]
+            if len(linears) != len(names):
                 continue
             first = linears[0]
             if any(m.in_features != first.in_features or (m.bias is None) != (first.bias is None)
