@@ -39,6 +39,12 @@ from judgeeye.engines.token_results import BatchStats, PromptCache, TokenResult
 log = logging.getLogger(__name__)
 
 
+def _kv_layers(cache: Any) -> list[Any]:
+    """A cache's layers with their ``keys``/``values`` tensors. Any: transformers types them as a
+    union with linear-attention and dummy layers (optional keys), which these caches never hold."""
+    return list(cache.layers)
+
+
 class _Slot:
     """Static buffers, cache and captured graphs for one (batch, cache length) shape."""
 
@@ -199,7 +205,7 @@ class StaticDecoder:
                 pad, width = last.pads[row], last.width
                 out[prompt] = PromptCache(width - pad, [
                     (layer.keys[row:row + 1, :, pad:width], layer.values[row:row + 1, :, pad:width])
-                    for layer in last.slot.cache.layers])
+                    for layer in _kv_layers(last.slot.cache)])
         return out
 
     def trace_rows(self) -> list[tuple[tuple[int, ...], list[int]]]:
@@ -231,7 +237,7 @@ class StaticDecoder:
         n, t = len(rows), max(len(x) for x in tails)
         index = torch.tensor(list(rows), device=dev)
         data = [(layer.keys[:, :, :end].index_select(0, index),
-                 layer.values[:, :, :end].index_select(0, index)) for layer in last.slot.cache.layers]
+                 layer.values[:, :, :end].index_select(0, index)) for layer in _kv_layers(last.slot.cache)]
         cache = DynamicCache(ddp_cache_data=data, config=self.model.config)
         # Tails left-padded, so that every row's last token is the block's last position.
         ids = torch.full((n, t), self.pad_id, dtype=torch.long)
@@ -304,7 +310,7 @@ class StaticDecoder:
             last.append(self._eager_forward(torch.tensor([prompt], device=dev), None,
                                             torch.arange(length, device=dev)[None], tmp))
             rows = [r for r, v in enumerate(source) if v == u]
-            for layer, part in zip(slot.cache.layers, tmp.layers, strict=True):
+            for layer, part in zip(_kv_layers(slot.cache), _kv_layers(tmp), strict=True):
                 if not layer.is_initialized:
                     layer.lazy_initialization(part.keys.expand(slot.batch, -1, -1, -1),
                                               part.values.expand(slot.batch, -1, -1, -1))
@@ -329,7 +335,7 @@ class StaticDecoder:
         tmp = DynamicCache(config=self.model.config)
         logits = self._eager_forward(ids.index_select(0, unique), valid[:, None, :, :],
                                      position_ids.index_select(0, unique), tmp)
-        for layer, part in zip(slot.cache.layers, tmp.layers, strict=True):
+        for layer, part in zip(_kv_layers(slot.cache), _kv_layers(tmp), strict=True):
             k_rows, v_rows = part.keys.index_select(0, source), part.values.index_select(0, source)
             if not layer.is_initialized:
                 layer.lazy_initialization(k_rows, v_rows)
