@@ -13,11 +13,13 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from judgeeye.auth import Actor
+from judgeeye.datasets import ColumnMapping, SplitRule, import_dataset, read_table
 from judgeeye.engines import EngineConfig
 from judgeeye.projects import ensure_sample_project
 from judgeeye.sampling import SamplingSettings
 from judgeeye.sampling.estimate import (
     budget_share,
+    estimate_or_calibrate,
     estimate_run,
     expected_candidates,
     recorded_throughput,
@@ -75,6 +77,21 @@ def test_estimate_without_measurements_counts_tokens_only(store_url: str) -> Non
     assert est.prompt_tokens > 5 * 200  # from the prompts' characters: long HANNA prompts
     assert est.seconds is None
     assert est.text() == "about 960 tokens; time unknown until this engine has run here once"
+
+
+def test_no_codebook_means_no_calibration(store_url: str, tmp_path: Path) -> None:
+    """A project without a codebook has no prompt to measure: the estimate stays untimed and no
+    model is loaded (this crashed on the missing codebook)."""
+    path = tmp_path / "items.csv"
+    path.write_text("id,text,r1\n" + "".join(f"i{i},Story {i}.,{i % 5 + 1}\n" for i in range(3)))
+    mapping = ColumnMapping(id_column="id", text_columns={"story": "text"}, rating_columns={"r1": "r1"},
+                            scale_min=1, scale_max=5, dimension="complexity", generation_type="story")
+    with session_scope() as session:
+        project = import_dataset(session, read_table(path, mapping), project_name="no codebook",
+                                 split_rule=SplitRule(ratios=(1.0, 0.0, 0.0))).project_id
+    est = estimate_or_calibrate(project, EngineConfig(model=str(tmp_path / "no-model")),
+                                SamplingSettings(k=2, max_tokens=8))
+    assert est.items == 3 and est.seconds is None
 
 
 # ------------------------------------------------------------------------- a real engine
