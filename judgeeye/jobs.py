@@ -326,6 +326,7 @@ def _interrupt_runs(session: Session, job_id: int) -> None:
 
 
 def _fail_runs(session: Session, model: type[RunRow], job_id: int) -> None:
+    """One run table's part of :func:`_interrupt_runs` (one call per table keeps the rows typed)."""
     for run in session.scalars(select(model).where(model.job_id == job_id,
                                                    model.status.in_(("running", "evaluating")))).all():
         run.status = "failed"
