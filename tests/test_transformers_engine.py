@@ -189,6 +189,38 @@ def test_cache_in_a_fresh_process_is_fast(engine) -> None:
     assert out.stdout.strip().splitlines()[-1].endswith("ForCausalLM")
 
 
+def test_a_conversion_in_another_process_is_waited_for(tmp_path: Path, monkeypatch) -> None:
+    """While one process converts a GGUF file (it holds the file lock), another that needs the
+    same file waits, then takes the finished folder instead of converting it a second time."""
+    from filelock import FileLock
+
+    from judgeeye.engines.model_loader import _MARKER, CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"not a real GGUF file: converting it would fail")
+    target = gguf_cache_dir(gguf)
+    target.parent.mkdir(parents=True)
+    code = (
+        "from judgeeye.engines import model_loader\n"
+        "print('waiting', flush=True)\n"
+        f"print(model_loader.ensure_gguf_converted({str(gguf)!r}))\n"
+    )
+    with FileLock(target.parent / f".{target.name}.lock"):  # "the other process converts"
+        waiter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                  env={**os.environ, CACHE_ENV: str(tmp_path / "cache")})
+        assert waiter.stdout is not None and waiter.stdout.readline().strip() == "waiting"
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiter.wait(timeout=2)  # blocked on the lock, not converting
+        target.mkdir()
+        (target / "config.json").write_text("{}")
+        (target / _MARKER).write_text("{}")
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, err[-2000:]
+    assert out.strip() == str(target)
+
+
 @pytest.mark.slow
 def test_score_readout_distribution(engine) -> None:
     dists = engine.score_readout(
