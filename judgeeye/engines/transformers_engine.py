@@ -335,12 +335,13 @@ class TransformersEngine(Engine):
                     out = self._read_on_rows(tuple(prefix), suffixes, index, keys)
                     rest = [j for j, d in enumerate(out) if d is None]
                     if rest:
-                        self.readout_tokens += sum(len(suffixes[j]) for j in rest)
-                        for j, d in zip(rest, read_shared_prompt(
-                                self.model, prefix, [suffixes[j] for j in rest], index, keys,
-                                pad_id=self.pad_id, cached=self._prompt_caches.get(tuple(prefix))),
-                                strict=True):
-                            out[j] = d
+                        cached = self._prompt_caches.get(tuple(prefix))
+                        self.readout_tokens += sum(len(suffixes[j]) for j in rest) + (
+                            len(prefix) - cached.length if cached else len(prefix))
+                        found = read_shared_prompt(self.model, prefix, [suffixes[j] for j in rest],
+                                                   index, keys, pad_id=self.pad_id, cached=cached)
+                        for j, dist in zip(rest, found, strict=True):
+                            out[j] = dist
                 return out  # type: ignore[return-value]
         seqs = [encode_text(self.tokenizer, render_chat(self.tokenizer, m) + t + cue)
                 for m, t in zip(messages, traces, strict=True)]
