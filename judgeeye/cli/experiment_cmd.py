@@ -109,6 +109,11 @@ def experiment_run(
             typer.echo("nothing started (--dry-run)")
             return
         experiment_id, job_id = launch_experiment(project_id, settings, actor=Actor.system(), name=name, start=False)
+    _work(job_id, experiment_id, background)
+
+
+def _work(job_id: int, experiment_id: int, background: bool) -> None:
+    """Run the experiment's job here (then print its report) or leave it to a background worker."""
     status = run_here_or_background(job_id, f"experiment {experiment_id}", background=background,
                                     follow=f"   ·   judgeeye experiment show {experiment_id}")
     if status is None:
@@ -143,13 +148,7 @@ def experiment_resume(
     except (LookupError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    status = run_here_or_background(job_id, f"experiment {experiment_id}", background=background,
-                                    follow=f"   ·   judgeeye experiment show {experiment_id}")
-    if status is None:
-        return
-    _print_report(experiment_id)
-    if status != "succeeded":
-        raise typer.Exit(1)
+    _work(job_id, experiment_id, background)
 
 
 @experiment_app.command("list")
