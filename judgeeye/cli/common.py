@@ -4,7 +4,7 @@ which store a command reads."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
@@ -57,9 +57,10 @@ def start_in_background(job_id: int) -> str:
     return f"started in the background (pid {pid})" if pid else "queued for a `judgeeye jobs worker`"
 
 
-def run_here_or_background(job_id: int, what: str, *, background: bool, follow: str = "") -> str | None:
-    """Run a job's worker in this process, or start it in the background and say how to follow
-    it. Returns the job's final status when it ran here, else None."""
+def run_here_or_background(job_id: int, what: str, *, background: bool, report: Callable[[], None],
+                           follow: str = "") -> None:
+    """Run a job's worker in this process, then print ``report`` (exit status 1 unless the job
+    succeeded); or start it in the background and say how to follow it."""
     from judgeeye.jobs import run_job
     from judgeeye.store import Job, session_scope
 
@@ -68,6 +69,9 @@ def run_here_or_background(job_id: int, what: str, *, background: bool, follow: 
     if background:
         typer.echo(f"{what}: job {job_id} {start_in_background(job_id)}; log {log_path}")
         typer.echo(f"follow it with: judgeeye jobs show {job_id}{follow}")
-        return None
+        return
     typer.echo(f"{what} (job {job_id}); log {log_path}")
-    return run_job(job_id)
+    status = run_job(job_id)
+    report()
+    if status != "succeeded":
+        raise typer.Exit(1)

@@ -114,13 +114,9 @@ def experiment_run(
 
 def _work(job_id: int, experiment_id: int, background: bool) -> None:
     """Run the experiment's job here (then print its report) or leave it to a background worker."""
-    status = run_here_or_background(job_id, f"experiment {experiment_id}", background=background,
-                                    follow=f"   ·   judgeeye experiment show {experiment_id}")
-    if status is None:
-        return
-    _print_report(experiment_id)
-    if status != "succeeded":
-        raise typer.Exit(1)
+    run_here_or_background(job_id, f"experiment {experiment_id}", background=background,
+                           report=lambda: _print_report(experiment_id),
+                           follow=f"   ·   judgeeye experiment show {experiment_id}")
 
 
 @experiment_app.command("resume")

@@ -106,12 +106,7 @@ def sample(
                 run_id, job_id = launch_run(project_id, config, settings, codebook, actor=Actor.system(), start=False)
             except (LookupError, ValueError) as exc:
                 raise typer.BadParameter(str(exc)) from None
-    status = run_here_or_background(job_id, f"run {run_id}", background=background)
-    if status is None:
-        return
-    _print_run(run_id)
-    if status != "succeeded":
-        raise typer.Exit(1)
+    run_here_or_background(job_id, f"run {run_id}", background=background, report=lambda: _print_run(run_id))
 
 
 def _print_estimate(project_id: int, config: EngineConfig, settings: SamplingSettings,

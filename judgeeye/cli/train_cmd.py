@@ -109,13 +109,8 @@ def train(
 
         execute_training(run_id)
         return
-    status = run_here_or_background(job_id, f"training run {run_id}", background=background,
-                                    follow=f"   ·   judgeeye train show {run_id}")
-    if status is None:
-        return
-    _print_run(run_id)
-    if status != "succeeded":
-        raise typer.Exit(1)
+    run_here_or_background(job_id, f"training run {run_id}", background=background,
+                           report=lambda: _print_run(run_id), follow=f"   ·   judgeeye train show {run_id}")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
