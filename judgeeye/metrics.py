@@ -37,7 +37,13 @@ from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
+
+
+def _stats() -> Any:
+    """scipy.stats, imported on first use: it costs every CLI call and sampling job ~0.5 s."""
+    from scipy import stats
+
+    return stats
 
 __all__ = [
     "AgreementReport",
@@ -169,7 +175,7 @@ def kendall_tau(gold: ArrayLike, pred: ArrayLike) -> float:
     if g.size < 2:
         return math.nan
     with _quiet():
-        return float(stats.kendalltau(g, p).statistic)
+        return float(_stats().kendalltau(g, p).statistic)
 
 
 def spearman(gold: ArrayLike, pred: ArrayLike) -> float:
@@ -178,7 +184,7 @@ def spearman(gold: ArrayLike, pred: ArrayLike) -> float:
     if g.size < 2:
         return math.nan
     with _quiet():
-        return float(stats.spearmanr(g, p).statistic)
+        return float(_stats().spearmanr(g, p).statistic)
 
 
 def pearson(gold: ArrayLike, pred: ArrayLike) -> float:
@@ -187,7 +193,7 @@ def pearson(gold: ArrayLike, pred: ArrayLike) -> float:
     if g.size < 2:
         return math.nan
     with _quiet():
-        return float(stats.pearsonr(g, p).statistic)
+        return float(_stats().pearsonr(g, p).statistic)
 
 
 def mse(gold: ArrayLike, pred: ArrayLike) -> float:
@@ -401,9 +407,10 @@ def _boot_tau(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     u = pairs.shape[0]
     if u > _TAU_MATRIX_MAX_UNIQUE:
         out = np.empty(c)
+        kendalltau = _stats().kendalltau
         with _quiet():
             for r in range(c):
-                out[r] = stats.kendalltau(x[idx[r]], y[idx[r]]).statistic
+                out[r] = kendalltau(x[idx[r]], y[idx[r]]).statistic
         return out
     ux, uy = pairs[:, 0], pairs[:, 1]
     s = (np.sign(ux[:, None] - ux[None, :]) * np.sign(uy[:, None] - uy[None, :])).astype(np.float32)
@@ -618,7 +625,7 @@ def _t_ci(diff: np.ndarray, level: float = 0.95) -> CI:
     if n < 2:
         return _NAN_CI
     with _quiet():
-        half = stats.t.ppf(0.5 + level / 2.0, n - 1) * np.std(diff, ddof=1) / math.sqrt(n)
+        half = _stats().t.ppf(0.5 + level / 2.0, n - 1) * np.std(diff, ddof=1) / math.sqrt(n)
     m = float(np.mean(diff))
     return (m - float(half), m + float(half))
 
@@ -638,9 +645,9 @@ def paired_t_test_squared_errors(gold: ArrayLike, pred_a: ArrayLike, pred_b: Arr
         t = p1 = p2 = math.nan
     else:
         with _quiet():
-            t = float(stats.ttest_rel(sa, sb).statistic)
-            p2 = float(stats.ttest_rel(sa, sb).pvalue)
-            p1 = float(stats.ttest_rel(sa, sb, alternative="greater").pvalue)
+            both = _stats().ttest_rel(sa, sb)
+            t, p2 = float(both.statistic), float(both.pvalue)
+            p1 = float(_stats().ttest_rel(sa, sb, alternative="greater").pvalue)
     return TestResult(
         name="paired t-test on squared errors",
         statistic=t,
@@ -737,9 +744,9 @@ def paired_t_test_across_raters(
         t = p = p2 = math.nan
     else:
         with _quiet():
-            res = stats.ttest_rel(b, a, alternative=alternative)
+            res = _stats().ttest_rel(b, a, alternative=alternative)
             t, p = float(res.statistic), float(res.pvalue)
-            p2 = float(stats.ttest_rel(b, a).pvalue)
+            p2 = float(_stats().ttest_rel(b, a).pvalue)
     return TestResult(
         name="paired t-test across raters",
         statistic=t,

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sklearn.model_selection import StratifiedGroupKFold
 
 DEFAULT_RATIOS = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
@@ -178,6 +177,8 @@ def _assign_by_group(
             classes[[pos[m] for m in members]] = code
         if np.bincount(classes).max() < k:  # no label has an item for every fold
             classes[:] = 0
+    from sklearn.model_selection import StratifiedGroupKFold  # here: sklearn costs every CLI call ~0.8 s
+
     folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=rule.seed)
     result: dict[str, str] = {}
     with warnings.catch_warnings():  # small labels are expected; they are shared out as they can
