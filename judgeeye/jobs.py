@@ -100,6 +100,23 @@ def queue_run_job(session: Session, kind: str, run: Any, busy: str) -> int:
     return job.id
 
 
+def requeue_run(model: type[RunRow], run_id: int, kind: str, noun: str, busy: str, *, start: bool = True,
+                check: Callable[[Any], None] | None = None) -> int:
+    """The new job that resumes a stored run (it does only what the run still misses); returns
+    its id. ``noun`` names the run in "no {noun} N"; ``check`` raises for a run that cannot be
+    resumed; ``busy`` as in :func:`queue_run_job`."""
+    with session_scope() as session:
+        run = session.get(model, run_id)
+        if run is None:
+            raise LookupError(f"no {noun} {run_id}")
+        if check is not None:
+            check(run)
+        job_id = queue_run_job(session, kind, run, busy)
+    if start:
+        start_job(job_id)
+    return job_id
+
+
 def other_running_job(session: Session, ctx: JobContext) -> Job | None:
     """Another running job of the same kind on the same run (``params["run_id"]``), if any: a
     run must be worked by one job at a time, or its rows would be written twice."""

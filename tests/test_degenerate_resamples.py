@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from judgeeye.cli import app
 from judgeeye.evaluate import dashboard
-from judgeeye.evaluate.report import UNDEFINED, comparison_view, run_table_view, undefined_note
+from judgeeye.evaluate.report import UNDEFINED, comparison_view, num, run_table_view, undefined_note
 from judgeeye.metrics import bootstrap_icc3_improvement
 from judgeeye.store import session_scope
 from synthetic_project import fill_synthetic
@@ -46,3 +46,10 @@ def test_inter_rater_test_notes_its_undefined_resamples() -> None:
     assert test.n_degenerate and undefined_note(test) == (
         f"; {test.n_degenerate:,} of 300 resamples left out: constant ratings, where the metric is undefined")
     assert undefined_note(bootstrap_icc3_improvement(ma, ma, n_boot=0)) == ""
+
+
+def test_numbers_show_no_negative_zero_and_no_infinity() -> None:
+    """A constant rater's ICC interval read "0.000 [-0.000, 0.000]" in the quick preset's report."""
+    assert num(-1e-17) == num(0.0) == num(-0.0) == "0.000"
+    assert num(-0.0004) == "0.000" and num(-0.0006) == "-0.001" and num(-1234.5, 1) == "-1,234.5"
+    assert num(None) == num(float("nan")) == num(float("inf")) == "—"

@@ -211,6 +211,20 @@ OPENAI_CORE_FIELDS = frozenset({"model", "messages", "n", "temperature", "top_p"
                                 "max_tokens", "max_completion_tokens"})
 
 
+#: SamplingParams fields the vllm engine sets itself; ``sampling_kwargs`` cannot override them
+VLLM_CORE_FIELDS = frozenset({"n", "seed", "temperature", "top_p", "max_tokens"})
+
+
+def refuse_core_fields(field: str, value: dict[str, Any], core: frozenset[str]) -> dict[str, Any]:
+    """An engine's free-form extra fields, refused where they would override what a run's
+    sampling settings set (the run would record one setting and sample with another)."""
+    clash = sorted(set(value) & core)
+    if clash:
+        raise ValueError(f"{field} cannot set {', '.join(clash)}: the engine sets them from the run's sampling "
+                         "settings")
+    return value
+
+
 class OpenAIConfig(EngineConfig):
     """The ``openai`` engine: any OpenAI-compatible chat-completions server."""
 
@@ -257,11 +271,7 @@ class OpenAIConfig(EngineConfig):
     @field_validator("extra_body")
     @classmethod
     def _no_core_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        core = sorted(set(value) & OPENAI_CORE_FIELDS)
-        if core:
-            raise ValueError(f"extra_body cannot set {', '.join(core)}: the engine sets them from the "
-                             "run's sampling settings")
-        return value
+        return refuse_core_fields("extra_body", value, OPENAI_CORE_FIELDS)
 
     def spec(self) -> str:
         return f"openai:{self.model}@{self.base_url}"
@@ -308,11 +318,7 @@ class VLLMConfig(EngineConfig):
     @field_validator("sampling_kwargs")
     @classmethod
     def _no_core_sampling(cls, value: dict[str, Any]) -> dict[str, Any]:
-        core = sorted(set(value) & {"n", "seed", "temperature", "top_p", "max_tokens"})
-        if core:
-            raise ValueError(f"sampling_kwargs cannot set {', '.join(core)}: the engine sets them from the "
-                             "run's sampling settings")
-        return value
+        return refuse_core_fields("sampling_kwargs", value, VLLM_CORE_FIELDS)
 
     def spec(self) -> str:
         return f"vllm:{self.model}"

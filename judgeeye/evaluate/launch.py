@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, require
 from judgeeye.evaluate.raters import RaterSpec, create_rater_run
-from judgeeye.jobs import ACTIVE, current_job, queue_run_job, start_job
+from judgeeye.jobs import ACTIVE, current_job, queue_run_job, requeue_run, start_job
 from judgeeye.store import Job, RaterRun, session_scope
 
 JOB_KIND = "evaluate"
@@ -43,19 +43,13 @@ def latest_job(session: Session, run_id: int) -> Job | None:
 def resume_rater_run(run_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that rates only the items still without a prediction; returns its id."""
     require(actor, "evaluate")
-    return _new_job(run_id, start=start)
+    return requeue_rater_run(run_id, start=start)
 
 
-def _new_job(run_id: int, *, start: bool) -> int:
+def requeue_rater_run(run_id: int, *, start: bool = True) -> int:
     """The job that (re)rates a run; callers have checked the actor's rights."""
-    with session_scope() as session:
-        run = session.get(RaterRun, run_id)
-        if run is None:
-            raise LookupError(f"no rater run {run_id}")
-        job_id = queue_run_job(session, JOB_KIND, run, f"rater run {run_id} is already being rated by")
-    if start:
-        start_job(job_id)
-    return job_id
+    return requeue_run(RaterRun, run_id, JOB_KIND, "rater run", f"rater run {run_id} is already being rated by",
+                       start=start)
 
 
 def active_runs(session: Session, project_id: int) -> list[int]:

@@ -44,11 +44,13 @@ class ReportChoices:
 
 
 def num(value: object, digits: int = 3) -> str:
-    """A number as shown: fixed decimals, "—" where it is undefined (never "nan" or "None")."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A number as shown: fixed decimals, "—" where it is undefined (never "nan", "inf" or
+    "None"), and no "-0.000" for a value that rounds to zero (a constant rater's ICC bound)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     if isinstance(value, (int, float)):
-        return f"{value:,.{digits}f}"
+        shown = f"{value:,.{digits}f}"
+        return shown[1:] if shown.startswith("-") and not shown.strip("-0.,") else shown
     return str(value)
 
 

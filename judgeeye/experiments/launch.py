@@ -23,7 +23,7 @@ from judgeeye.codebook import current_version, get_version
 from judgeeye.experiments import stages as st
 from judgeeye.experiments.grid import stages as grid_stages
 from judgeeye.experiments.settings import ExperimentSettings
-from judgeeye.jobs import current_job, queue_run_job, start_job
+from judgeeye.jobs import current_job, queue_run_job, requeue_run, start_job
 from judgeeye.store import (
     Codebook,
     Experiment,
@@ -157,16 +157,13 @@ def launch_experiment(project_id: int, settings: ExperimentSettings, *, actor: A
 def resume_experiment(experiment_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that does what the experiment is still missing; returns its id."""
     require(actor, "experiment")
-    with session_scope() as session:
-        experiment = session.get(Experiment, experiment_id)
-        if experiment is None:
-            raise LookupError(f"no experiment {experiment_id}")
+
+    def resumable(experiment: Experiment) -> None:
         if experiment.status == "completed":
             raise RuntimeError(f"experiment {experiment_id} is complete; start a new one to run it again")
-        job_id = queue_run_job(session, JOB_KIND, experiment, f"experiment {experiment_id} is already running as")
-    if start:
-        start_job(job_id)
-    return job_id
+
+    return requeue_run(Experiment, experiment_id, JOB_KIND, "experiment",
+                       f"experiment {experiment_id} is already running as", start=start, check=resumable)
 
 
 def latest_job(session: Session, experiment_id: int) -> Job | None:

@@ -31,7 +31,7 @@ from judgeeye.evaluate.compare import (
     ItemMismatchError,
     significance_mark,
 )
-from judgeeye.evaluate.report import STYLE
+from judgeeye.evaluate.report import STYLE, num
 from judgeeye.evaluate.summary import RunSummary, summaries
 from judgeeye.experiments import grid
 from judgeeye.experiments.launch import experiment_settings, stage_rows
@@ -244,14 +244,8 @@ def build_report(session: Session, experiment_id: int) -> ExperimentReport:
 # ------------------------------------------------------------------------------ tables
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.{digits}f}"
-
-
 def _ci(s: RunSummary, metric: str) -> str:
-    return f"{_num(getattr(s, metric))} [{_num(getattr(s, metric + '_lo'))}, {_num(getattr(s, metric + '_hi'))}]"
+    return f"{num(getattr(s, metric))} [{num(getattr(s, metric + '_lo'))}, {num(getattr(s, metric + '_hi'))}]"
 
 
 def duration(seconds: float | None) -> str:
@@ -353,10 +347,10 @@ def group_tables(report: ExperimentReport) -> tuple[pd.DataFrame, pd.DataFrame] 
 
 
 def _group_tables(g: GroupComparison, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    per = pd.DataFrame([{"rater": name, **{f"{METRIC_WORDS[m]} original": _num(row[f'{m} A']) for m in METRICS},
-                         **{f"{METRIC_WORDS[m]} refined": _num(row[f'{m} B']) for m in METRICS}}
+    per = pd.DataFrame([{"rater": name, **{f"{METRIC_WORDS[m]} original": num(row[f'{m} A']) for m in METRICS},
+                         **{f"{METRIC_WORDS[m]} refined": num(row[f'{m} B']) for m in METRICS}}
                         for name, row in zip(names, g.per_rater)])
-    tests = pd.DataFrame([{"metric": METRIC_WORDS[m], "mean refined − original": _num(t.estimate),
+    tests = pd.DataFrame([{"metric": METRIC_WORDS[m], "mean refined − original": num(t.estimate),
                            "p (one-sided, across raters)": fmt_p(t.p_value) + significance_mark(t.p_value),
                            "raters": t.n} for m, t in g.metric_tests.items()])
     return per, tests
@@ -421,8 +415,8 @@ def render_html(report: ExperimentReport) -> str:
         parts.append(_table(per))
         parts.append(_table(tests))
         if g.icc_test is not None and g.icc_a is not None and g.icc_b is not None:
-            parts.append(f"<p class='note'>Inter-rater ICC(3,1): original {_num(g.icc_a.icc3)} → refined "
-                         f"{_num(g.icc_b.icc3)}; one-sided bootstrap p = {fmt_p(g.icc_test.p_value)}.</p>")
+            parts.append(f"<p class='note'>Inter-rater ICC(3,1): original {num(g.icc_a.icc3)} → refined "
+                         f"{num(g.icc_b.icc3)}; one-sided bootstrap p = {fmt_p(g.icc_test.p_value)}.</p>")
         for note in g.notes:
             parts.append(f"<p class='note'>{esc(note)}</p>")
     for note in report.notes:

@@ -93,10 +93,10 @@ def rate_inline(run_ids: Sequence[int], log: Callable[[str], None] = print) -> d
 def launch_incomplete(run_ids: Sequence[int], *, actor: Actor) -> list[int]:
     """Start a background evaluation job for each run still incomplete; returns the job ids.
     Only the comparison's own runs are rated here, so ``edit_codebook`` suffices (see above)."""
-    from judgeeye.evaluate.launch import _new_job
+    from judgeeye.evaluate.launch import requeue_rater_run
 
     require(actor, "edit_codebook")
-    return [_new_job(run_id, start=True) for run_id in run_ids]
+    return [requeue_rater_run(run_id) for run_id in run_ids]
 
 
 @dataclass

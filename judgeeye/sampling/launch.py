@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, require
 from judgeeye.engines import EngineConfig
-from judgeeye.jobs import current_job, queue_run_job, start_job
+from judgeeye.jobs import current_job, queue_run_job, requeue_run, start_job
 from judgeeye.sampling.runs import SamplingSettings, create_run, preset_settings
 from judgeeye.store import Candidate, Item, Job, SamplingRun, session_scope
 
@@ -38,14 +38,8 @@ def launch_run(
 def resume_run(run_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that samples only what the run is still missing; returns its id."""
     require(actor, "sample")
-    with session_scope() as session:
-        run = session.get(SamplingRun, run_id)
-        if run is None:
-            raise LookupError(f"no sampling run {run_id}")
-        job_id = queue_run_job(session, "sample", run, f"run {run_id} is already being sampled by")
-    if start:
-        start_job(job_id)
-    return job_id
+    return requeue_run(SamplingRun, run_id, "sample", "sampling run", f"run {run_id} is already being sampled by",
+                       start=start)
 
 
 def latest_job(session: Session, run_id: int) -> Job | None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from judgeeye.auth.roles import Actor, require
 from judgeeye.codebook import current_version, get_version
-from judgeeye.jobs import current_job, queue_run_job, start_job
+from judgeeye.jobs import current_job, queue_run_job, requeue_run, start_job
 from judgeeye.store import Candidate, Job, Project, SamplingRun, TrainingMetric, TrainingRun, data_dir, session_scope
 from judgeeye.training.config import MODE_LABELS, TrainingConfig
 from judgeeye.training.plan import StagePlan, plan_training
@@ -95,19 +95,16 @@ def resume_training(run_id: int, *, actor: Actor, start: bool = True) -> int:
     """A new job that continues a stopped, failed or killed run from its last checkpoint.
     Raises :class:`NothingToResume` when the run saved nothing to continue from."""
     require(actor, "train")
-    with session_scope() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise LookupError(f"no training run {run_id}")
+
+    def resumable(run: TrainingRun) -> None:
         if run.status == "completed":
             raise RuntimeError(f"training run {run_id} is complete; start a new run instead")
         if resume_point(run_id) is None:
             raise NothingToResume(f"training run {run_id} stopped before its first checkpoint: there is nothing "
                                   "to resume; start a new run")
-        job_id = queue_run_job(session, "train", run, f"training run {run_id} is already running as")
-    if start:
-        start_job(job_id)
-    return job_id
+
+    return requeue_run(TrainingRun, run_id, "train", "training run", f"training run {run_id} is already running as",
+                       start=start, check=resumable)
 
 
 def run_plans(run_id: int) -> list[StagePlan]:
