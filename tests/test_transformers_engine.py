@@ -365,37 +365,6 @@ def test_readout_reuses_the_sampling_prefill(tiny_dir: Path, fast: bool) -> None
 
 
 @pytest.mark.slow
-def test_a_raters_readout_continues_its_own_row(tiny_dir: Path) -> None:
-    """A rater samples one trace per item and reads its score in ``on_result`` (what
-    :func:`judgeeye.evaluate.runner.rate_completions` does): that read-out continues the item's
-    own decoder row too, so only the cue runs again, not the prompt and the trace (a rater over
-    long HANNA stories ran every prompt twice), with the same level probabilities."""
-    from judgeeye.engines.transformers_engine import TransformersEngine
-
-    eng = TransformersEngine(TransformersConfig(model=str(tiny_dir), batch_size=8))
-    levels, cue = [1, 2, 3, 4, 5], "<rating>"
-    prompts = [QUESTION, COLOR]
-    during: dict[int, tuple[int, dict[str, float]]] = {}
-
-    def on_result(i: int, completions: list[Completion]) -> None:
-        before = eng.readout_tokens
-        (dist,) = eng.score_readout([prompts[i]], [completions[0].text], levels, cue)
-        during[i] = (eng.readout_tokens - before, dist)
-
-    out = eng.generate([GenerationRequest(m, n=1) for m in prompts],
-                       SamplingParams(temperature=1.0, max_tokens=12, seed=0), on_result=on_result)
-    assert eng.decode_path == "static"
-    for i, messages in enumerate(prompts):
-        ran, dist = during[i]
-        before = eng.readout_tokens
-        (fresh,) = eng.score_readout([messages], [out[i][0].text], levels, cue)
-        whole = eng.readout_tokens - before
-        assert 0 < ran < whole / 2 and whole > len(eng.encode_messages(messages))
-        assert list(dist) == list(fresh) == ["1", "2", "3", "4", "5"]
-        assert list(dist.values()) == pytest.approx(list(fresh.values()), abs=1e-5)
-
-
-@pytest.mark.slow
 def test_peft_adapter(tiny_dir: Path, tmp_path: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model

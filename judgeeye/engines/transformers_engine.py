@@ -323,10 +323,12 @@ class TransformersEngine(Engine):
         level_ids = level_token_ids(self.tokenizer, levels, cue)
         keys = list(level_ids)
         index = [level_ids[k] for k in keys]
-        if all(m == messages[0] for m in messages) and full_attention_only(self.model):
-            # The traces of one item (k of them when sampling, one for a rater's prediction):
-            # each continues its sampled row where the decoder still holds it, the rest run on
-            # the prompt once (from the sampling batch when it is still there).
+        if (len(messages) > 1 and all(m == messages[0] for m in messages)
+                and full_attention_only(self.model)):
+            # The k > 1 traces of one item: each continues its sampled row where the decoder
+            # still holds it, the rest run on the prompt once (from the sampling batch when it
+            # is still there). A rater's single trace is read on the whole prompt and trace, as
+            # validation reads it, so that both give the same numbers (tests/test_readout_protocol.py).
             prefix = self.encode_messages(messages[0])
             suffixes = [encode_text(self.tokenizer, t + cue) for t in traces]
             if prefix and all(suffixes):
