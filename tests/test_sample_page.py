@@ -81,6 +81,8 @@ def test_form_defaults_and_help_come_from_the_library(store_url: str, monkeypatc
     assert at.number_input(key="s_k").value == demo.k and at.number_input(key="s_max_tokens").value == demo.max_tokens
     assert at.number_input(key="s_limit").value == demo.limit
     assert at.selectbox(key="s_acceptance").value == "forced_cue"
+    # a multiselect gets its first value as its default, not through session state (settings_form.fill)
+    assert at.multiselect(key="s_splits").value == demo.splits == ["train"] and not at.warning
     assert at.selectbox(key="s_acceptance").help == escape_markdown(FIELDS["acceptance"].description)
     assert at.number_input(key="s_max_tokens").help == escape_markdown(FIELDS["max_tokens"].description)
     at.radio(key="s_preset").set_value("paper").run()
@@ -88,6 +90,12 @@ def test_form_defaults_and_help_come_from_the_library(store_url: str, monkeypatc
     assert at.number_input(key="s_k").value == paper.k == FIELDS["k"].default
     assert at.number_input(key="s_max_tokens").value == paper.max_tokens == FIELDS["max_tokens"].default
     assert at.number_input(key="s_limit").value is None and at.selectbox(key="s_acceptance").value == "written"
+    at.multiselect(key="s_splits").set_value(["train", "validation"]).run()
+    at.number_input(key="s_k").set_value(3).run()  # another widget's rerun keeps the choice
+    assert at.multiselect(key="s_splits").value == ["train", "validation"] and not at.warning
+    at.radio(key="s_preset").set_value("embedded demo").run()  # a preset sets it again
+    assert at.multiselect(key="s_splits").value == ["train"]
+    at.radio(key="s_preset").set_value("paper").run()
     assert "--preset paper" in at.code[0].value and "--max-tokens" not in at.code[0].value
     at.button(key="s_start").click().run()
     with session_scope() as s:
