@@ -4,6 +4,7 @@ and shared widgets in ``ui/``; neither holds business logic, which lives in ``ju
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import streamlit as st
@@ -22,7 +23,11 @@ VIEWS = Path(__file__).resolve().parent / "views"
 @st.cache_resource(show_spinner="Preparing the store…")
 def _first_start(url: str) -> int | None:
     """Once per server process and store: upgrade the schema, import the sample into an empty
-    store, and create the first admin, whose password is printed here once."""
+    store, and create the first admin, whose password is printed here once. The library loads
+    scipy.stats and scikit-learn on first use (so the CLI starts sooner); the server loads them
+    here, before the first page, so that no page's run pays for them."""
+    for module in ("scipy.stats", "sklearn.model_selection"):
+        importlib.import_module(module)
     project_id = ensure_sample_project(url)
     with session_scope(url) as session:
         password = ensure_first_admin(session)

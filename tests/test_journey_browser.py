@@ -204,8 +204,13 @@ def lead_samples_with_the_defaults(j: Journey) -> None:
     expect(page.get_by_label("Max tokens", exact=True)).to_have_value("96")
     expect(page.get_by_label("Only the first N items", exact=True)).to_have_value("8")
     expect(page.get_by_role("combobox", name="Acceptance mode")).to_have_value("forced cue")
+    # the whole form is drawn (a user reads it before typing) and shows the preset's splits
+    expect(page.get_by_role("button", name="Start sampling")).to_be_visible()
+    expect(page.get_by_test_id("stMultiSelect").filter(has_text="Splits")).to_contain_text("train")
     page.get_by_text("More settings", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Rating-token read-out")).to_be_checked()
     j.number("Seed", SEED)
+    expect(page.get_by_test_id("stMultiSelect").filter(has_text="Splits")).to_contain_text("train")
     j.look("sample-form")
     page.get_by_role("button", name="Start sampling").click()
     expect(page.get_by_text(re.compile(r"Run 1 started \(job \d+\)"))).to_be_visible()

@@ -81,7 +81,7 @@ def test_form_defaults_and_help_come_from_the_library(store_url: str, monkeypatc
     assert at.number_input(key="s_k").value == demo.k and at.number_input(key="s_max_tokens").value == demo.max_tokens
     assert at.number_input(key="s_limit").value == demo.limit
     assert at.selectbox(key="s_acceptance").value == "forced_cue"
-    # a multiselect gets its first value as its default, not through session state (settings_form.fill)
+    # the preset fills the multiselect too, with no warning
     assert at.multiselect(key="s_splits").value == demo.splits == ["train"] and not at.warning
     assert at.selectbox(key="s_acceptance").help == escape_markdown(FIELDS["acceptance"].description)
     assert at.number_input(key="s_max_tokens").help == escape_markdown(FIELDS["max_tokens"].description)

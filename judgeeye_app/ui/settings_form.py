@@ -50,23 +50,13 @@ def _stored(field: SettingField, value: Any) -> Any:
     return value
 
 
-def _picks(field: SettingField) -> bool:
-    """A list field drawn as a multiselect (it has options to pick from)."""
-    return field.kind == "list" and bool(_options(field))
-
-
 def fill(model: type[BaseModel], paths: Iterable[str] | None, prefix: str,
          values: BaseModel | Mapping[str, Any] | None = None, *, force: bool = False) -> None:
     """Put the fields' values from ``values`` (default: the model's defaults) into the widgets'
-    session state: for fields not shown yet, or all of them with ``force``.
-
-    A multiselect not shown yet is left out: its first value goes in as the widget's ``default``
-    (:func:`settings_form`). Set through session state before its first draw, a multiselect
-    could show no choice while holding one (seen under load in chromium on Streamlit 1.67: the
-    next click then sent the empty choice back)."""
+    session state: for fields not shown yet, or all of them with ``force``."""
     for field in setting_fields(model, paths):
         key = widget_key(prefix, field.path)
-        if force or (key not in st.session_state and not _picks(field)):
+        if force or key not in st.session_state:
             st.session_state[key] = _stored(field, value_in(field, values))
 
 
@@ -110,12 +100,10 @@ def _bool(where: Any, field: SettingField, key: str, label: str, help: str | Non
     return where.checkbox(label, key=key, help=help, **kwargs)
 
 
-def _list(where: Any, field: SettingField, key: str, label: str, help: str | None, *, initial: Any = None,
-          **kwargs: Any) -> Any:
+def _list(where: Any, field: SettingField, key: str, label: str, help: str | None, **kwargs: Any) -> Any:
     options = _options(field)
-    if options:  # ``initial``: its first value (see fill); later ones are the widget's own state
-        default = None if key in st.session_state else list(initial or [])
-        return list(where.multiselect(label, options, default=default, key=key, help=help, placeholder=field.none,
+    if options:
+        return list(where.multiselect(label, options, key=key, help=help, placeholder=field.none,
                                       format_func=lambda v: field.labels.get(v, str(v)), **kwargs))
     text = where.text_input(label, key=key, help=help, placeholder=field.none or "comma-separated", **kwargs)
     words = [part.strip() for part in (text or "").split(",") if part.strip()]
@@ -155,25 +143,23 @@ def settings_form(
     fields of several sections in one expander)."""
     fields = [f for f in setting_fields(model, paths) if only is None or f.advanced == (only == "advanced")]
     fill(model, [f.path for f in fields], prefix, values)
-    initial = {f.path: _stored(f, value_in(f, values)) for f in fields if _picks(f)}
     gather = more is not None and only is None  # the advanced fields under "More settings"
     plain = [f for f in fields if not (gather and f.advanced)]
     advanced = [f for f in fields if gather and f.advanced]
-    out = _grid(plain, prefix, columns, initial)
+    out = _grid(plain, prefix, columns)
     if advanced and more:
         with st.expander(more):
-            out.update(_grid(advanced, prefix, columns, initial))
+            out.update(_grid(advanced, prefix, columns))
     return {f.path: out[f.path] for f in fields}
 
 
-def _grid(fields: list[SettingField], prefix: str, columns: int, initial: dict[str, Any]) -> dict[str, Any]:
+def _grid(fields: list[SettingField], prefix: str, columns: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for start in range(0, len(fields), columns):
         row = fields[start:start + columns]
         cells = st.columns(columns, vertical_alignment="bottom")  # check boxes in line with the boxes
         for cell, field in zip(cells, row):
-            first = {"initial": initial[field.path]} if field.path in initial else {}
-            out[field.path] = field_widget(field, prefix, where=cell, **first)
+            out[field.path] = field_widget(field, prefix, where=cell)
     return out
 
 
