@@ -117,8 +117,8 @@ def test_a_run_records_its_throughput_and_the_next_estimate_uses_it(store_url: s
         assert recorded_throughput(session, EngineConfig(model=str(tiny_dir), batch_size=4)) is None
         est = estimate_run(session, project, config, settings)
     # the estimate is the recorded start-up plus every candidate's token budget at the recorded
-    # decode rate (plus prefill and overhead); its loop part is no timing of this test (the model load is in `took`, not in
-    # the loop), only bounded by it so that a unit slip (ms for s, tokens for candidates) fails
+    # decode rate (plus prefill and overhead). Its loop part is not timed against this run (whose
+    # `took` includes the model load), only bounded by it, so that a unit slip still fails.
     assert est.seconds is not None and est.throughput.runs == 1
     loop = est.seconds - found.startup_s
     assert loop >= est.candidates * 12 / found.decode_tok_s > 0
