@@ -18,11 +18,14 @@ USER_ERRORS = (DatasetError, DatasetValidationError, ProjectNotFound, CodebookEr
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Bad input ends the command with its message on stderr and exit status 2, no traceback."""
+def user_errors(*also: type[Exception]) -> Iterator[None]:
+    """Bad input ends the command with its message on stderr and exit status 2, no traceback:
+    the library's input errors, and ``also`` the errors a command's own call refuses with
+    (``user_errors(LookupError)`` for "no experiment 7")."""
+    caught: tuple[type[Exception], ...] = (*USER_ERRORS, *also)
     try:
         yield
-    except USER_ERRORS as exc:
+    except caught as exc:
         typer.echo(f"error: {exc}", err=True)
         if isinstance(exc, ProjectNotFound):  # the wrong store is the likeliest reason
             echo_store(err=True)

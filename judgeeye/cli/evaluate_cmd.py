@@ -128,7 +128,7 @@ def evaluate(
     list_: Annotated[bool, typer.Option("--list", help="List rater runs (of --project, or all) and exit.")] = False,
 ) -> None:
     """Rate a split with LLM raters and print τ, ICC(3,1), MSE (95% CIs), parse failures and n."""
-    from judgeeye.evaluate import ItemMismatchError, parse_rater
+    from judgeeye.evaluate import parse_rater
     from judgeeye.evaluate.launch import launch_rater_run, resume_rater_run
     from judgeeye.jobs import run_job
     from judgeeye.projects import find_project
@@ -182,17 +182,11 @@ def evaluate(
         typer.echo("follow them with: judgeeye jobs list; the table: judgeeye evaluate --list")
         return
     shown = list(dict.fromkeys(run_ids + (list(compare) if compare else [])))
-    try:
+    with user_errors(LookupError, ValueError):  # ItemMismatchError among them
         print_table(shown)
         if len(shown) >= 2:
             print_inter_rater(shown)
         if compare:
             print_compare(compare[0], compare[1], n_boot)
-    except ItemMismatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except (LookupError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     if failed:
         raise typer.Exit(1)

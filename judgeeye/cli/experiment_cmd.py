@@ -139,11 +139,8 @@ def experiment_resume(
         plan = plan_experiment(session, experiment.project_id, experiment_settings(experiment),
                                experiment_id=experiment_id)
     _print_plan(plan)
-    try:
+    with user_errors(LookupError, RuntimeError):
         job_id = resume_experiment(experiment_id, actor=Actor.system(), start=False)
-    except (LookupError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     _work(job_id, experiment_id, background)
 
 
@@ -191,12 +188,8 @@ def _print_report(experiment_id: int) -> None:
 @experiment_app.command("show")
 def experiment_show(experiment_id: Annotated[int, typer.Argument(help="Experiment id.")]) -> None:
     """An experiment's stages, raters with τ/ICC(3,1)/MSE and their CIs, verdicts and costs."""
-    with user_errors():
-        try:
-            _print_report(experiment_id)
-        except LookupError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+    with user_errors(LookupError):
+        _print_report(experiment_id)
 
 
 @experiment_app.command("report")
@@ -207,11 +200,7 @@ def experiment_report(
     """Write the experiment's report as one self-contained HTML file."""
     from judgeeye.experiments.report import build_report, render_html
 
-    with session_scope() as session:
-        try:
-            html = render_html(build_report(session, experiment_id))
-        except LookupError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+    with session_scope() as session, user_errors(LookupError):
+        html = render_html(build_report(session, experiment_id))
     out.write_text(html, encoding="utf-8")
     typer.echo(f"wrote {out}")

@@ -53,12 +53,8 @@ def jobs_cancel(job_id: int) -> None:
     """Ask a job to stop; what it wrote so far is kept (resume continues from there)."""
     from judgeeye.jobs import request_cancel
 
-    with user_errors():
-        try:
-            request_cancel(job_id, actor=Actor.system())
-        except LookupError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+    with user_errors(LookupError):
+        request_cancel(job_id, actor=Actor.system())
     typer.echo(f"cancel requested for job {job_id}")
 
 

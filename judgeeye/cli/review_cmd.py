@@ -30,12 +30,8 @@ def _review_errors() -> Iterator[None]:
     from judgeeye.auth import AccessDenied, UserError
     from judgeeye.review import ReviewError
 
-    with user_errors():
-        try:
-            yield
-        except (ReviewError, UserError, AccessDenied) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+    with user_errors(ReviewError, UserError, AccessDenied):
+        yield
 
 
 @review_app.command("open-round")

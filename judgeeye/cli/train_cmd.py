@@ -65,7 +65,7 @@ def train(
 
         main = PartialState().is_main_process
     ids: list[int | None] = [None, None]
-    with user_errors():
+    with user_errors(PlanRefused):
         if main:
             if resume is not None:
                 try:
@@ -92,9 +92,6 @@ def train(
                     return
                 try:
                     ids = list(launch_training(project_id, config, actor=Actor.system(), start=False))
-                except PlanRefused as exc:
-                    typer.echo(f"error: {exc}", err=True)
-                    raise typer.Exit(2) from None
                 except LookupError as exc:
                     raise typer.BadParameter(str(exc)) from None
     if world > 1:

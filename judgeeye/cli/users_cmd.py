@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from judgeeye.cli.common import echo_table
+from judgeeye.cli.common import echo_table, user_errors
 
 T = TypeVar("T")
 users_app = typer.Typer(help="People and roles: annotator, author, lead, admin.", no_args_is_help=True)
@@ -23,12 +23,8 @@ def _as_operator(action: Callable[..., T], *args: object) -> T:
     from judgeeye.auth import Actor, UserError
     from judgeeye.store import session_scope
 
-    try:
-        with session_scope() as session:
-            return action(session, Actor.system(), *args)
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with user_errors(UserError), session_scope() as session:
+        return action(session, Actor.system(), *args)
 
 
 @users_app.command("add")
