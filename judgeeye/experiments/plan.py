@@ -132,13 +132,6 @@ def _minutes(seconds: float) -> str:
 # ------------------------------------------------------------------------------ measuring
 
 
-def _wall_seconds(job: Job) -> float:
-    """A finished job's wall time (0 without a start and an end, which the queries below exclude)."""
-    if job.started_at is None or job.finished_at is None:
-        return 0.0
-    return (job.finished_at - job.started_at).total_seconds()
-
-
 def processing_rate(session: Session, engine: EngineConfig) -> Rate:
     """Tokens (prompt and generated) per wall second of the newest finished runs on this engine:
     on a CPU the long prompts of rating tasks cost as much as the tokens generated."""
@@ -167,7 +160,7 @@ def processing_rate(session: Session, engine: EngineConfig) -> Rate:
                 same = EngineConfig.model_validate(config).label() == label
             except ValueError:
                 same = False
-            wall = _wall_seconds(job)
+            wall = job.wall_seconds or 0.0
             if same and done and wall > 0 and runs < MEASURE_RUNS:
                 tokens, seconds, runs = tokens + done, seconds + wall, runs + 1
     if runs and seconds > 0:
@@ -196,7 +189,7 @@ def training_rate(session: Session, base_model: str) -> Rate:
             trained = session.scalar(select(TrainingMetric.value).where(
                 TrainingMetric.run_id == run.id, TrainingMetric.name == "num_tokens")
                 .order_by(TrainingMetric.step.desc()).limit(1))
-            wall = _wall_seconds(job)
+            wall = job.wall_seconds or 0.0
             if trained and wall > 0:
                 tokens, seconds, runs = tokens + trained, seconds + wall, runs + 1
     if runs and seconds > 0:

@@ -434,8 +434,8 @@ def known_cost(session: Session, kind: str, run_id: int) -> float | None:
         return None
     run = session.get(RUN_MODELS[kind], run_id)
     job = session.get(Job, run.job_id) if run is not None and run.job_id else None
-    if job is not None and job.kind == kind.replace("rate", "evaluate") and job.started_at and job.finished_at:
-        return max((job.finished_at - job.started_at).total_seconds(), 0.0)
+    if job is not None and job.kind == kind.replace("rate", "evaluate"):
+        return job.wall_seconds
     return None
 
 

@@ -150,6 +150,13 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    @property
+    def wall_seconds(self) -> float | None:
+        """Start to end of a job that has both (what finished runs' speed is measured by)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max((self.finished_at - self.started_at).total_seconds(), 0.0)
+
 
 class SamplingRun(Base):
     """k traces per item from one engine under one codebook version."""
