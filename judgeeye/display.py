@@ -1,4 +1,5 @@
-"""Making user text (items, traces, codebooks, names) safe to show as Markdown.
+"""Making user text (items, traces, codebooks, names) safe to show as Markdown, and numbers
+and names read as words.
 
 Streamlit renders Markdown; text from datasets and models must come out as the literal
 characters, never as links, HTML or formatting.
@@ -26,6 +27,18 @@ def snippet(text: str, words: int = 10) -> str:
 def plural(n: float, word: str) -> str:
     """``n`` and ``word``, with an s unless ``n`` is 1 ("1 step", "3 steps", "2.5 epochs")."""
     return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+
+
+def duration(seconds: float | None) -> str:
+    """A time span in words ("45 s", "3 min 05 s", "43 h 56 min"; "unknown" for None)."""
+    if seconds is None:
+        return "unknown"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
 
 
 def field_title(name: str) -> str:

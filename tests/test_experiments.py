@@ -482,3 +482,12 @@ def test_quick_preset_on_the_sample_project_killed_at_random_resumed_and_rerun(
     with read_scope() as s:
         latest = s.scalars(select(Experiment).order_by(Experiment.id.desc())).first()
         assert latest.id != experiment_id and all(r.reused for r in stage_rows(s, latest.id))
+
+
+def test_plan_times_read_in_hours_once_they_are_long() -> None:
+    """The plan's summary said "about 6357 min" for the paper preset on the sample project, while
+    its stage rows said "about 43 h 56 min": both now read the same way."""
+    from judgeeye.display import duration
+
+    assert duration(381_420) == "105 h 57 min" and duration(185) == "3 min 05 s"
+    assert duration(45) == "45 s" and duration(None) == "unknown"

@@ -51,7 +51,7 @@ def _settings(values: dict[str, Any], engines: dict[str, Any], sampler: str | No
 
 
 def _print_plan(plan: Plan) -> None:
-    from judgeeye.experiments.report import duration
+    from judgeeye.display import duration
 
     action = {"new": "new run", "reuse": "reuse", "resume": "resume", "done": "done"}
     echo_table([{"stage": s.title, "does": action[s.action] + (f" {s.run_id}" if s.run_id is not None else ""),

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from judgeeye.codebook import get_version, render_prompt_text, to_spec
+from judgeeye.display import duration
 from judgeeye.engines import EngineConfig
 from judgeeye.experiments import stages as st
 from judgeeye.experiments.grid import StageDef
@@ -121,12 +122,8 @@ class Plan:
         text = (f"{len(self.to_run)} of {len(self.stages)} stages to run in one experiment job ({made}); "
                 f"{len(self.reused)} reused")
         if self.to_run:
-            text += f"; about {self.tokens:,} tokens generated at most, about {_minutes(self.seconds)}"
+            text += f"; about {self.tokens:,} tokens generated at most, about {duration(self.seconds)}"
         return text + "."
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 # ------------------------------------------------------------------------------ measuring

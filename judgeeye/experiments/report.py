@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from judgeeye.display import duration
 from judgeeye.evaluate import dashboard
 from judgeeye.evaluate.compare import (
     Comparison,
@@ -248,17 +249,6 @@ def _ci(s: RunSummary, metric: str) -> str:
     return f"{num(getattr(s, metric))} [{num(getattr(s, metric + '_lo'))}, {num(getattr(s, metric + '_hi'))}]"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:02.0f} min"
-
-
 def _count(value: int | None) -> str:
     return "—" if value is None else f"{int(value):,}"
 
@@ -436,5 +426,5 @@ def render_html(report: ExperimentReport) -> str:
 
 
 __all__ = ["ALPHA", "ComparisonResult", "ExperimentReport", "RaterResult", "StageResult", "build_report",
-           "comparison_table", "duration", "fmt_p", "group_tables", "inputs_table", "rater_table", "render_html",
+           "comparison_table", "fmt_p", "group_tables", "inputs_table", "rater_table", "render_html",
            "stage_table", "text_lines", "verdict"]

@@ -14,7 +14,7 @@ import streamlit as st
 from pydantic import BaseModel
 
 from judgeeye.codebook import list_versions
-from judgeeye.display import escape_markdown
+from judgeeye.display import duration, escape_markdown
 from judgeeye.experiments import PRESET_HELP, ExperimentSettings, cli_command
 from judgeeye.experiments.grid import raters as grid_raters
 from judgeeye.experiments.launch import (
@@ -29,7 +29,6 @@ from judgeeye.experiments.report import (
     STATUS_WORDS,
     build_report,
     comparison_table,
-    duration,
     group_tables,
     inputs_table,
     rater_table,
