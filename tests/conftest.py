@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,20 @@ def _postgres_database(server: str):  # type: ignore[no-untyped-def]
         conn.execute(text(f'CREATE DATABASE "{name}"'))
 
     def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        from sqlalchemy.exc import ProgrammingError
+
+        # FORCE ends the test's own leftover connections; it may not end a server process such as
+        # an autovacuum worker that just started on the database (InsufficientPrivilege), which
+        # is gone a moment later
+        for attempt in range(10):
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except ProgrammingError as exc:
+                if "must be a member of the role" not in str(exc) or attempt == 9:
+                    raise
+                time.sleep(0.5)
         admin.dispose()
 
     return make_url(server).set(database=name).render_as_string(hide_password=False), drop
